@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: install demo test lint bench
 
 install:
-	bash scripts/install.sh test
+	bash scripts/install.sh test,verl,trl
 
 demo: install
 	$(BIN)/maspo demo

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from maspo.losses.core import LossOutput, check_range, finalize, log_ratio, register, surrogate
+from maspo.losses.core import (
+    LossOutput,
+    check_range,
+    finalize,
+    log_ratio,
+    masked_mean,
+    register,
+    surrogate,
+)
 
 
 def clip_regions(ratio: Tensor, adv: Tensor, lo: Tensor | float, hi: Tensor | float,
@@ -140,7 +148,7 @@ def dac(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, p: DacParams
     the upper bound is capped at high_cap and a dual clip is applied to negatives.
     """
     lo, hi = dac_bounds(old_logp, p.clip_low, p.clip_high, p.high_cap)
-    extra = {"bound_low_mean": lo.mean(), "bound_high_mean": hi.mean()}
+    extra = {"bound_low_mean": masked_mean(lo, mask), "bound_high_mean": masked_mean(hi, mask)}
     return _clipped(logp, old_logp, adv, mask, lo, hi, p.dual_clip, extra=extra)
 
 

@@ -35,11 +35,19 @@ class LossOutput:
     per_token: (B, T) loss to minimise, 0 where mask == 0, differentiable w.r.t. logp.
     metrics: detached scalar tensors (fractions are over masked tokens).
     weight: (B, T) detached gradient weight w (0 where mask == 0), for diagnostics.
+    counts: for each metric that is a mean, the number of tokens it is a mean over (a
+    group with no token reports 0 with count 0). Metrics ending in "_max" are maxima.
     """
 
     per_token: Tensor
     metrics: dict[str, Tensor]
     weight: Tensor
+    counts: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    def metric_count(self, key: str) -> Tensor | None:
+        """How many tokens metric ``key`` averages over (to combine micro-batches exactly:
+        sum value * count over micro-batches, divide by the summed count). None: unknown."""
+        return self.counts.get(key)
 
 
 ObjectiveFn = Callable[[Tensor, Tensor, Tensor, Tensor, Any], LossOutput]
@@ -70,6 +78,12 @@ def register(name: str, params: type, aggregation: str = "token-mean"):
         return fn
 
     return wrap
+
+
+def unregister(name: str) -> None:
+    """Remove objective ``name`` (for objectives registered temporarily, e.g. in tests)."""
+    get_spec(name)
+    del _REGISTRY[name]
 
 
 def names() -> list[str]:
@@ -163,11 +177,13 @@ def finalize(
     mask: Tensor,
     regions: Mapping[str, Tensor],
     extra: Mapping[str, Tensor] | None = None,
+    extra_counts: Mapping[str, Tensor] | None = None,
 ) -> LossOutput:
     """Package the loss with the metrics ALGORITHMS.md asks every call to report.
 
     regions: name -> (B, T) bool of tokens in a special region (clipped / gated / decayed);
-    reported as ``<name>_frac`` over masked tokens.
+    reported as ``<name>_frac`` over masked tokens. extra: objective-specific metrics,
+    averaged over ``extra_counts[key]`` tokens (default: all masked tokens).
     """
     with torch.no_grad():
         weight = torch.where(mask, weight.detach(), torch.zeros_like(weight))
@@ -184,8 +200,11 @@ def finalize(
         for region, where in regions.items():
             metrics[f"{region}_frac"] = (where & mask).sum().to(weight.dtype) / n
         metrics["w_mean"] = sums.sum() / n
+        group_counts: dict[str, Tensor] = {}
         for label, cats in _PROFILE_GROUPS.items():
-            metrics[f"w_mean_{label}"] = (sums[cats].sum() / counts[cats].sum().clamp(min=1)
+            group_counts[f"w_mean_{label}"] = counts[cats].sum()
+            metrics[f"w_mean_{label}"] = (sums[cats].sum()
+                                          / group_counts[f"w_mean_{label}"].clamp(min=1)
                                           ).to(weight.dtype)
         metrics["grad_util"] = (mask & (adv != 0) & (weight != 0)).sum().to(weight.dtype) / n
         ratio = ratio.detach()
@@ -194,4 +213,8 @@ def finalize(
         metrics["approx_kl"] = torch.where(mask, old_logp.detach() - logp.detach(), 0.0).sum() / n
         if extra:
             metrics.update({k: v.detach() for k, v in extra.items()})
-    return LossOutput(per_token=per_token, metrics=metrics, weight=weight)
+        all_tokens = mask.sum()
+        counts_out = {k: group_counts.get(k, all_tokens) for k in metrics
+                      if not k.endswith("_max")}
+        counts_out.update(extra_counts or {})
+    return LossOutput(per_token=per_token, metrics=metrics, weight=weight, counts=counts_out)

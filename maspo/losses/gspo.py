@@ -16,6 +16,7 @@ from maspo.losses.core import (
     check_range,
     finalize,
     log_ratio,
+    masked_mean,
     register,
     surrogate,
 )
@@ -49,6 +50,7 @@ def gspo(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, p: GspoParam
     weight = torch.where(clipped, torch.zeros_like(seq_ratio), seq_ratio)
     per_token = surrogate(ppo_value(seq_ratio, adv, lo, hi, None), -adv * weight, logp,
                           mask)
-    extra = {"seq_ratio_mean": seq_ratio[:, 0].mean()}
+    has_tokens = mask.any(-1)  # (B,)
+    extra = {"seq_ratio_mean": masked_mean(seq_ratio[:, 0], has_tokens)}
     return finalize(per_token, weight, torch.exp(token_lr), logp, old_logp, adv, mask,
-                    {"clip": clipped}, extra)
+                    {"clip": clipped}, extra, {"seq_ratio_mean": has_tokens.sum()})

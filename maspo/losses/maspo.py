@@ -88,9 +88,10 @@ def maspo(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, p: MaspoPar
     weight = gate * ratio
     coef = -adv * weight
     per_token = surrogate(coef, coef, logp, mask)
+    gated_tokens = mask & gated
     extra = {
-        "gate_mean": masked_mean(gate, mask & gated),
+        "gate_mean": masked_mean(gate, gated_tokens),
         "sigma_mean": masked_mean((-0.5 / neg_half_inv_var).sqrt(), mask),
     }
     return finalize(per_token, weight, ratio, logp, old_logp, adv, mask,
-                    {"gate": gated}, extra)
+                    {"gate": gated}, extra, {"gate_mean": gated_tokens.sum()})

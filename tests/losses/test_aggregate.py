@@ -74,3 +74,21 @@ def test_recommended_aggregation_is_a_known_mode():
     for name in names():
         assert get_spec(name).aggregation in MODES
     assert get_spec("gspo").aggregation == "seq-mean-token-mean"
+
+
+@pytest.mark.parametrize("name", PER_TOKEN_OBJECTIVES)
+def test_metrics_combine_exactly_across_micro_batches_with_their_counts(name):
+    logp, old, adv, mask = _batch(seed=4, b=10)
+    old = old - 3.0 * (torch.arange(10) < 5)[:, None]  # rows 0-4 mostly tail, 5-9 not
+    full = policy_loss(name, logp, old, adv, mask)
+    parts = [policy_loss(name, logp[r], old[r], adv[r], mask[r])
+             for r in (slice(0, 5), slice(5, 10))]
+    for key, value in full.metrics.items():
+        if key.endswith("_max"):
+            combined = max(p.metrics[key] for p in parts)
+        else:
+            count = sum(p.metric_count(key) for p in parts)
+            assert count == full.metric_count(key), key
+            combined = sum(p.metrics[key] * p.metric_count(key) for p in parts) / max(count, 1)
+        assert torch.allclose(torch.as_tensor(combined, dtype=value.dtype), value,
+                              rtol=1e-9, atol=1e-12), key

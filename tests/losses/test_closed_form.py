@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from conftest import close, grad_weights
+from weight_probe import close, grad_weights
 
 from maspo.losses import aggregate, policy_loss
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the objective tests."""
+"""Gradient-weight probe shared by the objective tests (a plain module, not a conftest)."""
 
 from __future__ import annotations
 

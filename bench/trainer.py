@@ -1,0 +1,181 @@
+"""Step time of maspo's trainer vs TRL's GRPOTrainer, and maspo's per-phase overhead.
+
+Not a test: prints numbers measured in one process, alternating the two trainers
+(maspo, TRL, maspo, TRL, ...) so machine noise hits both. Both train the same model
+(the embedded SmolLM2-135M-Instruct by default), on the same prompts (single-digit + and
+x), with the same group size, completion length, sampling (temperature 1, top-p 1, no
+top-k), loss (GRPO clip, no KL), and the same number of optimizer updates per rollout:
+maspo's K mini-batches == TRL's steps_per_generation = K with per-device batch P*G/K.
+One maspo step (a rollout + K updates) is compared with K TRL optimizer steps.
+
+Then, on one maspo rollout batch, it times the raw building blocks: HF `generate` on the
+same prompts, and a plain forward (+ backward) with full-vocabulary log_softmax, and
+prints maspo's phase times against them (target: overhead <= 10%).
+
+    python bench/trainer.py [--model default] [--rounds 2] [--steps 3] [--prompts 8]
+                            [--group 8] [--tokens 8] [--updates 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from maspo.config import load_config
+from maspo.data import get_task, render_prompt, train_stream
+from maspo.models import load_policy, resolve_model
+from maspo.rollout import sample
+from maspo.trainer import Trainer, prepare_run_dir
+
+
+def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[str, float]]:
+    """Per-step phase times of ``args.steps`` maspo steps (after one warm-up step)."""
+    overrides = [
+        f"model.path={model_path}", f"train.output_dir={workdir / tag}",
+        f"rollout.prompts_per_step={args.prompts}", f"rollout.group_size={args.group}",
+        f"rollout.max_new_tokens={args.tokens}", f"optim.updates_per_step={args.updates}",
+        f"optim.micro_batch_size={args.prompts * args.group // args.updates}",
+        "loss.name=grpo", "train.save_every=0", "data.test_size=50",
+    ]
+    config = load_config(None, overrides)
+    trainer = Trainer(config, prepare_run_dir(config, workdir / tag, resume=False))
+    stream = trainer.new_stream()
+    records = [trainer.train_step(step, stream) for step in range(args.steps + 1)][1:]
+    del trainer
+    gc.collect()
+    return records
+
+
+def trl_steps(args, model_path: Path, workdir: Path, tag: str) -> list[float]:
+    """Wall time of each rollout's K optimizer steps in TRL (after one warm-up rollout)."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from maspo.rewards import load_reward_fn
+
+    task = get_task("arithmetic")
+    stream = train_stream(task, seed=0, test_size=50)
+    n_prompts = args.prompts * (args.steps + 1)
+    examples = [next(stream) for _ in range(n_prompts)]
+    dataset = Dataset.from_dict({
+        "prompt": [[{"role": "user", "content": ex.prompt}] for ex in examples],
+        "answer": [ex.answer for ex in examples],
+    })
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            stamps.append(time.perf_counter())
+
+    per_device = args.prompts * args.group // args.updates
+    config = GRPOConfig(
+        output_dir=str(workdir / tag), per_device_train_batch_size=per_device,
+        num_generations=args.group, steps_per_generation=args.updates, num_iterations=1,
+        max_completion_length=args.tokens, temperature=1.0, top_p=1.0, top_k=0,
+        learning_rate=2e-5, beta=0.0, loss_type="bnpo", epsilon=0.2, epsilon_high=0.2,
+        max_steps=(args.steps + 1) * args.updates, logging_steps=1, report_to="none",
+        use_cpu=True, save_strategy="no", seed=0, disable_tqdm=True, shuffle_dataset=False,
+    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+    trainer = GRPOTrainer(model, load_reward_fn("math"), config, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[Clock()])
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    del trainer, model
+    gc.collect()
+    ends = stamps[args.updates - 1::args.updates]  # the end of each rollout's K steps
+    starts = [start, *ends[:-1]]
+    return [e - s for s, e in zip(starts, ends, strict=True)][1:]
+
+
+def naive_logprobs(model, ids, att, start):
+    """The plain way: full (B, T, V) logits, log_softmax, gather."""
+    logits = model(input_ids=ids, attention_mask=att).logits[:, start - 1:-1].float()
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, start:, None])[..., 0]
+
+
+def raw_blocks(args, model_path: Path) -> dict[str, float]:
+    """Raw HF generate and forward/backward times on one batch of the same shape."""
+    model, tokenizer = load_policy(model_path)
+    task = get_task("arithmetic")
+    stream = train_stream(task, seed=0, test_size=50)
+    prompts = [render_prompt(tokenizer, next(stream).prompt) for _ in range(args.prompts)]
+    times: dict[str, list[float]] = {"generate": [], "forward": [], "forward_backward": []}
+    for rep in range(3):
+        t0 = time.perf_counter()
+        rollout = sample(model, tokenizer, prompts, args.group, max_new_tokens=args.tokens,
+                         temperature=1.0, seed=rep)
+        times["generate"].append(time.perf_counter() - t0)
+        ids, att, start = rollout.input_ids, rollout.attention_mask, rollout.prompt_len
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            naive_logprobs(model, ids, att, start)
+        times["forward"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for rows in torch.arange(len(ids)).tensor_split(args.updates):
+            logp = naive_logprobs(model, ids[rows], att[rows], start)
+            (logp * rollout.completion_mask[rows]).sum().backward()
+        times["forward_backward"].append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--rounds", type=int, default=2, help="maspo/TRL alternations")
+    parser.add_argument("--steps", type=int, default=3, help="timed rollouts per round")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=8)
+    parser.add_argument("--updates", type=int, default=2)
+    args = parser.parse_args()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    model_path = resolve_model(args.model)
+    ours: list[dict[str, float]] = []
+    theirs: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            ours += maspo_steps(args, model_path, Path(tmp), f"maspo-{round_}")
+            theirs += trl_steps(args, model_path, Path(tmp), f"trl-{round_}")
+    raw = raw_blocks(args, model_path)
+
+    step = statistics.median(r["time/step"] for r in ours)
+    trl = statistics.median(theirs)
+    print(f"model {args.model}; P={args.prompts} prompts x G={args.group}, "
+          f"{args.tokens} new tokens, K={args.updates} updates per rollout, "
+          f"{torch.get_num_threads()} threads; medians over {len(ours)} steps each")
+    print(f"maspo step  {step:7.2f} s")
+    print(f"TRL step    {trl:7.2f} s   (K={args.updates} optimizer steps)")
+    print(f"ratio maspo / TRL = {step / trl:.2f}   (target <= 0.7)")
+    phases = {k: statistics.median(r[f"time/{k}"] for r in ours)
+              for k in ("generate", "score", "old_logprobs", "update")}
+    print("\nmaspo phase vs raw HF building block on the same batch:")
+    rows = [("generate", phases["generate"], raw["generate"], "HF generate"),
+            ("old log-probs", phases["old_logprobs"], raw["forward"], "forward + log_softmax"),
+            ("updates", phases["update"], raw["forward_backward"],
+             "forward + backward, K mini-batches")]
+    for name, ours_t, raw_t, what in rows:
+        print(f"  {name:<14} {ours_t:7.2f} s  raw {raw_t:7.2f} s  overhead "
+              f"{(ours_t / raw_t - 1) * 100:+6.1f}%   ({what})")
+    print(f"  {'score':<14} {phases['score']:7.2f} s")
+
+
+if __name__ == "__main__":
+    main()

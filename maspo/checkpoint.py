@@ -1,0 +1,127 @@
+"""Atomic, pickle-free training checkpoints.
+
+A checkpoint is a directory ``checkpoints/step-NNNNNN/`` holding
+- ``weights.safetensors``: the trainable weights exactly as in memory (LoRA runs: the
+  adapters only; the frozen base comes from the run's config),
+- ``optimizer.safetensors``: AdamW moments and step counts, one tensor each,
+- ``rng.safetensors``: the torch CPU RNG state,
+- ``trainer_state.json``: step, data position, scheduler, optimizer hyperparameters,
+  Python RNG state and anything else the trainer keeps.
+It is written into ``step-NNNNNN.tmp`` and renamed into place; ``checkpoints/latest``
+(rewritten by temp file + rename) names the newest complete one. A crash at any moment
+leaves the previous checkpoint and pointer intact. Loading uses safetensors and JSON
+only: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file
+
+from maspo.errors import UserError
+
+LATEST = "latest"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+STATE_FILE = "trainer_state.json"
+WEIGHTS_FILE = "weights.safetensors"  # the trainable weights exactly as in memory
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so readers see the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor],
+                                                                   list[dict[str, Any]]]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            tensors[f"{index}.{slot}"] = torch.as_tensor(value).detach().clone().contiguous()
+    groups = [{k: v for k, v in group.items()} for group in state["param_groups"]]
+    return tensors, groups
+
+
+def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
+                    state: dict[str, Any], keep: int) -> Path:
+    """Write checkpoint ``step`` under ``root`` atomically and prune to ``keep`` newest."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:06d}"
+    tmp = root / f"step-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    trainable = {name: p.detach().contiguous() for name, p in model.named_parameters()
+                 if p.requires_grad}
+    save_file(trainable, tmp / WEIGHTS_FILE)
+    tensors, groups = _optimizer_tensors(optimizer)
+    save_file(tensors, tmp / OPTIMIZER_FILE)
+    save_file({"torch": torch.get_rng_state()}, tmp / RNG_FILE)
+    py_version, py_state, py_gauss = random.getstate()
+    full_state = {
+        **state,
+        "step": step,
+        "scheduler": scheduler.state_dict(),
+        "optimizer_groups": groups,
+        "python_rng": [py_version, list(py_state), py_gauss],
+    }
+    (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1))
+    if final.exists():  # a re-run of the same step after a resume: replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_atomic(root / LATEST, final.name + "\n")
+    checkpoints = sorted(p for p in root.glob("step-*") if p.is_dir() and
+                         not p.name.endswith(".tmp"))
+    for old in checkpoints[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    path = root / pointer.read_text().strip()
+    if not (path / STATE_FILE).is_file():
+        raise UserError(f"checkpoint pointer {str(pointer)!r} names {path.name!r}, "
+                        "which is missing or incomplete")
+    return path
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG states in place; return trainer state."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        missing, unexpected = load_model(model, path / WEIGHTS_FILE, strict=False)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        if trainable & set(missing) or unexpected:
+            raise UserError(f"checkpoint {str(path)!r} does not match the model: missing "
+                            f"{sorted(trainable & set(missing))[:3]}, unexpected "
+                            f"{sorted(unexpected)[:3]}")
+        tensors = load_file(path / OPTIMIZER_FILE)
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            index, slot = key.split(".", 1)
+            slots.setdefault(int(index), {})[slot] = value
+        optimizer.load_state_dict({"state": slots, "param_groups": state["optimizer_groups"]})
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(load_file(path / RNG_FILE)["torch"])
+        version, py_state, gauss = state["python_rng"]
+        random.setstate((version, tuple(py_state), gauss))
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        raise UserError(f"checkpoint {str(path)!r} is unreadable or corrupt "
+                        f"({type(err).__name__}: {err})") from None
+    return state

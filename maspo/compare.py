@@ -1,0 +1,357 @@
+"""Objectives x seeds on one model, task and budget: train, evaluate, tabulate, plot.
+
+Each (objective spec, seed) is one ordinary trainer run in
+``<out>/runs/<objective-slug>/seed-<s>/``, made from the same base config (defaults <-
+``--config`` <- overrides) with only ``loss.name``, ``loss.params``, ``train.seed`` and
+``train.output_dir`` changed. The same ``train.seed`` for every objective at a seed index
+gives identical prompts and sampling seeds. Runs go one after another, seed by seed, so a
+comparison stopped early already holds complete seeds. Restarting the same command picks
+up where it stopped: a finished run (``summary.json``) is skipped, a killed one resumes
+from its last checkpoint (``train(..., resume=True)``), a finished final evaluation
+(``final_eval.json`` with the same sampling settings) is kept. A run the trainer stops
+(repeated non-finite updates) is recorded in ``stopped.txt`` and counted as stopped in
+the table rather than ending the comparison.
+
+The final held-out score of a run is ``maspo eval`` of its final model on its held-out set:
+n samples per prompt, Avg@n / Pass@k / Maj@k (``maspo.evaluate``).
+
+Objective specs are ``name`` or ``name:key=value,key=value`` (values are YAML scalars),
+e.g. ``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
+parameters are merged over the base's ``loss.params``; otherwise they replace them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maspo.checkpoint import write_atomic
+from maspo.config import Config, to_dict, validate
+from maspo.errors import UserError
+from maspo.evaluate import SamplingSettings, metric_names, sample_dataset, verdict_metrics
+from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
+from maspo.trainer import TrainingStopped, load_data, train
+
+RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
+FINAL_EVAL_FILE = "final_eval.json"  # per run: verdicts of the final held-out evaluation
+STOPPED_FILE = "stopped.txt"  # per run: why the trainer stopped it (delete to retry)
+PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One objective of a comparison: a registered loss with parameter overrides."""
+
+    spec: str  # as written, e.g. "maspo:mass_adaptive=false"
+    name: str  # registered objective
+    params: dict[str, Any]  # parameter overrides
+
+    @property
+    def slug(self) -> str:
+        """Directory name: ``maspo--mass_adaptive-false`` (letters, digits, ``._-``)."""
+        def shown(value: Any) -> str:
+            return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+
+        text = self.name + "".join(f"--{k}-{shown(v)}" for k, v in self.params.items())
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_variant(spec: str) -> Variant:
+    """``name`` or ``name:key=value,...`` -> Variant, checked against the loss registry."""
+    from maspo.losses import make_params, names
+
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip()
+    if name not in names():
+        raise UserError(f"objective spec {spec!r}: unknown objective {name!r}; known: "
+                        f"{', '.join(names())}")
+    params: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"objective spec {spec!r}: {item!r} must look like key=value")
+        params[key.strip()] = _scalar(raw.strip())
+    try:
+        make_params(name, params)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"objective spec {spec!r}: {err}") from None
+    return Variant(spec.strip(), name, params)
+
+
+def parse_variants(texts: Sequence[str]) -> list[Variant]:
+    """Comma-separated specs (each ``--objectives`` value) -> Variants, in order.
+
+    A comma-separated item with ``=`` but no ``:`` continues the previous spec's
+    parameters, so ``grpo,maspo:mass_adaptive=false,risk_control=false`` is two specs.
+    """
+    specs: list[str] = []
+    for text in texts:
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            if "=" in item and ":" not in item:
+                if not specs or ":" not in specs[-1]:
+                    raise UserError(f"objective spec item {item!r} has no objective before it "
+                                    "(write name:key=value)")
+                specs[-1] += "," + item
+            else:
+                specs.append(item)
+    if not specs:
+        raise UserError("--objectives names no objective")
+    variants = [parse_variant(spec) for spec in specs]
+    slugs = [v.slug for v in variants]
+    for variant in variants:
+        if slugs.count(variant.slug) > 1:
+            raise UserError(f"objective spec {variant.spec!r} is listed twice")
+    return variants
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; distinct non-negative integers."""
+    seeds = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        try:
+            seed = int(part)
+        except ValueError:
+            raise UserError(f"--seeds value {part!r} is not an integer") from None
+        if seed < 0 or seed in seeds:
+            raise UserError(f"--seeds value {seed} must be a new non-negative integer")
+        seeds.append(seed)
+    if not seeds:
+        raise UserError("--seeds names no seed")
+    return seeds
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Reject overrides of what a comparison sets per run (objective, seed, output dir)."""
+    for text in overrides:
+        if text.partition("=")[0].strip() in PER_RUN_KEYS:
+            raise UserError(f"override {text!r} is set per run by a comparison "
+                            "(--objectives, --seeds, --out); remove it")
+
+
+def run_config(base: Config, variant: Variant, seed: int, run_dir: Path) -> Config:
+    """The base config with this run's objective, seed and directory, validated."""
+    params = dict(variant.params)
+    if variant.name == base.loss.name:
+        params = {**base.loss.params, **params}
+    config = dataclasses.replace(
+        base, loss=dataclasses.replace(base.loss, name=variant.name, params=params),
+        train=dataclasses.replace(base.train, seed=seed, output_dir=str(run_dir)))
+    try:
+        validate(config)
+    except UserError as err:
+        raise UserError(f"objective spec {variant.spec!r}: {err}") from None
+    return config
+
+
+# ---------------------------------------------------------------------------------------
+# Running the grid.
+
+
+@dataclass
+class RunResult:
+    variant: Variant
+    seed: int
+    run_dir: Path
+    summary: dict[str, Any]  # the trainer's summary.json ({} if stopped)
+    correct: list[list[bool]]  # final held-out verdicts, (problems, n) ([] if stopped)
+    answers: list[list[str | None]]  # their extracted answers
+    stopped: str | None = None  # why the trainer stopped the run (non-finite updates)
+
+
+def _record(out: Path, base: Config, variants: Sequence[Variant], seeds: Sequence[int],
+            settings: SamplingSettings) -> None:
+    """Write compare.yaml; a directory holding another comparison is an error."""
+    path = out / RECORD_FILE
+    record = {"objectives": [v.spec for v in variants], "seeds": list(seeds),
+              "final_eval": {k: v for k, v in dataclasses.asdict(settings).items()
+                             if k != "seed"},  # its seed is each run's seed
+              "base_config": to_dict(base)}
+    if path.is_file():
+        saved = (yaml.safe_load(path.read_text()) or {}).get("base_config", {})
+        for section, values in record["base_config"].items():
+            for key, value in values.items():
+                if saved.get(section, {}).get(key) != value:
+                    raise UserError(
+                        f"{str(out)!r} holds a comparison with a different base config "
+                        f"({section}.{key} was {saved.get(section, {}).get(key)!r}, now "
+                        f"{value!r}); use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, yaml.safe_dump(record, sort_keys=False))
+
+
+def _train_run(config: Config, run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train, resume or skip (finished) one run; returns its summary."""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())
+    resume = (run_dir / "config.yaml").is_file()
+    return train(config, resume=resume, progress=progress, output_dir=run_dir)
+
+
+def _final_eval(config: Config, run_dir: Path, settings: SamplingSettings,
+                device: str) -> dict[str, Any]:
+    """Held-out verdicts of the run's final model (cached in final_eval.json)."""
+    from maspo.eval_inputs import load_eval_model, locate_model
+
+    path = run_dir / FINAL_EVAL_FILE
+    wanted = dataclasses.asdict(settings)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == wanted:
+            return saved
+    model, tokenizer = load_eval_model(locate_model(str(run_dir)), device=device)
+    examples = load_data(config)[1]
+    t0 = time.perf_counter()
+    results = sample_dataset(model, tokenizer, examples, settings)
+    record = {"settings": wanted, "problems": len(results),
+              "correct": [r.correct for r in results], "answers": [r.answers for r in results],
+              "eval_time_s": time.perf_counter() - t0}
+    write_atomic(path, json.dumps(record) + "\n")
+    return record
+
+
+def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[int], out: Path,
+                   settings: SamplingSettings, *, progress: bool = True, device: str = "cpu",
+                   log: Callable[[str], Any] = print) -> list[RunResult]:
+    """Train and evaluate every (variant, seed) run under ``out`` (resumable, see above)."""
+    out = Path(out)
+    settings.check()
+    grid = [(v, s) for s in seeds for v in variants]
+    configs = {(v.slug, s): run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}")
+               for v, s in grid}  # every spec validated before any training starts
+    _record(out, base, variants, seeds, settings)
+    results = []
+    for i, (variant, seed) in enumerate(grid, start=1):
+        config = configs[(variant.slug, seed)]
+        run_dir = Path(config.train.output_dir)
+        stopped = run_dir / STOPPED_FILE
+        state = ("stopped" if stopped.is_file() else
+                 "done" if (run_dir / "summary.json").is_file() else
+                 "resuming" if (run_dir / "config.yaml").is_file() else "training")
+        log(f"[{i}/{len(grid)}] {variant.spec} seed {seed}: {state} ({run_dir})")
+        if not stopped.is_file():
+            try:
+                summary = _train_run(config, run_dir, progress)
+            except TrainingStopped as err:  # a diverged run is a result, not a crash
+                write_atomic(stopped, f"{err}\n")
+        if stopped.is_file():
+            reason = stopped.read_text().strip()
+            log(f"    stopped: {reason} (counted as stopped; delete {stopped} to retry)")
+            results.append(RunResult(variant, seed, run_dir, {}, [], [], stopped=reason))
+            continue
+        # the same evaluation seed for every objective at a seed index
+        final = _final_eval(config, run_dir, dataclasses.replace(settings, seed=seed), device)
+        results.append(RunResult(variant, seed, run_dir, summary, final["correct"],
+                                 final["answers"]))
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+# Results: table (Markdown, CSV, JSON) and figures.
+
+
+def steps_to_target(run_dir: Path, target: float) -> int | None:
+    """First step whose logged held-out accuracy (``eval/accuracy``) is >= target."""
+    from maspo.plots import read_metrics
+
+    for record in read_metrics(run_dir):
+        if record.get("eval/accuracy", -1.0) >= target:
+            return int(record["step"])
+    return None
+
+
+def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
+              target: float | None) -> list[dict[str, Any]]:
+    """One dict per run: objective, seed, final metrics (None if stopped), steps to
+    target, train time."""
+    rows = []
+    for r in results:
+        metrics = (dict.fromkeys(metric_names(n, ks)) if r.stopped is not None else
+                   verdict_metrics(r.correct, r.answers, ks))
+        row = {"objective": r.variant.spec, "seed": r.seed, "run_dir": str(r.run_dir),
+               "stopped": r.stopped, **metrics,
+               "train_time_s": r.summary.get("train_time_s")}
+        if target is not None:
+            row["steps_to_target"] = steps_to_target(r.run_dir, target)
+        rows.append(row)
+    return rows
+
+
+def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    return [r[key] for r in rows if r[key] is not None]
+
+
+def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[int],
+                  target: float | None) -> dict[str, Path]:
+    """results.md (mean ± std over seeds), results.csv (mean and std columns),
+    results.json (every run) and the figures; returns the paths.
+
+    Stopped runs (non-finite updates) have no final scores; they are counted per objective.
+    """
+    from maspo.plots import plot_comparison
+
+    out = Path(out)
+    metrics = metric_names(n, ks)
+    runs = summarize(results, n, ks, target)
+    by_obj: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_obj.setdefault(run["objective"], []).append(run)
+
+    shown = [m for m in metrics if not m.startswith("maj")]  # Maj@k: CSV and JSON only
+    header = ["objective", "seeds", *shown]
+    csv_header = ["objective", "seeds", "stopped"]
+    for m in [*metrics, "train_time_s"] + (["steps_to_target"] if target is not None else []):
+        csv_header += [f"{m}_mean", f"{m}_std"]
+    if target is not None:
+        header.append(f"steps to {target:g}")
+        csv_header.append("reached_target")
+    header.append("train time (s)")
+    md_rows, csv_rows = [], []
+    for objective, rows in by_obj.items():
+        stopped = sum(r["stopped"] is not None for r in rows)
+        seeds = f"{len(rows) - stopped}" + (f" (+{stopped} stopped)" if stopped else "")
+        md = [objective, seeds] + [format_mean_std(_values(rows, m)) for m in shown]
+        line: list[Any] = [objective, len(rows) - stopped, stopped]
+        for m in [*metrics, "train_time_s"]:
+            line += mean_std(_values(rows, m))
+        if target is not None:
+            reached = _values(rows, "steps_to_target")
+            md.append(f"{format_mean_std(reached, 1)} ({len(reached)}/{len(rows)})")
+            line += [*mean_std(reached), len(reached)]
+        md.append(format_mean_std(_values(rows, "train_time_s"), 1))
+        md_rows.append(md)
+        csv_rows.append(line)
+    note = f"Final held-out scores: {n} samples per prompt, mean ± std over seeds."
+    if target is not None:
+        note += (f" Steps to {target:g}: first logged eval/accuracy >= {target:g}, over the "
+                 "seeds that reached it (reached/seeds).")
+    paths = {"markdown": out / "results.md", "csv": out / "results.csv",
+             "json": out / "results.json"}
+    paths["markdown"].write_text(f"{markdown_table(header, md_rows)}\n\n{note}\n")
+    write_csv(paths["csv"], csv_header, csv_rows)
+    paths["json"].write_text(json.dumps({"n": n, "ks": list(ks), "target": target,
+                                         "runs": runs}, indent=1) + "\n")
+    groups = {o: [Path(r["run_dir"]) for r in rows] for o, rows in by_obj.items()}
+    paths.update(plot_comparison(groups, out / "figures"))
+    return paths

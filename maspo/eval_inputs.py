@@ -1,0 +1,190 @@
+"""What `maspo eval` evaluates: a model (HF dir, run, or checkpoint) and named datasets.
+
+Model specs:
+- an HF model directory (``config.json``), or "default" (the embedded model);
+- a run directory (``config.yaml``): its ``final_model/``, else its latest checkpoint;
+- a checkpoint ``<run>/checkpoints/step-N``: the base model named by the run's
+  ``config.yaml`` (``model.path``, LoRA settings) with ``weights.safetensors`` loaded on
+  top. Loading uses safetensors and YAML only: nothing is unpickled.
+
+Dataset specs (``--data``, repeatable):
+- a JSONL / JSON / Parquet file or a ``save_to_disk`` folder with ``problem`` (or
+  ``prompt``) and ``answer`` fields (``maspo.data.load_examples``);
+- a built-in task ``name`` or ``name:key=value,...`` (task settings): its held-out set.
+  Evaluating a run on its own task, the settings, seed and size default to the run's, so
+  the problems are exactly the run's held-out prompts (never its training prompts);
+- ``heldout``: the run's held-out set, whatever its data (the default for a run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from maspo.checkpoint import WEIGHTS_FILE, latest_checkpoint
+from maspo.config import Config, load_config
+from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
+from maspo.errors import UserError
+from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
+
+RUN_HELDOUT = "heldout"  # --data spec: the run's own held-out set
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points, found without loading any weights."""
+
+    spec: str
+    model_dir: str | None  # an HF directory (or default alias) loaded as it is
+    checkpoint: Path | None  # a checkpoint dir whose weights go on the run's base model
+    run_config: Config | None  # the run's config when the spec is a run or checkpoint
+
+    def describe(self) -> str:
+        if self.checkpoint is not None:
+            return f"checkpoint {self.checkpoint}"
+        if self.run_config is not None:
+            return f"run {Path(self.model_dir).parent} (final_model)"
+        return f"model {self.spec}"
+
+
+@dataclass
+class EvalDataset:
+    name: str  # table row label
+    source: str  # the spec it came from, in words
+    examples: list[Example]
+
+
+def run_config(run_dir: Path) -> Config:
+    """The config a run was trained with (its ``config.yaml``), validated."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    return load_config(path)
+
+
+def locate_model(spec: str) -> ModelSource:
+    """Classify ``spec`` (see the module docstring); reads configs only, no weights."""
+    path = Path(spec).expanduser()
+    if spec.strip().lower() in DEFAULT_MODEL_ALIASES or (path / "config.json").is_file():
+        return ModelSource(spec, spec, None, None)
+    if (path / WEIGHTS_FILE).is_file():  # <run>/checkpoints/step-N
+        return ModelSource(spec, None, path, run_config(path.parent.parent))
+    if (path / "config.yaml").is_file():  # a run directory
+        config = run_config(path)
+        if (path / "final_model" / "config.json").is_file():
+            return ModelSource(spec, str(path / "final_model"), None, config)
+        checkpoint = latest_checkpoint(path / "checkpoints")  # LoRA runs, unfinished runs
+        if checkpoint is None:
+            raise UserError(f"run {str(path)!r} has neither a final_model/ nor a checkpoint "
+                            "to evaluate")
+        return ModelSource(spec, None, checkpoint, config)
+    resolve_model(spec)  # raises the UserError that names what is missing
+    raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")
+
+
+def load_eval_model(source: ModelSource | str, device: str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) for a located spec (or a spec string)."""
+    from safetensors.torch import load_model
+
+    if isinstance(source, str):
+        source = locate_model(source)
+    if source.checkpoint is None:
+        model, tokenizer = load_policy(resolve_model(source.model_dir), dtype=dtype,
+                                       device=device)
+        return model.eval(), tokenizer
+    config = source.run_config
+    lora = None
+    if config.model.lora.enabled:
+        c = config.model.lora
+        lora = LoraSettings(rank=c.rank, alpha=c.alpha, dropout=c.dropout,
+                            target_modules=c.target_modules)
+    model, tokenizer = load_policy(resolve_model(config.model.path), dtype=dtype,
+                                   device=device, lora=lora)
+    weights = source.checkpoint / WEIGHTS_FILE
+    try:
+        missing, unexpected = load_model(model, weights, strict=False, device=str(device))
+    except Exception as err:  # safetensors raises several types for a corrupt file
+        raise UserError(f"checkpoint weights {str(weights)!r} are unreadable "
+                        f"({type(err).__name__})") from None
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise UserError(f"checkpoint {str(source.checkpoint)!r} does not match its run's "
+                        f"model {config.model.path!r}")
+    return model.eval(), tokenizer
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets.
+
+
+def _task_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``name:key=value,key=value`` -> (name, settings), values parsed as YAML scalars."""
+    name, _, rest = spec.partition(":")
+    settings: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--data {spec!r}: task setting {item!r} must look like key=value")
+        try:
+            settings[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            settings[key.strip()] = raw
+    return name.strip(), settings
+
+
+def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
+                    run: Config | None = None, seed: int | None = None,
+                    size: int | None = None, limit: int | None = None) -> EvalDataset:
+    """The examples named by one ``--data`` spec (see the module docstring).
+
+    ``seed`` and ``size`` pick a built-in task's held-out set (defaults: the run's when it
+    trained on that task, else 0 and ``DEFAULT_TEST_SIZE``); ``limit`` keeps the first rows.
+    """
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    path = Path(spec).expanduser()
+    if spec == RUN_HELDOUT:
+        if run is None:
+            raise UserError("--data heldout needs a run or checkpoint to take the held-out "
+                            "set from; pass a dataset file or task instead")
+        from maspo.trainer import load_data  # the trainer's own split, not a copy of it
+
+        examples, source = load_data(run)[1], "the run's held-out set"
+    elif path.exists():
+        examples, source = load_examples(path, fields), str(path)
+    elif _task_spec(spec)[0] in TASKS:
+        name, settings = _task_spec(spec)
+        own = run is not None and run.data.path is None and run.data.task == name
+        if own:
+            settings = {**run.data.task_settings, **settings}
+        seed = seed if seed is not None else (run.train.seed if own else 0)
+        size = size if size is not None else (run.data.test_size if own else DEFAULT_TEST_SIZE)
+        examples = heldout_set(get_task(name, **settings), seed=seed, size=size)
+        shown = ",".join(f"{k}={v}" for k, v in settings.items())
+        source = f"task {name}" + (f" ({shown})" if shown else "") + f", seed {seed}"
+    else:
+        raise UserError(f"--data {spec!r} is neither an existing file or folder nor a "
+                        f"built-in task ({', '.join(TASKS)})")
+    if limit is not None:
+        examples = examples[:limit]
+    if not examples:
+        raise UserError(f"--data {spec!r} holds no problems to evaluate")
+    name = path.stem if path.exists() and spec != RUN_HELDOUT else spec
+    return EvalDataset(name, source, list(examples))
+
+
+def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
+    """``resolve_dataset`` of each spec; rows are renamed by their spec if names clash."""
+    datasets = [resolve_dataset(spec, **kwargs) for spec in specs]
+    names = [d.name for d in datasets]
+    for dataset, spec in zip(datasets, specs, strict=True):
+        if names.count(dataset.name) > 1:
+            dataset.name = spec
+    if len({d.name for d in datasets}) < len(datasets):
+        raise UserError("--data names the same dataset twice")
+    return datasets

@@ -1,0 +1,310 @@
+"""Sampling evaluation: n completions per problem, scored by the trainer's own verifier.
+
+Metrics per dataset, each a mean over problems:
+- Avg@n: mean accuracy over all n samples. Avg@k has the same expectation for every
+  k <= n, so it is estimated from all n samples and reported once, as ``avg@n``.
+- Pass@k: the unbiased estimator 1 - C(n - c, k) / C(n, k) (Chen et al. 2021, eq. 1).
+- Maj@k: majority vote over the extracted answers (``maspo.rewards.extract_answer``) of
+  k samples; for k < n, the mean over the floor(n / k) disjoint consecutive groups of k
+  samples (see ``maj_at_k``). Votes are on the final answer (last ``\\boxed{}``, else
+  last number), so Maj@k suits tasks with one final answer (math), not Countdown.
+Across datasets the average is the unweighted mean of the per-dataset values, as the
+papers average over benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from maspo.data import Example, render_prompt
+from maspo.errors import UserError
+from maspo.rewards import extract_answer
+from maspo.rewards.scoring import Scorer
+from maspo.rollout import sample
+from maspo.tables import markdown_table, write_csv
+
+if TYPE_CHECKING:
+    from maspo.eval_inputs import EvalDataset
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased Pass@k = 1 - C(n - c, k) / C(n, k) for c correct out of n samples.
+
+    Numerically stable product form 1 - prod_{i = n-c+1}^{n} (1 - k / i): no huge binomials.
+    """
+    if not (isinstance(n, int) and isinstance(c, int) and isinstance(k, int)):
+        raise TypeError("n, c and k must be integers")
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """Whether the majority answer of one group of samples is correct.
+
+    Answers are compared as stripped strings; samples with no extractable answer (None)
+    do not vote. A tie goes to the answer that appears first. The voted answer is correct
+    when the verifier judged correct the first sample that gave it. No votes: incorrect.
+    """
+    votes: dict[str, int] = {}
+    verdict: dict[str, bool] = {}
+    for answer, ok in zip(answers, correct, strict=True):
+        if answer is None:
+            continue
+        key = answer.strip()
+        votes[key] = votes.get(key, 0) + 1
+        verdict.setdefault(key, bool(ok))
+    if not votes:
+        return False
+    return verdict[max(votes, key=votes.__getitem__)]  # max keeps the first of ties
+
+
+def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int) -> float:
+    """Maj@k of one problem: mean majority-vote correctness over floor(n / k) disjoint
+    consecutive groups of k samples (samples left over after the last group are unused)."""
+    n = len(answers)
+    if len(correct) != n:
+        raise ValueError(f"{n} answers but {len(correct)} verdicts")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    groups = n // k
+    return sum(majority_correct(answers[g * k:(g + 1) * k], correct[g * k:(g + 1) * k])
+               for g in range(groups)) / groups
+
+
+@dataclass
+class ProblemResult:
+    example: Example
+    completions: list[str]
+    correct: list[bool]
+    rewards: list[float]
+    answers: list[str | None] = field(default_factory=list)  # extracted; filled if empty
+
+    def __post_init__(self) -> None:
+        if not self.answers:
+            self.answers = [extract_answer(text) for text in self.completions]
+
+
+def sample_and_score(model, tokenizer, examples: Sequence[Example], scorer: Scorer, *,
+                     n: int, max_new_tokens: int, temperature: float = 1.0,
+                     top_p: float = 1.0, greedy: bool = False, seed: int = 0,
+                     prompts_per_batch: int = 16, system_prompt: str | None = None,
+                     chat_template: bool = True,
+                     progress: Callable[[int], Any] | None = None) -> list[ProblemResult]:
+    """``n`` completions for each example (deterministic per seed), scored by ``scorer``.
+
+    ``progress`` is called with the number of problems finished after each batch.
+    """
+    results: list[ProblemResult] = []
+    for start in range(0, len(examples), prompts_per_batch):
+        batch = list(examples[start:start + prompts_per_batch])
+        prompts = [render_prompt(tokenizer, ex.prompt, system_prompt, chat_template)
+                   for ex in batch]
+        rollout = sample(model, tokenizer, prompts, n, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, greedy=greedy,
+                         seed=seed + start)
+        repeated = [ex for ex in batch for _ in range(n)]
+        scores = scorer.score(repeated, rollout.texts)
+        for j, ex in enumerate(batch):
+            rows = slice(j * n, (j + 1) * n)
+            results.append(ProblemResult(ex, rollout.texts[rows], scores.correct[rows],
+                                         scores.reward[rows]))
+        if progress is not None:
+            progress(len(batch))
+    return results
+
+
+def avg_accuracy(results: Sequence[ProblemResult]) -> float:
+    """Avg@n: mean correctness over every sample of every problem."""
+    total = sum(len(r.correct) for r in results)
+    return sum(sum(r.correct) for r in results) / max(total, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics of a dataset from per-problem verdicts (what eval.json / final_eval.json keep).
+
+
+def parse_ks(text: str, n: int) -> list[int]:
+    """``"1,4,8"`` -> [1, 4, 8]; each k must be an integer in 1..n (UserError otherwise)."""
+    ks: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part == "n":
+            value = n
+        else:
+            try:
+                value = int(part)
+            except ValueError:
+                raise UserError(f"--k value {part!r} is not an integer") from None
+        if not 1 <= value <= n:
+            raise UserError(f"--k value {value} must be between 1 and n = {n} samples "
+                            "per problem (raise --n)")
+        if value not in ks:
+            ks.append(value)
+    return sorted(ks)
+
+
+def metric_names(n: int, ks: Sequence[int]) -> list[str]:
+    """Column names in table order: avg@n, pass@k..., maj@k..."""
+    return [f"avg@{n}"] + [f"pass@{k}" for k in ks] + [f"maj@{k}" for k in ks]
+
+
+def verdict_metrics(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str | None]],
+                    ks: Sequence[int]) -> dict[str, float]:
+    """avg@n, pass@k and maj@k (means over problems) from each problem's n verdicts."""
+    if not correct:
+        raise ValueError("no problems to score")
+    n = len(correct[0])
+    if any(len(c) != n for c in correct):
+        raise ValueError("every problem needs the same number of samples")
+    problems = len(correct)
+    out = {f"avg@{n}": sum(sum(c) for c in correct) / (problems * n)}
+    for k in ks:
+        out[f"pass@{k}"] = sum(pass_at_k(n, int(sum(c)), k) for c in correct) / problems
+    for k in ks:
+        out[f"maj@{k}"] = sum(maj_at_k(a, c, k)
+                              for a, c in zip(answers, correct, strict=True)) / problems
+    return out
+
+
+def dataset_metrics(results: Sequence[ProblemResult], ks: Sequence[int]) -> dict[str, float]:
+    """``verdict_metrics`` of sampled results."""
+    return verdict_metrics([r.correct for r in results], [r.answers for r in results], ks)
+
+
+def average_metrics(per_dataset: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Unweighted mean over datasets of each metric (every dataset counts the same)."""
+    keys = list(per_dataset[0])
+    return {key: sum(m[key] for m in per_dataset) / len(per_dataset) for key in keys}
+
+
+# ---------------------------------------------------------------------------------------
+# `maspo eval`: several datasets, one table, JSON / CSV / samples files.
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    n: int = 8  # completions per problem
+    max_new_tokens: int = 512  # completion length cap
+    temperature: float = 1.0  # sampling temperature (ignored when greedy)
+    top_p: float = 1.0  # nucleus sampling (ignored when greedy)
+    greedy: bool = False  # argmax decoding (then n must be 1: samples would be identical)
+    seed: int = 0  # sampling seed; the same seed gives the same completions on CPU
+    prompts_per_batch: int = 16  # prompts per generate call (x n completions each)
+    system_prompt: str | None = None  # None: the chat template's default
+    chat_template: bool = True  # render prompts with the tokenizer's chat template
+
+    def check(self) -> None:
+        """One-sentence UserError for an impossible setting."""
+        if self.n < 1:
+            raise UserError(f"--n must be >= 1, got {self.n}")
+        if self.greedy and self.n > 1:
+            raise UserError("--greedy makes every sample identical; use --n 1 with it")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.greedy and self.temperature <= 0:
+            raise UserError(f"--temperature must be > 0, got {self.temperature} "
+                            "(use --greedy for argmax decoding)")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.prompts_per_batch < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.prompts_per_batch}")
+
+
+def sample_dataset(model, tokenizer, examples: Sequence[Example], settings: SamplingSettings,
+                   scorer: Scorer | None = None,
+                   progress: Callable[[int], Any] | None = None) -> list[ProblemResult]:
+    """``sample_and_score`` with ``settings`` and the trainer's verifier (no extra rewards)."""
+    s = settings
+    return sample_and_score(model, tokenizer, examples, scorer or Scorer(), n=s.n,
+                            max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                            top_p=s.top_p, greedy=s.greedy, seed=s.seed,
+                            prompts_per_batch=s.prompts_per_batch,
+                            system_prompt=s.system_prompt, chat_template=s.chat_template,
+                            progress=progress)
+
+
+@dataclass
+class DatasetReport:
+    name: str
+    source: str
+    results: list[ProblemResult]
+    metrics: dict[str, float]
+
+
+def evaluate_datasets(model, tokenizer, datasets: Sequence[EvalDataset],
+                      settings: SamplingSettings, ks: Sequence[int],
+                      progress: bool = True) -> list[DatasetReport]:
+    """Sample and score every dataset with one progress bar over all problems."""
+    from tqdm.auto import tqdm
+
+    reports = []
+    total = sum(len(d.examples) for d in datasets)
+    with tqdm(total=total, disable=not progress, unit="problem", dynamic_ncols=True) as bar:
+        for dataset in datasets:
+            bar.set_description(dataset.name)
+            results = sample_dataset(model, tokenizer, dataset.examples, settings,
+                                     progress=bar.update)
+            reports.append(DatasetReport(dataset.name, dataset.source, results,
+                                         dataset_metrics(results, ks)))
+    return reports
+
+
+def report_rows(reports: Sequence[DatasetReport]) -> list[tuple[str, int, dict[str, float]]]:
+    """(dataset, problems, metrics) rows, then the unweighted average when there are 2+."""
+    rows = [(r.name, len(r.results), r.metrics) for r in reports]
+    if len(reports) > 1:
+        rows.append(("average", sum(len(r.results) for r in reports),
+                     average_metrics([r.metrics for r in reports])))
+    return rows
+
+
+def eval_table(reports: Sequence[DatasetReport], n: int, ks: Sequence[int]) -> str:
+    """The printed Markdown table: one row per dataset, then the average."""
+    names = metric_names(n, ks)
+    body = [[name, str(problems)] + [f"{m[key]:.3f}" for key in names]
+            for name, problems, m in report_rows(reports)]
+    return markdown_table(["dataset", "problems", *names], body)
+
+
+def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: SamplingSettings,
+               ks: Sequence[int], model: str) -> dict[str, Path]:
+    """Write eval.json, eval.csv, eval.md and samples.jsonl (every completion, its
+    extracted answer and verdict) under ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = metric_names(settings.n, ks)
+    rows = report_rows(reports)
+    summary = {
+        "model": model,
+        "settings": asdict(settings),
+        "ks": list(ks),
+        "datasets": {r.name: {"source": r.source, "problems": len(r.results),
+                              "metrics": r.metrics} for r in reports},
+        "average": average_metrics([r.metrics for r in reports]),
+    }
+    paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv",
+             "markdown": out_dir / "eval.md", "samples": out_dir / "samples.jsonl"}
+    paths["json"].write_text(json.dumps(summary, indent=1) + "\n")
+    write_csv(paths["csv"], ["dataset", "problems", "n", *names],
+              [[name, problems, settings.n, *(m[key] for key in names)]
+               for name, problems, m in rows])
+    paths["markdown"].write_text(f"Model: {model}\n\n{eval_table(reports, settings.n, ks)}\n")
+    with open(paths["samples"], "w") as f:
+        for report in reports:
+            for index, r in enumerate(report.results):
+                f.write(json.dumps({
+                    "dataset": report.name, "index": index, "prompt": r.example.prompt,
+                    "answer": r.example.answer, "completions": r.completions,
+                    "extracted": r.answers, "correct": r.correct, "rewards": r.rewards,
+                }) + "\n")
+    return paths

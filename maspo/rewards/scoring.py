@@ -1,0 +1,74 @@
+"""Scoring a batch of completions against their examples: the one path train and eval share.
+
+Each example names its task reward (``Example.reward``: "math", "countdown", or a
+"package.module:function"); optional extra reward functions and a weighted format bonus
+are added on top. ``correct`` is the task reward alone (a 0/1 verifier for the built-ins),
+which is what accuracy, Avg@k and Pass@k count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from maspo.data.example import Example
+from maspo.rewards.registry import RewardFn, load_reward_fn
+
+CORRECT_THRESHOLD = 0.5  # a task reward above this counts as a correct answer
+
+
+@dataclass
+class Scores:
+    reward: list[float]  # total reward per completion
+    correct: list[bool]  # task reward > CORRECT_THRESHOLD
+    task_reward: list[float]  # the example's own reward, before extras
+    parts: dict[str, list[float]] = field(default_factory=dict)  # each extra reward
+
+
+class Scorer:
+    """Looks reward functions up once; scores (examples, completions) in batches."""
+
+    def __init__(self, extra: Sequence[str] = (), format_weight: float = 0.0) -> None:
+        self._fns: dict[str, RewardFn] = {}
+        self.extra = list(extra)
+        self.format_weight = format_weight
+        for spec in self.extra:
+            self._fn(spec)
+
+    def _fn(self, spec: str) -> RewardFn:
+        if spec not in self._fns:
+            self._fns[spec] = load_reward_fn(spec)
+        return self._fns[spec]
+
+    @staticmethod
+    def _columns(examples: Sequence[Example]) -> dict[str, list[Any]]:
+        keys: dict[str, None] = {}
+        for ex in examples:
+            keys.update(dict.fromkeys(ex.columns))
+        columns = {k: [ex.columns.get(k) for ex in examples] for k in keys}
+        columns["answer"] = [ex.answer for ex in examples]
+        columns["prompts"] = [ex.prompt for ex in examples]
+        return columns
+
+    def score(self, examples: Sequence[Example], completions: Sequence[str]) -> Scores:
+        """Score completion i against examples[i]."""
+        task = [0.0] * len(completions)
+        by_reward: dict[str, list[int]] = {}
+        for i, ex in enumerate(examples):
+            by_reward.setdefault(ex.reward, []).append(i)
+        for spec, rows in by_reward.items():
+            values = self._fn(spec)([completions[i] for i in rows],
+                                    **self._columns([examples[i] for i in rows]))
+            for i, v in zip(rows, values, strict=True):
+                task[i] = v
+        total = list(task)
+        parts: dict[str, list[float]] = {}
+        specs = list(self.extra) + (["format"] if self.format_weight else [])
+        for spec in specs:
+            values = self._fn(spec)(list(completions), **self._columns(examples))
+            weight = self.format_weight if spec == "format" else 1.0
+            parts[spec] = values
+            total = [t + weight * v for t, v in zip(total, values, strict=True)]
+        return Scores(reward=total, correct=[t > CORRECT_THRESHOLD for t in task],
+                      task_reward=task, parts=parts)

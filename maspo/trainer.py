@@ -1,0 +1,503 @@
+"""The RLVR loop, top to bottom: sample -> score -> advantages -> old log-probs -> K updates.
+
+Per step: take P prompts, sample G completions each (HF generate, temperature/top-p, stop
+at EOS), score them with each example's verifier, compute group advantages, compute the
+old policy's log-probs once without gradients, then make K optimizer updates on K
+disjoint mini-batches of the rollout. From the second update on the policy has moved,
+the ratio leaves 1 and the objective's gate/clip acts. Each mini-batch is split into
+micro-batches whose gradients accumulate to exactly the mini-batch gradient: the loss is
+aggregated with the mini-batch's token / completion counts (``maspo.losses.aggregate``).
+
+Deviations from a textbook PPO loop, all exact: completions whose advantage is 0 (groups
+with equal rewards) are skipped in the updates when no KL/entropy term is on, since
+every objective gives them zero loss and gradient; they still count in the mini-batch's
+normalisation, so the update is unchanged. Randomness is drawn from seeds derived from
+(train.seed, step), which makes a resumed run repeat a killed one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from maspo import advantages as adv_lib
+from maspo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from maspo.config import Config, to_dict
+from maspo.data import Example, get_task, heldout_set, load_examples, render_prompt, train_stream
+from maspo.errors import UserError
+from maspo.evaluate import avg_accuracy, sample_and_score
+from maspo.logprobs import token_logprobs
+from maspo.losses import aggregate, get_spec, policy_loss
+from maspo.models import LoraSettings, load_policy, resolve_model
+from maspo.rewards import default_verifier
+from maspo.rewards.scoring import Scorer
+from maspo.rollout import Rollout, sample
+
+EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
+STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
+
+
+class TrainingStopped(RuntimeError):
+    """The run cannot go on (repeated non-finite updates); the message says why."""
+
+
+@dataclass
+class RunPaths:
+    root: Path
+    config: Path = field(init=False)
+    metrics: Path = field(init=False)
+    checkpoints: Path = field(init=False)
+    tensorboard: Path = field(init=False)
+    curves: Path = field(init=False)
+    summary: Path = field(init=False)
+    model: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config = self.root / "config.yaml"
+        self.metrics = self.root / "metrics.jsonl"
+        self.checkpoints = self.root / "checkpoints"
+        self.tensorboard = self.root / "tensorboard"
+        self.curves = self.root / "curves.png"
+        self.summary = self.root / "summary.json"
+        self.model = self.root / "final_model"
+
+
+# ---------------------------------------------------------------------------------------
+# Run directory: created (or checked for resume) before any model loads.
+
+
+def default_output_dir(config: Config) -> Path:
+    return Path("runs") / f"{config.loss.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
+    """Write the resolved config, or check it against the saved one when resuming."""
+    paths = RunPaths(output_dir)
+    resolved = to_dict(config)
+    if resume:
+        if not paths.config.is_file():
+            raise UserError(f"cannot resume: {str(paths.root)!r} has no config.yaml "
+                            "(is train.output_dir the run's directory?)")
+        saved = yaml.safe_load(paths.config.read_text())
+        for section, values in resolved.items():
+            for key, value in values.items():
+                if (section, key) in (("train", "steps"), ("train", "output_dir")):
+                    continue
+                if saved.get(section, {}).get(key) != value:
+                    raise UserError(
+                        f"cannot resume with a different config: {section}.{key} was "
+                        f"{saved.get(section, {}).get(key)!r}, now {value!r}")
+    elif paths.config.exists() or paths.metrics.exists():
+        raise UserError(f"output directory {str(paths.root)!r} already holds a run; pass "
+                        "--resume to continue it or choose another train.output_dir")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.config, yaml.safe_dump(resolved, sort_keys=False))
+    return paths
+
+
+def load_data(config: Config) -> tuple[Any, list[Example]]:
+    """(endless train iterator factory, held-out examples) for the configured data."""
+    d = config.data
+    if d.path is None:
+        task = get_task(d.task, **d.task_settings)
+        test = heldout_set(task, seed=config.train.seed, size=d.test_size)
+
+        def stream():
+            return train_stream(task, seed=config.train.seed, test_size=d.test_size)
+        return stream, test
+    rows = load_examples(d.path, d.fields)
+    if d.test_path is not None:
+        test, train_rows = load_examples(d.test_path, d.fields), rows
+    else:
+        test, train_rows = rows[:d.test_size], rows[d.test_size:]
+    if not train_rows:
+        raise UserError(f"data file {d.path!r} has no rows left for training after "
+                        f"{d.test_size} held-out rows; lower data.test_size")
+
+    def cycle():
+        epoch = 0
+        while True:  # reshuffled every epoch, deterministically
+            order = torch.randperm(len(train_rows),
+                                   generator=torch.Generator().manual_seed(epoch))
+            yield from (train_rows[i] for i in order.tolist())
+            epoch += 1
+    return cycle, test
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics sink: JSONL (truncated to the checkpoint on resume) + TensorBoard.
+
+
+class MetricsLog:
+    def __init__(self, paths: RunPaths, resume_step: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = paths.metrics
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            write_atomic(self.path, "".join(line + "\n" for line in kept))
+        purge = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(str(paths.tensorboard), purge_step=purge)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(key, value, record["step"])
+        self.writer.flush()
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ---------------------------------------------------------------------------------------
+# The trainer.
+
+
+class Trainer:
+    def __init__(self, config: Config, paths: RunPaths) -> None:
+        self.config = config
+        self.paths = paths
+        c = config
+        if c.train.threads:
+            torch.set_num_threads(c.train.threads)
+        torch.manual_seed(c.train.seed)
+        lora = None
+        if c.model.lora.enabled:
+            lora = LoraSettings(rank=c.model.lora.rank, alpha=c.model.lora.alpha,
+                                dropout=c.model.lora.dropout,
+                                target_modules=c.model.lora.target_modules)
+        self.model_path = resolve_model(c.model.path)
+        self.model, self.tokenizer = load_policy(self.model_path, lora=lora)
+        self.ref = None
+        if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
+            self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=c.optim.lr, betas=c.optim.betas,
+                                           weight_decay=c.optim.weight_decay)
+        warmup = c.optim.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda u: min(1.0, (u + 1) / (warmup + 1)))
+        self.new_stream, self.test = load_data(c)
+        self.scorer = Scorer(c.reward.functions, c.reward.format_weight)
+        self.aggregation = c.loss.aggregation or get_spec(c.loss.name).aggregation
+        self.state: dict[str, Any] = {"examples_seen": 0, "bad_streak": 0,
+                                      "skipped_updates": 0, "eval_before": None}
+
+    # -- one rollout step ----------------------------------------------------------------
+
+    def step_seed(self, step: int) -> int:
+        return self.config.train.seed * STEP_SEED_STRIDE + step
+
+    def render(self, examples: list[Example]) -> list[str]:
+        d = self.config.data
+        return [render_prompt(self.tokenizer, ex.prompt, d.system_prompt, d.chat_template)
+                for ex in examples]
+
+    def train_step(self, step: int, stream) -> dict[str, Any]:
+        c, r = self.config, self.config.rollout
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        examples = [next(stream) for _ in range(r.prompts_per_step)]
+        self.state["examples_seen"] += len(examples)
+        rollout = sample(self.model, self.tokenizer, self.render(examples), r.group_size,
+                         max_new_tokens=r.max_new_tokens, temperature=r.temperature,
+                         top_p=r.top_p, seed=self.step_seed(step))
+        times["generate"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        repeated = [ex for ex in examples for _ in range(r.group_size)]
+        scores = self.scorer.score(repeated, rollout.texts)
+        rewards = torch.tensor(scores.reward, dtype=torch.float32)  # (B,)
+        advantages = adv_lib.estimate(c.loss.advantage, rewards, r.group_size)  # (B,)
+        times["score"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        old_logp, entropy, ref_logp = self.score_old(rollout)  # (B, T) each
+        mask = rollout.completion_mask
+        if c.loss.entropy_advantage:
+            advantages = adv_lib.entropy_advantage(advantages, entropy, mask)  # (B, T)
+        times["old_logprobs"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        update_metrics = self.update(step, rollout, old_logp, ref_logp, advantages)
+        times["update"] = time.perf_counter() - t0
+
+        lengths = mask.sum(-1).float()
+        record: dict[str, Any] = {
+            "step": step,
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "accuracy": sum(scores.correct) / len(scores.correct),
+            "response_length": lengths.mean().item(),
+            "truncated_frac": rollout.truncated.float().mean().item(),
+            "entropy": ((entropy * mask).sum() / mask.sum().clamp(min=1)).item(),
+            "zero_adv_frac": (advantages.reshape(len(rewards), -1) == 0).all(-1)
+            .float().mean().item(),
+            **update_metrics,
+            "lr": self.scheduler.get_last_lr()[0],
+            "examples_seen": self.state["examples_seen"],
+        }
+        for name, value in scores.parts.items():
+            record[f"reward_{name}"] = sum(value) / len(value)
+        stats = default_verifier().stats  # cumulative; failures score 0 and are counted
+        record["verifier/timeouts"] = stats.timeouts
+        record["verifier/errors"] = stats.errors
+        record.update({f"time/{k}": v for k, v in times.items()})
+        record["time/step"] = sum(times.values())
+        return record
+
+    @torch.no_grad()
+    def score_old(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Old-policy log-probs and entropies (and reference log-probs), micro-batched."""
+        c = self.config
+        logps, ents, refs = [], [], []
+        for rows in torch.arange(len(rollout.texts)).split(c.optim.micro_batch_size):
+            ids, att, start = self.micro_inputs(rollout, rows)
+            stats = token_logprobs(self.model, ids, att, start,
+                                   temperature=c.rollout.temperature, with_entropy=True,
+                                   chunk_size=c.model.logprob_chunk)
+            logps.append(self.pad_to(stats.logprobs, rollout))
+            ents.append(self.pad_to(stats.entropy, rollout))
+            if self.ref is not None:
+                ref = token_logprobs(self.ref, ids, att, start,
+                                     temperature=c.rollout.temperature,
+                                     chunk_size=c.model.logprob_chunk).logprobs
+                refs.append(self.pad_to(ref, rollout))
+        ref_logp = torch.cat(refs) if refs else None
+        return torch.cat(logps), torch.cat(ents), ref_logp
+
+    @staticmethod
+    def micro_inputs(rollout: Rollout, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows' inputs trimmed of all-padding columns; returns (ids, attention, start)."""
+        att = rollout.attention_mask[rows]
+        s = rollout.prompt_len
+        lead = int((att[:, :s].sum(0) == 0).long().cumprod(0).sum().item())  # pad columns
+        t = max(int(rollout.completion_mask[rows].sum(-1).max().item()), 1)
+        return rollout.input_ids[rows, lead:s + t], att[:, lead:s + t], s - lead
+
+    @staticmethod
+    def pad_to(values: torch.Tensor, rollout: Rollout) -> torch.Tensor:
+        width = rollout.completion_mask.shape[1]
+        return torch.nn.functional.pad(values, (0, width - values.shape[1]))
+
+    def update(self, step: int, rollout: Rollout, old_logp: torch.Tensor,
+               ref_logp: torch.Tensor | None, advantages: torch.Tensor) -> dict[str, float]:
+        """K optimizer updates on K disjoint mini-batches, each micro-batched exactly."""
+        c = self.config
+        mask = rollout.completion_mask
+        b = mask.shape[0]
+        gen = torch.Generator().manual_seed(self.step_seed(step))
+        minibatches = torch.randperm(b, generator=gen).tensor_split(c.optim.updates_per_step)
+        totals: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        losses, norms, skipped = [], [], 0
+        self.model.train()
+        for minibatch in minibatches:
+            loss_sum, active = self.backward_minibatch(rollout, minibatch, old_logp, ref_logp,
+                                                       advantages, totals, weights)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, c.optim.grad_clip or math.inf)
+            if len(active) and not (torch.isfinite(loss_sum) and torch.isfinite(norm)):
+                skipped += 1  # leave the weights as they were
+                self.state["bad_streak"] += 1
+                self.state["skipped_updates"] += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.state["bad_streak"] >= c.optim.max_bad_updates:
+                    raise TrainingStopped(
+                        f"stopped at step {step}: {self.state['bad_streak']} consecutive "
+                        "updates had a non-finite loss or gradient; lower optim.lr or "
+                        "check the reward and objective parameters")
+                continue
+            if len(active):  # (a mini-batch of zero-advantage rows only: nothing to do)
+                self.state["bad_streak"] = 0
+                self.optimizer.step()
+                self.scheduler.step()
+                losses.append(loss_sum.item())
+                norms.append(norm.item())
+            self.optimizer.zero_grad(set_to_none=True)
+        # a group no token fell into this step (e.g. no head token with A < 0) is omitted
+        out = {f"obj/{k}": totals[k] / weights[k] for k in totals if weights[k]}
+        out["loss"] = sum(losses) / len(losses) if losses else 0.0
+        out["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
+        out["skipped_updates"] = skipped
+        return out
+
+    def backward_minibatch(self, rollout: Rollout, minibatch: torch.Tensor,
+                           old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+                           advantages: torch.Tensor, totals: dict[str, float],
+                           weights: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Accumulate the mini-batch's gradient micro-batch by micro-batch.
+
+        Returns the mini-batch loss and the rows that were computed (token-weighted
+        objective metrics are added into ``totals`` / ``weights``).
+        """
+        c = self.config
+        mask = rollout.completion_mask
+        counts = {"num_tokens": mask[minibatch].sum(),
+                  "num_seqs": (mask[minibatch].sum(-1) > 0).sum(),
+                  "norm_len": c.rollout.max_new_tokens}
+        active = minibatch
+        if not (c.loss.kl_coef > 0 or c.loss.entropy_coef > 0):
+            # zero-advantage rows contribute exactly nothing: skip them (counts keep them)
+            row_adv = advantages.reshape(mask.shape[0], -1)  # (B, 1) or (B, T)
+            active = minibatch[(row_adv[minibatch] != 0).any(-1)]
+        loss_sum = torch.zeros(())
+        for rows in active.split(c.optim.micro_batch_size) if len(active) else ():
+            loss, metrics = self.micro_loss(rollout, rows, old_logp, ref_logp, advantages,
+                                            counts)
+            loss.backward()
+            loss_sum += loss.detach()
+            for key, (value, count) in metrics.items():
+                if count is None:  # a maximum
+                    totals[key] = max(totals.get(key, -math.inf), value)
+                    weights[key] = 1.0
+                else:  # a mean over `count` tokens: combine exactly across micro-batches
+                    totals[key] = totals.get(key, 0.0) + value * count
+                    weights[key] = weights.get(key, 0.0) + count
+        return loss_sum, active
+
+    def micro_loss(self, rollout: Rollout, rows: torch.Tensor, old_logp: torch.Tensor,
+                   ref_logp: torch.Tensor | None, advantages: torch.Tensor,
+                   counts: dict[str, Any]
+                   ) -> tuple[torch.Tensor, dict[str, tuple[float, float | None]]]:
+        """Loss of one micro-batch and its metrics as (value, token count or None for a max)."""
+        c = self.config
+        ids, att, start = self.micro_inputs(rollout, rows)
+        need_entropy = c.loss.entropy_coef > 0
+        stats = token_logprobs(self.model, ids, att, start, temperature=c.rollout.temperature,
+                               with_entropy=need_entropy, chunk_size=c.model.logprob_chunk)
+        t = stats.logprobs.shape[1]
+        mask = rollout.completion_mask[rows, :t]  # (b, t)
+        adv = advantages[rows] if advantages.dim() == 1 else advantages[rows, :t]
+        out = policy_loss(c.loss.name, stats.logprobs, old_logp[rows, :t], adv, mask,
+                          **c.loss.params)
+        loss = aggregate(out.per_token, mask, self.aggregation, **counts)
+        keys = list(out.metrics)
+        values = torch.stack([out.metrics[k].float() for k in keys]).tolist() if keys else []
+        metrics = {}
+        for key, value in zip(keys, values, strict=True):
+            count = out.metric_count(key)
+            metrics[key] = (value, None if count is None else float(count))
+        n_tok = float(mask.sum().item())
+        if self.ref is not None:
+            delta = ref_logp[rows, :t] - stats.logprobs  # k3 = e^d - d - 1 >= 0
+            kl = torch.exp(delta) - delta - 1.0
+            kl_loss = aggregate(kl, mask, self.aggregation, **counts)
+            loss = loss + c.loss.kl_coef * kl_loss
+            metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
+        if need_entropy:
+            loss = loss - c.loss.entropy_coef * aggregate(stats.entropy, mask, self.aggregation,
+                                                          **counts)
+        return loss, metrics
+
+    # -- evaluation and checkpoints -----------------------------------------------------
+
+    def evaluate(self) -> float:
+        c = self.config
+        results = sample_and_score(
+            self.model, self.tokenizer, self.test, self.scorer, n=c.train.eval_samples,
+            max_new_tokens=c.rollout.max_new_tokens, temperature=c.train.eval_temperature,
+            top_p=c.rollout.top_p, seed=c.train.seed + EVAL_SEED_OFFSET,
+            system_prompt=c.data.system_prompt, chat_template=c.data.chat_template)
+        return avg_accuracy(results)
+
+    def save(self, step: int) -> None:
+        save_checkpoint(self.paths.checkpoints, step, self.model, self.optimizer,
+                        self.scheduler, self.state, keep=self.config.train.keep_checkpoints)
+
+
+def train(config: Config, *, resume: bool = False, progress: bool = True,
+          output_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns the summary also written to summary.json."""
+    from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
+
+    from maspo.plots import plot_run
+
+    hf_logging.disable_progress_bar()
+    if output_dir is None and config.train.output_dir is None:
+        if resume:
+            raise UserError("--resume needs the run directory: set train.output_dir")
+        output_dir = default_output_dir(config)
+    paths = prepare_run_dir(config, Path(output_dir or config.train.output_dir), resume)
+    trainer = Trainer(config, paths)
+    start = 0
+    checkpoint = latest_checkpoint(paths.checkpoints) if resume else None
+    if checkpoint is not None:
+        trainer.state = load_checkpoint(checkpoint, trainer.model, trainer.optimizer,
+                                        trainer.scheduler)
+        start = trainer.state.pop("step")
+        for key in ("scheduler", "optimizer_groups", "python_rng"):
+            trainer.state.pop(key, None)
+    # on resume, drop what the killed run logged after its last checkpoint (all of it if
+    # it died before the first one: the run then starts over)
+    log = MetricsLog(paths, (start if checkpoint is not None else -1) if resume else None)
+    stream = trainer.new_stream()
+    for _ in range(trainer.state["examples_seen"]):
+        next(stream)
+
+    steps = config.train.steps
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step",
+               dynamic_ncols=True)
+    try:
+        if start == 0:
+            t0 = time.perf_counter()
+            acc = trainer.evaluate()
+            trainer.state["eval_before"] = acc
+            log.write({"step": 0, "eval/accuracy": acc,
+                       "time/eval": time.perf_counter() - t0})
+            bar.set_postfix(eval_acc=f"{acc:.3f}")
+        for step in range(start + 1, steps + 1):
+            record = trainer.train_step(step, stream)
+            every = config.train.eval_every
+            if step == steps or (every and step % every == 0):
+                t0 = time.perf_counter()
+                record["eval/accuracy"] = trainer.evaluate()
+                record["time/eval"] = time.perf_counter() - t0
+            log.write(record)
+            post = {"reward": f"{record['reward']:.3f}", "acc": f"{record['accuracy']:.3f}"}
+            if "eval/accuracy" in record:
+                post["eval_acc"] = f"{record['eval/accuracy']:.3f}"
+            bar.set_postfix(post)
+            bar.update(1)
+            save_every = config.train.save_every
+            if step == steps or (save_every and step % save_every == 0):
+                trainer.save(step)
+    finally:
+        bar.close()
+        log.close()
+
+    records = log.records()
+    final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
+    trainer.model.save_pretrained(paths.model, safe_serialization=True)
+    trainer.tokenizer.save_pretrained(paths.model)
+    summary = {
+        "objective": config.loss.name,
+        "steps": steps,
+        "eval_accuracy_before": trainer.state["eval_before"],
+        "eval_accuracy_after": final,
+        "eval_prompts": len(trainer.test),
+        "eval_samples_per_prompt": config.train.eval_samples,
+        "skipped_updates": trainer.state["skipped_updates"],
+        "train_time_s": sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0)
+                            for r in records),
+        "run_dir": str(paths.root),
+    }
+    write_atomic(paths.summary, json.dumps(summary, indent=1) + "\n")
+    plot_run([paths.root], paths.curves)
+    return summary

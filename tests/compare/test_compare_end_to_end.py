@@ -1,0 +1,127 @@
+"""`maspo compare` end to end on a tiny model: table rows, valid PNGs, identical prompts
+per seed, restart skips finished work, a killed run resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import matplotlib.image
+import pytest
+import yaml
+
+from maspo.cli import main
+from maspo.compare import parse_variants, run_comparison, run_config
+from maspo.config import load_config
+from maspo.evaluate import SamplingSettings
+from maspo.trainer import train
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ABLATION = "maspo:mass_adaptive=false,risk_control=false"
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == PNG_MAGIC and matplotlib.image.imread(path).size > 0
+
+
+def _records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "compare"
+    argv = ["compare", "--objectives", f"grpo,{ABLATION}", "--seeds", "0,1", "--out",
+            str(out), "--n", "2", "--target", "0.0", "--no-progress",
+            *tiny_base]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_two_objectives_by_two_seeds_give_the_table_and_figures(comparison):
+    out, _ = comparison
+    table = (out / "results.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and "objective" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["grpo", ABLATION]
+    header = table[0]
+    for column in ("seeds", "avg@2", "pass@1", "pass@2", "steps to 0", "train time (s)"):
+        assert column in header
+    assert all(r.split("|")[2].strip() == "2" for r in rows)  # two seeds each
+
+    with (out / "results.csv").open() as f:
+        lines = list(csv.DictReader(f))
+    assert [r["objective"] for r in lines] == ["grpo", ABLATION]
+    assert {"avg@2_mean", "avg@2_std", "pass@2_mean", "maj@2_mean", "train_time_s_mean",
+            "steps_to_target_mean", "reached_target"} <= set(lines[0])
+    assert all(r["reached_target"] == "2" for r in lines)  # target 0 is reached at step 0
+
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert sorted((r["objective"], r["seed"]) for r in runs) == sorted(
+        (o, s) for o in ("grpo", ABLATION) for s in (0, 1))
+    for name in ("learning_curves.png", "objective_activity.png"):
+        assert _is_png(out / "figures" / name)
+
+    record = yaml.safe_load((out / "compare.yaml").read_text())
+    assert record["objectives"] == ["grpo", ABLATION] and record["seeds"] == [0, 1]
+    assert record["base_config"]["train"]["steps"] == 2
+
+
+def test_each_seed_index_gives_every_objective_the_same_prompts_and_samples(comparison):
+    out, _ = comparison
+    runs = out / "runs"
+    ablation = runs / "maspo--mass_adaptive-false--risk_control-false"
+    for seed in (0, 1):
+        grpo = _records(runs / "grpo" / f"seed-{seed}")
+        other = _records(ablation / f"seed-{seed}")
+        # same initial model, prompts and sampling seed: the first rollout is identical
+        for key in ("reward", "response_length", "entropy"):
+            assert grpo[1][key] == other[1][key]
+        assert grpo[0]["eval/accuracy"] == other[0]["eval/accuracy"]
+        config = yaml.safe_load((ablation / f"seed-{seed}" / "config.yaml").read_text())
+        assert config["loss"] == {**config["loss"], "name": "maspo", "params": {
+            "mass_adaptive": False, "risk_control": False}}
+        assert config["train"]["seed"] == seed
+    seed0, seed1 = _records(runs / "grpo" / "seed-0"), _records(runs / "grpo" / "seed-1")
+    assert seed0[1]["reward"] != seed1[1]["reward"]  # another seed: other prompts
+
+
+def test_rerunning_a_finished_comparison_trains_nothing(comparison, capsys):
+    out, argv = comparison
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.jsonl")}
+    evals = {p: p.read_text() for p in out.glob("runs/*/*/final_eval.json")}
+    assert len(before) == 4 and len(evals) == 4
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count(": done (") == 4
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert {p: p.read_text() for p in evals} == evals
+
+
+def test_plot_command_draws_the_runs_of_a_comparison(comparison, tmp_path, capsys):
+    out, _ = comparison
+    runs = sorted(str(p) for p in out.glob("runs/*/seed-*"))
+    assert main(["plot", *runs, "--out", str(tmp_path / "dyn.png")]) == 0
+    assert _is_png(tmp_path / "dyn.png") and _is_png(tmp_path / "dyn-objective.png")
+
+
+def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_end(tiny_base, tmp_path):
+    base = load_config(None, tiny_base)
+    [variant] = parse_variants(["grpo"])
+    out = tmp_path / "compare"
+    run_dir = out / "runs" / "grpo" / "seed-0"
+    # what a run killed after its step-1 checkpoint leaves: no summary, no final model
+    train(run_config(base, variant, 0, run_dir), progress=False)
+    shutil.rmtree(run_dir / "checkpoints" / "step-000002")
+    (run_dir / "checkpoints" / "latest").write_text("step-000001\n")
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in _records(run_dir)[:2]))
+    (run_dir / "summary.json").unlink()
+    shutil.rmtree(run_dir / "final_model")
+
+    lines = []
+    [result] = run_comparison(base, [variant], [0], out, SamplingSettings(n=2, max_new_tokens=6),
+                              progress=False, log=lines.append)
+    assert "resuming" in lines[0]
+    assert [r["step"] for r in _records(run_dir)] == [0, 1, 2]
+    assert (run_dir / "summary.json").is_file() and (run_dir / "final_model").is_dir()
+    assert len(result.correct) == 6 and all(len(c) == 2 for c in result.correct)

@@ -1,0 +1,119 @@
+"""`maspo eval` end to end on a tiny real model, run and checkpoint; data errors named."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from maspo.cli import main
+from maspo.evaluate import verdict_metrics
+
+ROWS = [{"problem": f"What is {a} + {b}?", "answer": str(a + b)} for a, b in
+        [(1, 2), (3, 4), (5, 1), (2, 2), (6, 3)]]
+
+
+def write_jsonl(path, rows: list[dict]):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _samples(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+
+
+def test_eval_writes_table_json_csv_and_samples_for_two_datasets(tiny_model_dir, tmp_path,
+                                                                 capsys):
+    data = write_jsonl(tmp_path / "sums.jsonl", ROWS)
+    out = tmp_path / "res"
+    code = main(["eval", str(tiny_model_dir), "--data", "arithmetic", "--data", str(data),
+                 "--n", "4", "--k", "1,2,4", "--test-size", "3", "--max-new-tokens", "5",
+                 "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for column in ("avg@4", "pass@1", "pass@2", "pass@4", "maj@2", "maj@4"):
+        assert column in printed
+    assert "| average" in printed
+
+    report = json.loads((out / "eval.json").read_text())
+    assert list(report["datasets"]) == ["arithmetic", "sums"]
+    assert report["datasets"]["arithmetic"]["problems"] == 3
+    assert report["datasets"]["sums"]["problems"] == 5
+    rows = list(csv.DictReader((out / "eval.csv").open()))
+    assert [r["dataset"] for r in rows] == ["arithmetic", "sums", "average"]
+    assert all(r["n"] == "4" for r in rows)
+
+    samples = _samples(out)
+    assert len(samples) == 3 + 5 and all(len(s["completions"]) == 4 for s in samples)
+    for name in ("arithmetic", "sums"):  # the reported numbers follow from the saved verdicts
+        mine = [s for s in samples if s["dataset"] == name]
+        again = verdict_metrics([s["correct"] for s in mine], [s["extracted"] for s in mine],
+                                [1, 2, 4])
+        assert report["datasets"][name]["metrics"] == pytest.approx(again)
+    assert report["average"]["avg@4"] == pytest.approx(
+        (report["datasets"]["arithmetic"]["metrics"]["avg@4"]
+         + report["datasets"]["sums"]["metrics"]["avg@4"]) / 2)
+
+
+def test_run_final_model_and_its_last_checkpoint_give_the_same_samples(tiny_run, tmp_path):
+    args = ["--n", "2", "--seed", "5", "--no-progress"]
+    assert main(["eval", str(tiny_run), "--out", str(tmp_path / "a"), *args]) == 0
+    last = tiny_run / "checkpoints" / "step-000002"
+    assert main(["eval", str(last), "--out", str(tmp_path / "b"), *args]) == 0
+    a, b = _samples(tmp_path / "a"), _samples(tmp_path / "b")
+    assert len(a) == 6  # the run's own held-out set (data.test_size = 6)
+    assert [s["completions"] for s in a] == [s["completions"] for s in b]
+    # the first checkpoint holds other weights: its samples differ somewhere
+    first = tiny_run / "checkpoints" / "step-000001"
+    assert main(["eval", str(first), "--out", str(tmp_path / "c"), *args]) == 0
+    assert [s["completions"] for s in _samples(tmp_path / "c")] != [s["completions"] for s in a]
+
+
+def test_greedy_decoding_is_deterministic(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "sums.jsonl", ROWS)
+    for name, seed in (("a", "0"), ("b", "1")):
+        assert main(["eval", str(tiny_model_dir), "--data", str(data), "--greedy",
+                     "--seed", seed, "--max-new-tokens", "4", "--out", str(tmp_path / name),
+                     "--no-progress"]) == 0
+    a, b = _samples(tmp_path / "a"), _samples(tmp_path / "b")
+    assert all(len(s["completions"]) == 1 for s in a)
+    assert [s["completions"] for s in a] == [s["completions"] for s in b]
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(("row", "extra", "named", "row_number"), [
+    ({"problem": "1 + 1?"}, [], "'answer'", 3),
+    ({"question": "1 + 1?", "answer": "2"}, [], "'problem'", 3),
+    ({"problem": "1 + 1?", "answer": 2}, [], "'answer'", 3),
+    ({"problem": "1 + 1?", "answer": "2"}, ["--answer-field", "solution"], "'solution'", 1),
+    ({"question": "1 + 1?", "answer": "2"}, ["--prompt-field", "question"], "'question'", 1),
+])
+def test_dataset_field_errors_name_the_file_row_and_field(tiny_model_dir, tmp_path, capsys,
+                                                          row, extra, named, row_number):
+    data = write_jsonl(tmp_path / "bad.jsonl", ROWS[:2] + [row])
+    err = _error(capsys, ["eval", str(tiny_model_dir), "--data", str(data), *extra])
+    assert named in err and "bad.jsonl" in err and f"Row {row_number} " in err
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--data", "sudoku"], "'sudoku'"),
+    (["--data", "arithmetic:digitz=2"], "'digitz'"),
+    (["--data", "arithmetic", "--n", "4", "--k", "1,8"], "8"),
+    (["--data", "arithmetic", "--greedy", "--n", "4"], "--greedy"),
+    (["--data", "arithmetic", "--top-p", "0"], "--top-p"),
+    ([], "--data"),
+])
+def test_bad_eval_arguments_are_one_sentence(tiny_model_dir, capsys, argv, named):
+    assert named in _error(capsys, ["eval", str(tiny_model_dir), *argv])
+
+
+def test_missing_model_is_named(tmp_path, capsys):
+    assert "nowhere" in _error(capsys, ["eval", str(tmp_path / "nowhere"), "--data",
+                                        "arithmetic"])

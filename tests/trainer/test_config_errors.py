@@ -1,0 +1,77 @@
+"""Invalid configs fail before the model loads, with one sentence naming the key (exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from maspo.cli import main
+from maspo.config import Config, load_config, to_dict
+from maspo.testing import tiny_overrides
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("loss.nme=grpo", "'loss.nme'"),
+    ("lossy.name=grpo", "'lossy'"),
+    ("rollout.group_size=abc", "'rollout.group_size'"),
+    ("rollout.group_size=1", "'rollout.group_size'"),
+    ("rollout.top_p=1.5", "'rollout.top_p'"),
+    ("optim.lr=-1", "'optim.lr'"),
+    ("loss.name=ppo9", "'ppo9'"),
+    ("loss.params.alhpa=0.3", "'alhpa'"),
+    ("loss.params.sigma_base=0", "'sigma_base'"),
+    ("loss.aggregation=sum", "'sum'"),
+    ("data.task=sudoku", "'sudoku'"),
+    ("data.task_settings.digitz=2", "'digitz'"),
+    ("reward.functions=[nomodule:fn]", "'nomodule'"),
+    ("model.lora.enabled=maybe", "'model.lora.enabled'"),
+    ("no_equals_sign", "'no_equals_sign'"),
+])
+def test_bad_override_exits_2_naming_the_key_before_loading_the_model(override, named, capsys):
+    # the model path does not exist: the config error must be reported first
+    code = main(["train", "model.path=/no/such/model", override])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert named in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_yaml_preset_is_named(tmp_path, capsys):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("loss:\n  name: grpo\noptim:\n  learning_rate: 1e-5\n")
+    assert main(["train", "--config", str(preset)]) == 2
+    assert "'optim.learning_rate'" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_presets_and_overrides_compose():
+    config = load_config("configs/grpo.yaml", ["rollout.group_size=4", "loss.params.clip_high=0.3",
+                                               "optim.lr=1e-5"])
+    assert config.loss.name == "grpo"
+    assert config.rollout.group_size == 4
+    assert config.loss.params["clip_high"] == 0.3
+    assert config.optim.lr == 1e-5
+    assert to_dict(load_config(None, [])) == to_dict(Config())
+
+
+@pytest.mark.parametrize("preset", ["maspo", "grpo", "dgpo"])
+def test_shipped_presets_are_valid(preset):
+    assert load_config(f"configs/{preset}.yaml").loss.name == preset
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tiny_model_dir, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("precious: true\n")
+    assert main(["train", *tiny_overrides(tiny_model_dir, out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "config.yaml").read_text() == "precious: true\n"
+
+    other = tmp_path / "other"
+    assert main(["train", "--no-progress", *tiny_overrides(tiny_model_dir, other,
+                                                           **{"train.steps": 1})]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", *tiny_overrides(tiny_model_dir, other,
+                                                      **{"rollout.group_size": 2})]) == 2
+    assert "rollout.group_size" in capsys.readouterr().err
