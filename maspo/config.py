@@ -33,7 +33,7 @@ class LoraConfig:
 class ModelConfig:
     path: str = "default"  # HF model directory, or "default" (embedded SmolLM2-135M-Instruct)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    logprob_chunk: int = 512  # positions per chunk of the lm_head in log-prob computation
+    logprob_chunk: int | None = None  # tokens per lm_head chunk (None: maspo.logprobs' default)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,6 @@ def validate(config: Config) -> None:
                        ("optim.max_bad_updates", o.max_bad_updates),
                        ("train.steps", t.steps), ("train.eval_samples", t.eval_samples),
                        ("train.keep_checkpoints", t.keep_checkpoints),
-                       ("model.logprob_chunk", config.model.logprob_chunk),
                        ("rollout.temperature", r.temperature), ("optim.lr", o.lr)):
         _positive(key, value)
     for key, value in (("optim.weight_decay", o.weight_decay), ("optim.grad_clip", o.grad_clip),
@@ -293,6 +292,8 @@ def validate(config: Config) -> None:
                        ("train.eval_temperature", t.eval_temperature),
                        ("reward.format_weight", config.reward.format_weight)):
         _positive(key, value, allow_zero=True)
+    if config.model.logprob_chunk is not None:
+        _positive("model.logprob_chunk", config.model.logprob_chunk)
     if not 0 < r.top_p <= 1:
         raise UserError(f"config key 'rollout.top_p' must be in (0, 1], got {r.top_p!r}")
     if r.group_size < 2:

@@ -19,11 +19,11 @@ from torch.utils.checkpoint import checkpoint
 CPU_CHUNK_ELEMENTS = 1 << 22
 """Logits per chunk on CPU (16 MiB fp32; 85 tokens at V = 49152). Small blocks stay under
 glibc's 32 MiB mmap ceiling, so freed blocks are reused rather than page-faulted in anew;
-measured (bench/logprobs.py) faster than one full-size block as well as far smaller."""
+on CPU this was as fast as 256-4096-token chunks or faster (bench/logprobs.py)."""
 
 ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
-"""Logits per chunk on a GPU (256 MiB fp32): large enough that each matmul fills the device
-and kernel launches stay few, still small next to a full (B, T, V) tensor."""
+"""Logits per chunk on a GPU (256 MiB fp32): few kernel launches, still small next to a full
+(B, T, V) tensor. A reasoned default, not yet tuned by measurement on a GPU."""
 
 
 class TokenStats(NamedTuple):

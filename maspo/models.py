@@ -105,7 +105,9 @@ def resolve_model(spec: str | None) -> Path:
     if path.is_dir():
         _check_model_dir(path)
         return path
-    if not path.exists() and "/" in spec and not spec.startswith((".", "/", "~")):
+    if path.exists():
+        raise UserError(f"model path '{spec}' is a file, not a model directory.")
+    if "/" in spec and not spec.startswith((".", "/", "~")):
         raise UserError(
             f"model '{spec}' is not a local directory, and downloading from the Hugging "
             "Face Hub is not supported, so download it yourself and pass its directory."

@@ -70,6 +70,13 @@ def test_resolve_model_names_a_missing_directory(tmp_path):
         resolve_model(str(missing))
 
 
+def test_resolve_model_rejects_a_file(tmp_path):
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"GGUF")
+    with pytest.raises(UserError, match="model.gguf' is a file"):
+        resolve_model(str(weights))
+
+
 def test_resolve_model_needs_config_json(tmp_path):
     with pytest.raises(UserError, match="has no config.json"):
         resolve_model(str(tmp_path))
@@ -106,6 +113,7 @@ def test_lora_rejects_a_module_the_model_lacks(tiny_dir):
         load_policy(tiny_dir, lora=LoraSettings(target_modules=("c_attn",)))
 
 
+@pytest.mark.slow
 def test_embedded_model_is_a_plain_trainable_checkpoint_with_chat_template(embedded):
     assert embedded == embedded_model_path()
     model, tokenizer = load_policy(embedded)
@@ -127,6 +135,7 @@ def test_embedded_model_is_a_plain_trainable_checkpoint_with_chat_template(embed
     assert out.logprobs[0, 0] > -0.7  # the dequantized weights still know 2 + 3 = 5
 
 
+@pytest.mark.slow
 def test_prepared_cache_is_reused_without_downloading(embedded, monkeypatch):
     def no_download(dest: Path) -> Path:
         raise AssertionError("the cached checkpoint should have been reused")
