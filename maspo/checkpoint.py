@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 
 from maspo.errors import UserError
@@ -121,7 +122,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
         torch.set_rng_state(load_file(path / RNG_FILE)["torch"])
         version, py_state, gauss = state["python_rng"]
         random.setstate((version, tuple(py_state), gauss))
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+    except (OSError, KeyError, ValueError, TypeError, SafetensorError) as err:
         raise UserError(f"checkpoint {str(path)!r} is unreadable or corrupt "
                         f"({type(err).__name__}: {err})") from None
     return state

@@ -88,15 +88,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 30  # rollout steps
+    steps: int = 12  # rollout steps
     seed: int = 0
-    eval_every: int = 10  # held-out evaluation period in steps (0: only before and after)
+    eval_every: int = 4  # held-out evaluation period in steps (0: only before and after)
     eval_samples: int = 4  # completions per held-out prompt (accuracy = mean over them)
     eval_temperature: float = 1.0
-    save_every: int = 10  # checkpoint period in steps (the final step is always saved)
+    save_every: int = 4  # checkpoint period in steps (the final step is always saved)
     keep_checkpoints: int = 2
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
+    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,9 @@ def validate(config: Config) -> None:
                        ("train.eval_temperature", t.eval_temperature),
                        ("reward.format_weight", config.reward.format_weight)):
         _positive(key, value, allow_zero=True)
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise UserError(f"config key 'train.device' must be auto, cpu or cuda[:N], "
+                        f"got {t.device!r}")
     if config.model.logprob_chunk is not None:
         _positive("model.logprob_chunk", config.model.logprob_chunk)
     if not 0 < r.top_p <= 1:

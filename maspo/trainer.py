@@ -12,7 +12,8 @@ Deviations from a textbook PPO loop, all exact: completions whose advantage is 0
 with equal rewards) are skipped in the updates when no KL/entropy term is on, since
 every objective gives them zero loss and gradient; they still count in the mini-batch's
 normalisation, so the update is unchanged. Randomness is drawn from seeds derived from
-(train.seed, step), which makes a resumed run repeat a killed one bit for bit on CPU.
+(train.seed, step), which makes a resumed run repeat a killed one bit for bit on CPU (on a
+GPU, kernels are not bitwise deterministic: a resumed run is equivalent, not identical).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def prepare_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
                     raise UserError(
                         f"cannot resume with a different config: {section}.{key} was "
                         f"{saved.get(section, {}).get(key)!r}, now {value!r}")
-    elif paths.config.exists() or paths.metrics.exists():
+    elif paths.metrics.exists() or paths.checkpoints.exists():  # (a config alone: a failed start)
         raise UserError(f"output directory {str(paths.root)!r} already holds a run; pass "
                         "--resume to continue it or choose another train.output_dir")
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -177,13 +178,16 @@ class Trainer:
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
         torch.manual_seed(c.train.seed)
+        self.new_stream, self.test = load_data(c)  # bad data rows fail before the model loads
         lora = None
         if c.model.lora.enabled:
             lora = LoraSettings(rank=c.model.lora.rank, alpha=c.model.lora.alpha,
                                 dropout=c.model.lora.dropout,
                                 target_modules=c.model.lora.target_modules)
         self.model_path = resolve_model(c.model.path)
-        self.model, self.tokenizer = load_policy(self.model_path, lora=lora)
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                                   if c.train.device == "auto" else c.train.device)
+        self.model, self.tokenizer = load_policy(self.model_path, device=self.device, lora=lora)
         self.ref = None
         if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -193,7 +197,6 @@ class Trainer:
         warmup = c.optim.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda u: min(1.0, (u + 1) / (warmup + 1)))
-        self.new_stream, self.test = load_data(c)
         self.scorer = Scorer(c.reward.functions, c.reward.format_weight)
         self.aggregation = c.loss.aggregation or get_spec(c.loss.name).aggregation
         self.state: dict[str, Any] = {"examples_seen": 0, "bad_streak": 0,
@@ -225,6 +228,7 @@ class Trainer:
         scores = self.scorer.score(repeated, rollout.texts)
         rewards = torch.tensor(scores.reward, dtype=torch.float32)  # (B,)
         advantages = adv_lib.estimate(c.loss.advantage, rewards, r.group_size)  # (B,)
+        advantages = advantages.to(self.device)
         times["score"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -355,8 +359,8 @@ class Trainer:
         if not (c.loss.kl_coef > 0 or c.loss.entropy_coef > 0):
             # zero-advantage rows contribute exactly nothing: skip them (counts keep them)
             row_adv = advantages.reshape(mask.shape[0], -1)  # (B, 1) or (B, T)
-            active = minibatch[(row_adv[minibatch] != 0).any(-1)]
-        loss_sum = torch.zeros(())
+            active = minibatch[(row_adv[minibatch] != 0).any(-1).cpu()]
+        loss_sum = torch.zeros((), device=self.device)
         for rows in active.split(c.optim.micro_batch_size) if len(active) else ():
             loss, metrics = self.micro_loss(rollout, rows, old_logp, ref_logp, advantages,
                                             counts)

@@ -73,7 +73,7 @@ def sample(model, tokenizer, prompts: list[str], n: int, *, max_new_tokens: int,
     completion = torch.where(completion_mask, completion, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(
         [row[m] for row, m in zip(completion, completion_mask, strict=True)],
-        skip_special_tokens=True)
+        skip_special_tokens=True, clean_up_tokenization_spaces=False)
     return Rollout(
         input_ids=torch.cat([prompt_ids, completion], dim=1),
         attention_mask=torch.cat([prompt_mask, completion_mask.long()], dim=1),

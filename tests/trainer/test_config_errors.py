@@ -63,10 +63,11 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tiny_model
                                                                       capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "config.yaml").write_text("precious: true\n")
+    (out / "metrics.jsonl").write_text('{"step": 0, "precious": true}\n')
     assert main(["train", *tiny_overrides(tiny_model_dir, out)]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert (out / "config.yaml").read_text() == "precious: true\n"
+    assert (out / "metrics.jsonl").read_text() == '{"step": 0, "precious": true}\n'
+    assert not (out / "config.yaml").exists()
 
     other = tmp_path / "other"
     assert main(["train", "--no-progress", *tiny_overrides(tiny_model_dir, other,
@@ -75,3 +76,19 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tiny_model
     assert main(["train", "--resume", *tiny_overrides(tiny_model_dir, other,
                                                       **{"rollout.group_size": 2})]) == 2
     assert "rollout.group_size" in capsys.readouterr().err
+
+
+def test_bad_data_row_is_named_before_the_model_loads(tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?"}\n')
+    code = main(["train", "model.path=/no/such/model", f"data.path={rows}", "data.test_size=1",
+                 f"train.output_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "rows.jsonl" in err and "2" in err and "answer" in err
+
+    # after fixing the data the same command starts: a config alone is a failed start
+    rows.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?", "answer": "4"}\n')
+    code = main(["train", "model.path=/no/such/model", f"data.path={rows}", "data.test_size=1",
+                 f"train.output_dir={tmp_path / 'run'}"])
+    assert code == 2 and "/no/such/model" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from maspo.cli import main
 from maspo.config import load_config
 from maspo.rollout import sample
 from maspo.testing import tiny_overrides
@@ -92,3 +93,32 @@ def test_non_finite_updates_are_skipped_and_repeated_ones_stop_the_run(
         trainer.train_step(2, stream)
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_lora_run_trains_only_adapters_and_resumes(tiny_model_dir, tmp_path):
+    out = tmp_path / "lora"
+    lora = {"model.lora.enabled": "true", "model.lora.rank": 4,
+            "model.lora.target_modules": "[q_proj,v_proj]"}
+    train(load_config(None, tiny_overrides(tiny_model_dir, out, **lora)), progress=False)
+    weights = load_file(out / "checkpoints" / "step-000002" / "weights.safetensors")
+    assert weights and all("lora_" in key for key in weights)
+    more = tiny_overrides(tiny_model_dir, out, **lora, **{"train.steps": 3})
+    summary = train(load_config(None, more), resume=True, progress=False)
+    assert summary["steps"] == 3
+    assert (out / "checkpoints" / "step-000003" / "weights.safetensors").is_file()
+
+
+def test_corrupt_checkpoint_is_named_and_nothing_is_overwritten(tiny_model_dir, tmp_path,
+                                                                capsys):
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model_dir, out, **{"train.steps": 1})
+    assert main(["train", "--no-progress", *overrides]) == 0
+    weights = out / "checkpoints" / "step-000001" / "weights.safetensors"
+    weights.write_bytes(b"not a safetensors file")
+    metrics = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", "--no-progress", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "step-000001" in err and "corrupt" in err
+    assert (out / "metrics.jsonl").read_text() == metrics
+    assert weights.read_bytes() == b"not a safetensors file"
