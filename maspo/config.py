@@ -303,10 +303,10 @@ def validate(config: Config) -> None:
     if r.group_size < 2:
         raise UserError("config key 'rollout.group_size' must be >= 2: group advantages "
                         "need at least two completions per prompt")
-    batch = r.prompts_per_step * r.group_size
-    if o.updates_per_step > batch:
+    if o.updates_per_step > r.prompts_per_step:
         raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
-                        f"the {batch} completions per step")
+                        f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "
+                        "holds whole prompt groups")
     if loss.name not in names():
         raise UserError(f"config key 'loss.name': unknown objective {loss.name!r}; "
                         f"known: {', '.join(names())}")

@@ -3,7 +3,7 @@
 Per step: take P prompts, sample G completions each (HF generate, temperature/top-p, stop
 at EOS), score them with each example's verifier, compute group advantages, compute the
 old policy's log-probs once without gradients, then make K optimizer updates on K
-disjoint mini-batches of the rollout. From the second update on the policy has moved,
+disjoint mini-batches of the rollout (each holds whole prompt groups). From the second update on the policy has moved,
 the ratio leaves 1 and the objective's gate/clip acts. Each mini-batch is split into
 micro-batches whose gradients accumulate to exactly the mini-batch gradient: the loss is
 aggregated with the mini-batch's token / completion counts (``maspo.losses.aggregate``).
@@ -304,10 +304,13 @@ class Trainer:
                ref_logp: torch.Tensor | None, advantages: torch.Tensor) -> dict[str, float]:
         """K optimizer updates on K disjoint mini-batches, each micro-batched exactly."""
         c = self.config
-        mask = rollout.completion_mask
-        b = mask.shape[0]
+        g = c.rollout.group_size
+        prompts = rollout.completion_mask.shape[0] // g
         gen = torch.Generator().manual_seed(self.step_seed(step))
-        minibatches = torch.randperm(b, generator=gen).tensor_split(c.optim.updates_per_step)
+        # mini-batches of whole groups (all G completions of a prompt together), prompts
+        # shuffled: a group's rows share their prompt, which the log-prob pass exploits
+        order = torch.randperm(prompts, generator=gen).tensor_split(c.optim.updates_per_step)
+        minibatches = [(p[:, None] * g + torch.arange(g)).reshape(-1) for p in order]
         totals: dict[str, float] = {}
         weights: dict[str, float] = {}
         losses, norms, skipped = [], [], 0
