@@ -77,15 +77,70 @@ def token_logprobs(
     # Position t predicts token t + 1: completion token j comes from hidden state j - 1.
     targets = input_ids[:, completion_start:]  # (B, T)
     valid = attention_mask[:, completion_start:].bool()  # (B, T)
-    states = hidden[:, completion_start - 1 : length - 1][valid]  # (N, H), N real tokens
+    states = hidden[:, completion_start - 1 : length - 1]  # (B, T, H)
+    return _head_stats(lm_head, states, targets, valid, temperature, with_entropy, chunk_size)
+
+
+def shared_prompt_logprobs(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    prompt_index: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_size: int | None = None,
+) -> TokenStats:
+    """`token_logprobs` for completions that share prompts, running each prompt once.
+
+    GRPO-style batches hold G completions per prompt, and a prompt is often far longer
+    than its completions: the U distinct prompts `(U, S)` (left-padded) go through the
+    decoder once, their key/value cache is gathered to the B completions by
+    `prompt_index` `(B,)`, and only the completions `(B, T)` (right-padded, 0 in
+    `completion_mask` on pads) are run on top of it. Gradients flow back through the
+    shared cache into the prompt computation, so values and gradients equal
+    `token_logprobs` on the concatenated rows (up to float rounding).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    decoder, lm_head = _decoder_and_head(model)
+    prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (U, S)
+    prefix = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos,
+                     use_cache=True)
+    cache = prefix.past_key_values
+    cache.reorder_cache(prompt_index)  # (U, ...) -> (B, ...): each completion's prompt
+    full_mask = torch.cat([prompt_mask[prompt_index], completion_mask], dim=1)  # (B, S + T)
+    start = prompt_mask.sum(-1)[prompt_index, None]  # (B, 1) real prompt tokens
+    completion_pos = start + torch.arange(completion_ids.shape[1], device=start.device)
+    hidden = decoder(input_ids=completion_ids, attention_mask=full_mask,
+                     position_ids=completion_pos, past_key_values=cache,
+                     use_cache=True).last_hidden_state  # (B, T, H)
+    # completion token 0 is predicted by the prompt's last position, token j by hidden j-1
+    states = torch.cat([prefix.last_hidden_state[prompt_index, -1:], hidden[:, :-1]], dim=1)
+    return _head_stats(lm_head, states, completion_ids, completion_mask.bool(), temperature,
+                       with_entropy, chunk_size)
+
+
+def _head_stats(
+    lm_head: nn.Module,
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+    chunk_size: int | None,
+) -> TokenStats:
+    """Chunked lm_head over the `valid` positions of `states` `(B, T, H)` -> (B, T) stats."""
+    flat_states = states[valid]  # (N, H), N real tokens
     picked = targets[valid]  # (N,)
     if chunk_size is None:
-        chunk_size = default_chunk_size(lm_head, states.device)
-
+        chunk_size = default_chunk_size(lm_head, flat_states.device)
     logp_parts: list[torch.Tensor] = []
     ent_parts: list[torch.Tensor] = []
-    for start in range(0, states.shape[0], chunk_size):
-        args = (states[start : start + chunk_size], picked[start : start + chunk_size])
+    for start in range(0, flat_states.shape[0], chunk_size):
+        args = (flat_states[start : start + chunk_size], picked[start : start + chunk_size])
         if torch.is_grad_enabled():
             logp, ent = checkpoint(
                 _chunk_stats, lm_head, *args, temperature, with_entropy, use_reentrant=False
@@ -97,7 +152,7 @@ def token_logprobs(
 
     def scatter(parts: list[torch.Tensor]) -> torch.Tensor:
         """Place the N real-token values back into a zero-padded (B, T) grid."""
-        flat = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+        flat = torch.cat(parts) if parts else states.new_zeros(0, dtype=torch.float32)
         grid = torch.zeros(valid.shape, dtype=flat.dtype, device=flat.device)
         return grid.masked_scatter(valid, flat)  # (B, T)
 

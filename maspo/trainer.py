@@ -3,10 +3,12 @@
 Per step: take P prompts, sample G completions each (HF generate, temperature/top-p, stop
 at EOS), score them with each example's verifier, compute group advantages, compute the
 old policy's log-probs once without gradients, then make K optimizer updates on K
-disjoint mini-batches of the rollout (each holds whole prompt groups). From the second update on the policy has moved,
-the ratio leaves 1 and the objective's gate/clip acts. Each mini-batch is split into
+disjoint mini-batches of the rollout (each holds whole prompt groups). From the second
+update on the policy has moved, the ratio leaves 1 and the objective's gate/clip acts. Each mini-batch is split into
 micro-batches whose gradients accumulate to exactly the mini-batch gradient: the loss is
 aggregated with the mini-batch's token / completion counts (``maspo.losses.aggregate``).
+Log-probs run each distinct prompt once and its G completions on the shared key/value
+cache (``maspo.logprobs.shared_prompt_logprobs``).
 
 Deviations from a textbook PPO loop, all exact: completions whose advantage is 0 (groups
 with equal rewards) are skipped in the updates when no KL/entropy term is on, since
@@ -35,7 +37,7 @@ from maspo.config import Config, to_dict
 from maspo.data import Example, get_task, heldout_set, load_examples, render_prompt, train_stream
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, sample_and_score
-from maspo.logprobs import token_logprobs
+from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, policy_loss
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.rewards import default_verifier
@@ -272,28 +274,34 @@ class Trainer:
         c = self.config
         logps, ents, refs = [], [], []
         for rows in torch.arange(len(rollout.texts)).split(c.optim.micro_batch_size):
-            ids, att, start = self.micro_inputs(rollout, rows)
-            stats = token_logprobs(self.model, ids, att, start,
-                                   temperature=c.rollout.temperature, with_entropy=True,
-                                   chunk_size=c.model.logprob_chunk)
+            stats = self.logprobs(self.model, rollout, rows, with_entropy=True)
             logps.append(self.pad_to(stats.logprobs, rollout))
             ents.append(self.pad_to(stats.entropy, rollout))
             if self.ref is not None:
-                ref = token_logprobs(self.ref, ids, att, start,
-                                     temperature=c.rollout.temperature,
-                                     chunk_size=c.model.logprob_chunk).logprobs
-                refs.append(self.pad_to(ref, rollout))
+                refs.append(self.pad_to(self.logprobs(self.ref, rollout, rows).logprobs, rollout))
         ref_logp = torch.cat(refs) if refs else None
         return torch.cat(logps), torch.cat(ents), ref_logp
 
-    @staticmethod
-    def micro_inputs(rollout: Rollout, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Rows' inputs trimmed of all-padding columns; returns (ids, attention, start)."""
-        att = rollout.attention_mask[rows]
-        s = rollout.prompt_len
-        lead = int((att[:, :s].sum(0) == 0).long().cumprod(0).sum().item())  # pad columns
+    def logprobs(self, model, rollout: Rollout, rows: torch.Tensor,
+                 with_entropy: bool = False) -> TokenStats:
+        """(b, t) log-probs (and entropies) of the completions ``rows`` under ``model``.
+
+        Each distinct prompt among the rows runs once (``shared_prompt_logprobs``): with G
+        completions per prompt that removes most of the compute for short completions.
+        Columns that are padding in every row are trimmed off; t is the longest completion.
+        """
+        s, g = rollout.prompt_len, rollout.group_size
+        groups = torch.div(rows, g, rounding_mode="floor")  # (b,) prompt of each row
+        unique, prompt_index = torch.unique(groups, return_inverse=True)  # (u,), (b,)
+        prompt_mask = rollout.attention_mask[unique * g, :s]  # (u, S)
+        lead = int((prompt_mask.sum(0) == 0).long().cumprod(0).sum().item())  # pad columns
         t = max(int(rollout.completion_mask[rows].sum(-1).max().item()), 1)
-        return rollout.input_ids[rows, lead:s + t], att[:, lead:s + t], s - lead
+        device = rollout.input_ids.device
+        return shared_prompt_logprobs(
+            model, rollout.input_ids[unique * g, lead:s], prompt_mask[:, lead:],
+            rollout.input_ids[rows, s:s + t], rollout.attention_mask[rows, s:s + t],
+            prompt_index.to(device), temperature=self.config.rollout.temperature,
+            with_entropy=with_entropy, chunk_size=self.config.model.logprob_chunk)
 
     @staticmethod
     def pad_to(values: torch.Tensor, rollout: Rollout) -> torch.Tensor:
@@ -384,10 +392,8 @@ class Trainer:
                    ) -> tuple[torch.Tensor, dict[str, tuple[float, float | None]]]:
         """Loss of one micro-batch and its metrics as (value, token count or None for a max)."""
         c = self.config
-        ids, att, start = self.micro_inputs(rollout, rows)
         need_entropy = c.loss.entropy_coef > 0
-        stats = token_logprobs(self.model, ids, att, start, temperature=c.rollout.temperature,
-                               with_entropy=need_entropy, chunk_size=c.model.logprob_chunk)
+        stats = self.logprobs(self.model, rollout, rows, with_entropy=need_entropy)
         t = stats.logprobs.shape[1]
         mask = rollout.completion_mask[rows, :t]  # (b, t)
         adv = advantages[rows] if advantages.dim() == 1 else advantages[rows, :t]

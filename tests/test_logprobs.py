@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from maspo.logprobs import token_logprobs
+from maspo.logprobs import shared_prompt_logprobs, token_logprobs
 
 VOCAB = 257
 PROMPT = 7  # prompt length after left padding; the completion starts here
@@ -146,3 +146,33 @@ def test_bad_completion_start_is_rejected(model, batch):
     ids, mask = batch
     with pytest.raises(ValueError, match="completion_start"):
         token_logprobs(model, ids, mask, ids.shape[1])
+
+
+def test_shared_prompt_logprobs_equal_the_concatenated_rows(model):
+    """Running each prompt once and its completions on the shared cache gives the same
+    log-probs, entropies and gradients as the full rows."""
+    g = torch.Generator().manual_seed(5)
+    vocab = model.config.vocab_size
+    prompts, group, s, t = 3, 4, 6, 5
+    prompt_mask = torch.ones(prompts, s, dtype=torch.long)
+    prompt_mask[0, :2] = 0  # left padding
+    prompt_mask[2, :1] = 0
+    prompt_ids = torch.randint(1, vocab, (prompts, s), generator=g) * prompt_mask
+    index = torch.arange(prompts).repeat_interleave(group)
+    completion_mask = torch.ones(prompts * group, t, dtype=torch.long)
+    completion_mask[1, 2:] = 0  # right padding after an early stop
+    completion_mask[7, 1:] = 0
+    completion_ids = torch.randint(1, vocab, (prompts * group, t), generator=g) * completion_mask
+    full = token_logprobs(model, torch.cat([prompt_ids[index], completion_ids], 1),
+                          torch.cat([prompt_mask[index], completion_mask], 1), s,
+                          with_entropy=True, temperature=0.8)
+    shared = shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids,
+                                    completion_mask, index, with_entropy=True, temperature=0.8)
+    assert torch.allclose(full.logprobs, shared.logprobs, atol=1e-5)
+    assert torch.allclose(full.entropy, shared.entropy, atol=1e-5)
+    assert torch.all(shared.logprobs[completion_mask == 0] == 0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads_full = torch.autograd.grad((full.logprobs + full.entropy).sum(), params)
+    grads_shared = torch.autograd.grad((shared.logprobs + shared.entropy).sum(), params)
+    for a, b in zip(grads_full, grads_shared, strict=True):  # equal up to float rounding
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max())

@@ -24,6 +24,7 @@ class Rollout:
     prompt_len: int  # S, where completions start
     texts: list[str]  # decoded completions, special tokens removed
     truncated: Tensor  # (B,) bool: hit max_new_tokens without EOS
+    group_size: int  # G: rows g * G .. (g + 1) * G - 1 share prompt g
 
     @property
     def completion_ids(self) -> Tensor:
@@ -81,4 +82,5 @@ def sample(model, tokenizer, prompts: list[str], n: int, *, max_new_tokens: int,
         prompt_len=s,
         texts=texts,
         truncated=truncated,
+        group_size=n,
     )
