@@ -6,7 +6,8 @@ old policy's log-probs once without gradients, then make K optimizer updates on 
 disjoint mini-batches of the rollout (each holds whole prompt groups). From the second
 update on the policy has moved, the ratio leaves 1 and the objective's gate/clip acts.
 Each mini-batch is split into micro-batches whose gradients accumulate to exactly the
-mini-batch gradient: the loss is aggregated with the mini-batch's token / completion counts (``maspo.losses.aggregate``).
+mini-batch gradient: the loss is aggregated with the mini-batch's token / completion
+counts (``maspo.losses.aggregate``).
 Log-probs run each distinct prompt once and its G completions on the shared key/value
 cache (``maspo.logprobs.shared_prompt_logprobs``).
 
