@@ -6,6 +6,7 @@ import pytest
 
 from maspo.cli import main
 from maspo.config import Config, load_config, to_dict
+from maspo.losses import get_spec, make_params, names
 from maspo.testing import tiny_overrides
 
 
@@ -54,9 +55,11 @@ def test_presets_and_overrides_compose():
     assert to_dict(load_config(None, [])) == to_dict(Config())
 
 
-@pytest.mark.parametrize("preset", ["maspo", "grpo", "dgpo"])
-def test_shipped_presets_are_valid(preset):
-    assert load_config(f"configs/{preset}.yaml").loss.name == preset
+@pytest.mark.parametrize("objective", names())
+def test_every_objective_ships_a_valid_preset_with_its_default_parameters(objective):
+    config = load_config(f"configs/{objective}.yaml")
+    assert config.loss.name == objective
+    assert make_params(objective, config.loss.params) == get_spec(objective).params()
 
 
 def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tiny_model_dir, tmp_path,
