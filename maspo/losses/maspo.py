@@ -55,9 +55,11 @@ def log_gate_width(old_logp: Tensor, adv: Tensor, p: MaspoParams) -> Tensor:
     mass = clamp(sigma_base / q**alpha, sigma_base, sigma_high) is computed as
     log sigma_base - alpha * log q: q**alpha underflows for q ~ 1e-30 in fp32, this does not.
     """
-    if p.mass_adaptive:
-        log_sigma = (old_logp * -p.alpha).add_(math.log(p.sigma_base))
-        log_sigma.clamp_(math.log(p.sigma_base), math.log(p.sigma_high))
+    if p.mass_adaptive and p.alpha > 0:
+        # the clamp of sigma_base / q**alpha to [sigma_base, sigma_high] is a clamp of log q
+        # to [-log(sigma_high / sigma_base) / alpha, 0]: one clamp and one fused add
+        low = -math.log(p.sigma_high / p.sigma_base) / p.alpha
+        log_sigma = torch.add(math.log(p.sigma_base), old_logp.clamp(low, 0.0), alpha=-p.alpha)
     else:
         log_sigma = torch.full_like(old_logp, math.log(p.sigma_base))
     if not p.risk_control:
@@ -81,17 +83,16 @@ def maspo(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, p: MaspoPar
     ratio = torch.exp(log_ratio(logp, old_logp)).detach()  # (B, T)
     shift = ratio - 1.0
     gated = (adv * shift) > 0  # (A > 0, r > 1) or (A < 0, r < 1)
-    log_sigma = log_gate_width(old_logp, adv, p)
-    # F = exp(-(r - 1)^2 / (2 sigma^2)) = exp((r - 1)^2 * (-0.5 * exp(-2 log sigma)))
-    neg_half_inv_var = log_sigma.mul_(-2.0).exp_().mul_(-0.5)
-    gate = torch.where(gated, shift.square_().mul_(neg_half_inv_var).exp_(), 1.0)
+    sigma = log_gate_width(old_logp, adv, p).exp_()
+    # F = exp(-(r - 1)^2 / (2 sigma^2)) = exp(-0.5 ((r - 1) / sigma)^2)
+    gate = torch.where(gated, shift.div_(sigma).square_().mul_(-0.5).exp_(), 1.0)
     weight = gate * ratio
     coef = -adv * weight
     per_token = surrogate(coef, coef, logp, mask)
     gated_tokens = mask & gated
     extra = {
         "gate_mean": masked_mean(gate, gated_tokens),
-        "sigma_mean": masked_mean((-0.5 / neg_half_inv_var).sqrt(), mask),
+        "sigma_mean": masked_mean(sigma, mask),
     }
     return finalize(per_token, weight, ratio, logp, old_logp, adv, mask,
                     {"gate": gated}, extra, {"gate_mean": gated_tokens.sum()})
