@@ -1,19 +1,41 @@
-"""Pull the final answer out of a completion, and the optional format bonus.
+"""Pull the final answer out of a completion, normalise answers, and the format bonus.
 
-Both functions run in time linear in the completion length, so hostile completions
-(10^6 characters, 10^5 nested braces) cost milliseconds, never a hang.
+Two extraction rules (``data.answer_check``):
+- strict (``final_boxed``): only the content of the final ``\\boxed{...}`` counts, as in
+  the papers' evaluations; a completion whose last ``\\boxed{`` is unclosed (cut off) has
+  no answer.
+- lenient (``extract_answer``): the last closed ``\\boxed{}``; else the first number after
+  the last "answer is" / "answer:" / "####" marker; else the last number in the text.
+
+``normalize_answer`` is applied to extracted answers and references alike (see its doc).
+Every function runs in time linear in the text length, so hostile completions (10^6
+characters, 10^5 nested braces) cost milliseconds, never a hang.
 """
 
 import re
 from collections import deque
+from decimal import Decimal, InvalidOperation
 
 BOXED = "\\boxed"
 # A number: thousands-separated ("1,234") or plain digits, optional decimals, optionally a
-# fraction `a/b`. A leading minus counts only when not glued to a preceding operand, so
-# "5-3" yields "3" while "x = -3" yields "-3".
-_NUMBER = re.compile(r"(?:(?<![\w)\]}.])-)?(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+# fraction `a/b` or a decimal exponent (`1e5`, `2.5E-3`). A leading minus counts only when
+# not glued to a preceding operand, so "5-3" yields "3" while "x = -3" yields "-3".
+_NUMBER = re.compile(
+    r"(?:(?<![\w)\]}.])-)?(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    r"(?:[eE][-+]?\d+(?![\w.])|/\d+)?"
+)
+# "The answer is 42", "Answer: 42", GSM8K's "#### 42": the number after the last marker
+# is the stated answer, even when a later line holds other numbers (a date, a signature).
+_ANSWER_MARKER = re.compile(r"answer\s*(?:is|:)|####", re.IGNORECASE)
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][-+]?\d+")
+MAX_EXPONENT = 100  # 1e100 written out is 101 digits; larger exponents stay as written
 _BRACE = re.compile(r"[{}]")
 _WHITESPACE = re.compile(r"\s*")
+# Formatting-only wrappers unwrapped by normalize_answer (no nested braces inside).
+_BOLD = re.compile(r"\\(?:textbf|mathbf|boldsymbol)\{([^{}]*)\}")
+# A multiple-choice label before the value: "(C) 18", "\text{(C) }18", "C) 18".
+_CHOICE_LABEL = re.compile(r"^(?:\\text\{\s*)?\(?([A-E])\)\s*\}?\s*(?=\S)")
+_PERCENT = re.compile(r"\s*\\?%$")
 
 
 def _matching_braces(text: str) -> dict[int, int]:
@@ -28,6 +50,13 @@ def _matching_braces(text: str) -> dict[int, int]:
     return matches
 
 
+def _boxed_content(text: str, start: int, matches: dict[int, int]) -> str | None:
+    brace = _WHITESPACE.match(text, start + len(BOXED)).end()
+    if brace < len(text) and text[brace] == "{" and brace in matches:
+        return text[brace + 1 : matches[brace]].strip()
+    return None
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last closed `\\boxed{...}` (nested braces allowed), else None.
 
@@ -39,11 +68,19 @@ def last_boxed(text: str) -> str | None:
         return None
     matches = _matching_braces(text)
     while start >= 0:
-        brace = _WHITESPACE.match(text, start + len(BOXED)).end()
-        if brace < len(text) and text[brace] == "{" and brace in matches:
-            return text[brace + 1 : matches[brace]].strip()
+        content = _boxed_content(text, start, matches)
+        if content is not None:
+            return content
         start = text.rfind(BOXED, 0, start)
     return None
+
+
+def final_boxed(text: str) -> str | None:
+    """Content of the final `\\boxed{...}` if it is closed, else None (the strict rule)."""
+    start = text.rfind(BOXED)
+    if start < 0:
+        return None
+    return _boxed_content(text, start, _matching_braces(text))
 
 
 def last_number(text: str) -> str | None:
@@ -52,10 +89,47 @@ def last_number(text: str) -> str | None:
     return last[0].group().replace(",", "") if last else None
 
 
+def _stated_answer(text: str) -> str | None:
+    """The first number after the last answer marker ("answer is", "Answer:", "####")."""
+    marker = deque(_ANSWER_MARKER.finditer(text), maxlen=1)
+    if not marker:
+        return None
+    number = _NUMBER.search(text, marker[0].end())
+    return number.group().replace(",", "") if number else None
+
+
 def extract_answer(completion: str) -> str | None:
-    """The content of the last `\\boxed{...}`, else the last number in the text, else None."""
+    """Lenient: the last `\\boxed{...}`, else the stated answer, else the last number."""
     boxed = last_boxed(completion)
-    return boxed if boxed is not None else last_number(completion)
+    if boxed is not None:
+        return boxed
+    stated = _stated_answer(completion)
+    return stated if stated is not None else last_number(completion)
+
+
+def normalize_answer(answer: str) -> str:
+    """An answer as math-verify should read it, for golds as published and predictions.
+
+    Strips `$` delimiters, bold wrappers (`\\textbf{(073)}` -> `(073)`), a multiple-choice
+    label before a value (`(C) 18` -> `18`), a trailing full stop (`104.`) and a trailing
+    percent sign (`62.5\\%` -> `62.5`: a percentage is compared by its number), and writes
+    a decimal exponent out (`1e5` -> `100000`). Anything else is left to math-verify.
+    """
+    text = answer.strip().strip("$").strip()
+    text = _BOLD.sub(lambda m: m.group(1), text).strip()
+    label = _CHOICE_LABEL.match(text)
+    if label is not None:
+        text = text[label.end() :].strip()
+    text = text.removesuffix(".").rstrip()
+    text = _PERCENT.sub("", text)
+    if _SCIENTIFIC.fullmatch(text):
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            return text
+        if abs(value.adjusted()) <= MAX_EXPONENT:
+            text = format(value.normalize(), "f")
+    return text or answer.strip()
 
 
 def format_reward(completion: str) -> float:

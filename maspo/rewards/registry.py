@@ -39,11 +39,26 @@ def _column(columns: dict[str, Any], name: str, reward: str, size: int) -> Seque
     return values
 
 
+def _references(answers: Sequence[Any]) -> list[str | list[str]]:
+    """Each row's reference: a string, or a list of strings of which any is correct."""
+    return [[str(x) for x in a] if isinstance(a, (list, tuple)) else str(a) for a in answers]
+
+
 def math_accuracy(completions: list, **columns: Any) -> list[float]:
-    """1.0 where the completion's answer equals the `answer` column (math-verify), else 0.0."""
+    """1.0 where the completion's answer equals the `answer` column (math-verify), else 0.0.
+
+    Lenient: the last `\\boxed{}`, else the stated answer, else the last number.
+    """
     answers = _column(columns, "answer", "math", len(completions))
     texts = [completion_text(c) for c in completions]
-    return default_verifier().score(texts, [str(a) for a in answers])
+    return default_verifier().score(texts, _references(answers))
+
+
+def strict_math_accuracy(completions: list, **columns: Any) -> list[float]:
+    """1.0 where the completion's final `\\boxed{}` equals the `answer` column, else 0.0."""
+    answers = _column(columns, "answer", "math_strict", len(completions))
+    texts = [completion_text(c) for c in completions]
+    return default_verifier().score_strict(texts, _references(answers))
 
 
 def format_bonus(completions: list, **columns: Any) -> list[float]:
@@ -64,6 +79,7 @@ def countdown_accuracy(completions: list, **columns: Any) -> list[float]:
 
 REWARD_FUNCTIONS: dict[str, RewardFn] = {
     "math": math_accuracy,
+    "math_strict": strict_math_accuracy,
     "format": format_bonus,
     "countdown": countdown_accuracy,
 }

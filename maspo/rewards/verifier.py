@@ -1,8 +1,12 @@
 """Math answer checking with math-verify, bounded in time and safe against hostile text.
 
-`Verifier.score(completions, references)` extracts each completion's answer (last
-`\\boxed{}` else last number, see `extract.py`) and checks it against the reference by
-symbolic equivalence with math-verify (Kydlicek et al., HuggingFace, 2025).
+`Verifier.score(completions, references)` extracts each completion's answer (lenient:
+last `\\boxed{}`, else the stated answer, else the last number; `score_strict`: only the
+final `\\boxed{}`, see `extract.py`) and checks it against the reference by symbolic
+equivalence with math-verify (Kydlicek et al., HuggingFace, 2025). A reference may be a
+string or a sequence of strings (any of them is a correct answer, as OlympiadBench's
+`final_answer` lists). Answers and references both pass through `normalize_answer`, so
+golds as published (`104.`, `\\textbf{(C) }18`, `62.5\\%`) verify against themselves.
 
 Design:
 - math-verify runs in one persistent child process (`math_worker.py`), so its signal-based
@@ -12,8 +16,10 @@ Design:
   or crashed child scores 0.0, is counted in `Verifier.stats` and logged as a warning.
 - Cheap cases never reach the child: no answer (0.0), an answer longer than
   `MAX_ANSWER_CHARS` (0.0, counted), an answer textually equal to the reference (1.0),
-  and pairs already seen (an LRU cache of results, failures included, so G copies of
-  one hostile answer cost one timeout, not G).
+  and pairs already seen (an LRU cache of verdicts).
+- A timeout or error is not a verdict and is never cached: the same pair is checked
+  again by the next `score` call. Within one call it is not retried (G copies of one
+  hostile answer cost one timeout, not G; each copy is counted).
 - Two integer literals are compared here, exactly, as math-verify would; this saves
   ~3 ms of sympy per check in the arithmetic task's common case.
 - Linux/macOS only (pipes are polled with `select`).
@@ -31,11 +37,12 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from maspo.errors import UserError
-from maspo.rewards.extract import extract_answer, last_boxed
+from maspo.rewards.extract import extract_answer, final_boxed, last_boxed, normalize_answer
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ RESULT_CACHE_SIZE = 65536  # (answer, reference) pairs; G samples often share an
 READ_CHUNK_BYTES = 65536
 WORKER_SCRIPT = Path(__file__).with_name("math_worker.py")
 _INTEGER = re.compile(r"-?\d+")
+Reference = str | Sequence[str]  # one reference, or several of which any is correct
 
 
 @dataclasses.dataclass
@@ -59,8 +67,8 @@ class VerifierStats:
     cache_hits: int = 0  # of which answered from the result cache
     no_answer: int = 0  # of which had no extractable answer (scored 0)
     too_long: int = 0  # of which had an answer over MAX_ANSWER_CHARS (scored 0)
-    timeouts: int = 0  # checks past their deadline (scored 0)
-    errors: int = 0  # checks that raised or crashed the child (scored 0)
+    timeouts: int = 0  # checks past their deadline (scored 0, never cached)
+    errors: int = 0  # checks that raised or crashed the child (scored 0, never cached)
     restarts: int = 0  # child processes killed and replaced
 
 
@@ -70,9 +78,10 @@ def _clean(text: str) -> str:
 
 
 def _normalize_reference(reference: str) -> str:
-    """The reference's last `\\boxed{}` content if it has one (full solutions), else itself."""
+    """The reference's last `\\boxed{}` content if it has one (full solutions), else itself,
+    normalised like answers (`normalize_answer`)."""
     boxed = last_boxed(reference)
-    return (boxed if boxed is not None else reference).strip().strip("$").strip()
+    return normalize_answer(boxed if boxed is not None else reference)
 
 
 class _Child:
@@ -136,7 +145,7 @@ class Verifier:
         self.memory_limit_mb = memory_limit_mb
         self.stats = VerifierStats()
         self._child: _Child | None = None
-        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._lock = threading.Lock()
 
     def __enter__(self) -> "Verifier":
@@ -160,39 +169,85 @@ class Verifier:
         with self._lock:
             self._stop_child()
 
-    def score(self, completions: list[str], references: list[str]) -> list[float]:
-        """1.0 for each completion whose answer equals its reference, else 0.0."""
+    def score(self, completions: Sequence[str], references: Sequence[Reference]) -> list[float]:
+        """Lenient: 1.0 for each completion whose answer (last `\\boxed{}`, else the stated
+        answer, else the last number) equals one of its references, else 0.0."""
+        return self._score(completions, references, extract_answer)
+
+    def score_strict(
+        self, completions: Sequence[str], references: Sequence[Reference]
+    ) -> list[float]:
+        """Strict: as `score`, but only the completion's final `\\boxed{}` counts."""
+        return self._score(completions, references, final_boxed)
+
+    def same_answer(self, first: str, second: str) -> bool:
+        """Whether two extracted answers are equivalent (math-verify), e.g. 12, 12.0, 24/2.
+
+        Not counted as checks; a timeout or error counts as its own failure and is False.
+        """
+        if len(first) > MAX_ANSWER_CHARS or len(second) > MAX_ANSWER_CHARS:
+            return first.strip() == second.strip()
+        with self._lock:
+            return self._equal(
+                normalize_answer(_clean(first)), normalize_answer(_clean(second)), {}
+            )
+
+    def _score(
+        self,
+        completions: Sequence[str],
+        references: Sequence[Reference],
+        extract: Callable[[str], str | None],
+    ) -> list[float]:
         if len(completions) != len(references):
             raise ValueError(f"got {len(completions)} completions but {len(references)} references")
         with self._lock:
-            return [self._score_one(c, r) for c, r in zip(completions, references)]
+            failed: dict[tuple[str, str], str] = {}  # this call's timeouts/errors: not retried
+            return [self._score_one(extract(c), r, failed) for c, r in zip(completions, references)]
 
-    def _score_one(self, completion: str, reference: str) -> float:
+    def _score_one(
+        self, answer: str | None, reference: Reference, failed: dict[tuple[str, str], str]
+    ) -> float:
         self.stats.checks += 1
-        answer = extract_answer(completion)
         if answer is None or not answer:
             self.stats.no_answer += 1
             return 0.0
         if len(answer) > MAX_ANSWER_CHARS:
             self.stats.too_long += 1
             return 0.0
-        answer, gold = _clean(answer), _clean(_normalize_reference(reference))
+        golds = [reference] if isinstance(reference, str) else list(reference)
+        if not golds:
+            raise ValueError("a reference list needs at least one answer")
+        answer = normalize_answer(_clean(answer))
+        for gold in golds:
+            if self._equal(answer, _clean(_normalize_reference(gold)), failed):
+                return 1.0
+        return 0.0
+
+    def _equal(self, answer: str, gold: str, failed: dict[tuple[str, str], str]) -> bool:
+        """One normalised pair: textual or integer equality, the cache, else the child."""
         if answer == gold:
-            return 1.0
+            return True
         if _INTEGER.fullmatch(answer) and _INTEGER.fullmatch(gold):
-            return 1.0 if int(answer) == int(gold) else 0.0
+            return int(answer) == int(gold)
         key = (answer, gold)
         if key in self._cache:
             self.stats.cache_hits += 1
             self._cache.move_to_end(key)
             return self._cache[key]
-        result = self._check_in_child(answer, gold)
-        self._cache[key] = result
+        if key in failed:  # failed earlier in this call: count it again, do not retry
+            self._count(failed[key])
+            return False
+        verdict = self._check_in_child(answer, gold)
+        if isinstance(verdict, str):  # a failure is not a verdict: never cached
+            failed[key] = verdict
+            return False
+        self._cache[key] = verdict
         if len(self._cache) > RESULT_CACHE_SIZE:
             self._cache.popitem(last=False)
-        return result
+        return verdict
 
-    def _check_in_child(self, answer: str, gold: str) -> float:
+    def _check_in_child(self, answer: str, gold: str) -> bool | str:
+        """math-verify's verdict, or the failure ("timeout" / "error") in its place."""
         self.stats.child_checks += 1
         child = self._running_child()
         try:
@@ -205,18 +260,22 @@ class Verifier:
             crashed = child.process.poll() is not None
             self._stop_child()
             self.stats.restarts += 1
-            self._count_failure("error" if crashed else "timeout", answer)
-            return 0.0
+            status = "error" if crashed else "timeout"
+            self._count_failure(status, answer)
+            return status
         if reply["status"] != "ok":
             self._count_failure(reply["status"], answer)
-            return 0.0
-        return 1.0 if reply["correct"] else 0.0
+            return "timeout" if reply["status"] == "timeout" else "error"
+        return bool(reply["correct"])
 
-    def _count_failure(self, status: str, answer: str) -> None:
+    def _count(self, status: str) -> None:
         if status == "timeout":
             self.stats.timeouts += 1
         else:
             self.stats.errors += 1
+
+    def _count_failure(self, status: str, answer: str) -> None:
+        self._count(status)
         logger.warning(
             "math-verify %s on answer %r (scored 0.0; %d timeouts, %d errors so far)",
             status,
@@ -256,6 +315,11 @@ def default_verifier() -> Verifier:
         return _default
 
 
-def math_reward(completion: str, reference: str) -> float:
-    """1.0 if the completion's answer is mathematically equal to `reference`, else 0.0."""
+def math_reward(completion: str, reference: Reference) -> float:
+    """Lenient: 1.0 if the completion's answer is mathematically equal to `reference`."""
     return default_verifier().score([completion], [reference])[0]
+
+
+def strict_math_reward(completion: str, reference: Reference) -> float:
+    """Strict: 1.0 if the completion's final `\\boxed{}` equals `reference`, else 0.0."""
+    return default_verifier().score_strict([completion], [reference])[0]
