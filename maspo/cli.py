@@ -68,7 +68,9 @@ def _eval(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in (("prompt", args.prompt_field),
                                 ("answer", args.answer_field)) if v}
     datasets = resolve_datasets(args.data or [RUN_HELDOUT], fields=fields, run=run,
-                                seed=args.data_seed, size=args.test_size, limit=args.limit)
+                                seed=args.data_seed, size=args.test_size, limit=args.limit,
+                                answer_format=args.answer_format,
+                                answer_check=args.answer_check)
     device = args.device or ("cuda" if _cuda() else "cpu")
     hf_logging.disable_progress_bar()
     model, tokenizer = load_eval_model(source, device=device, dtype=_dtype(args.dtype))
@@ -199,8 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seed of a built-in task's held-out set (default: the run's, else 0)")
     ev.add_argument("--test-size", type=int, help="problems drawn from a built-in task "
                     "(default: the run's test_size, else 100)")
-    ev.add_argument("--prompt-field", help="field holding the problem (default problem/prompt)")
-    ev.add_argument("--answer-field", help="field holding the answer (default answer)")
+    ev.add_argument("--prompt-field",
+                    help="field holding the problem (default prompt, problem or question)")
+    ev.add_argument("--answer-field", help="field holding the answer (default answer, "
+                    "else final_answer, else solution)")
+    ev.add_argument("--answer-format", default="auto",
+                    choices=("auto", "plain", "gsm8k", "boxed"),
+                    help="how a file's answer field reads: GSM8K '#### N' line, last "
+                    "\\boxed{}, the value as it is; auto recognises each (default)")
+    ev.add_argument("--answer-check", choices=("strict", "lenient"),
+                    help="files only: strict counts only the final \\boxed{} (default, as "
+                    "the papers); lenient also the stated answer or last number")
     ev.add_argument("--system-prompt", help="system message (default: the run's, else none)")
     ev.add_argument("--no-chat-template", action="store_true",
                     help="feed the raw prompt text instead of the chat template")

@@ -43,6 +43,8 @@ class DataConfig:
     path: str | None = None  # JSONL / Parquet / HF datasets dir with prompt + answer rows
     test_path: str | None = None  # held-out rows for a file dataset (else split off `path`)
     fields: dict[str, str] = field(default_factory=dict)  # e.g. {prompt: problem}
+    answer_format: str = "auto"  # how a file's answer field reads: auto|plain|gsm8k|boxed
+    answer_check: str | None = None  # files: strict (final \boxed{} only) | lenient; None: strict
     test_size: int = 50  # held-out prompts
     system_prompt: str | None = None  # None: the chat template's default
     chat_template: bool = True  # render prompts with the tokenizer's chat template
@@ -271,6 +273,7 @@ def validate(config: Config) -> None:
     """Every check that needs no model: ranges, objective parameters, task settings."""
     from maspo.advantages import ESTIMATORS
     from maspo.data import get_task
+    from maspo.data.files import check_answer_settings
     from maspo.losses import MODES, make_params, names
     from maspo.rewards import load_reward_fn
 
@@ -323,6 +326,10 @@ def validate(config: Config) -> None:
     for spec in config.reward.functions:
         load_reward_fn(spec)
     data = config.data
+    check_answer_settings(data.answer_format, data.answer_check)
+    if data.path is None and (data.answer_format != "auto" or data.answer_check is not None):
+        raise UserError("config keys 'data.answer_format' and 'data.answer_check' apply to "
+                        "data.path files; the built-in tasks use their own answer check")
     if data.path is None:
         get_task(data.task, **data.task_settings)
     elif not Path(data.path).exists():

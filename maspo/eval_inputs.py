@@ -8,8 +8,9 @@ Model specs:
   top. Loading uses safetensors and YAML only: nothing is unpickled.
 
 Dataset specs (``--data``, repeatable):
-- a JSONL / JSON / Parquet file or a ``save_to_disk`` folder with ``problem`` (or
-  ``prompt``) and ``answer`` fields (``maspo.data.load_examples``);
+- a JSONL / JSON / Parquet file or a ``save_to_disk`` folder as published (GSM8K, MATH,
+  MATH500, AIME, AMC23, Minerva, OlympiadBench...: ``maspo.data.load_examples``), read
+  with ``answer_format`` and checked with ``answer_check`` (strict by default);
 - a built-in task ``name`` or ``name:key=value,...`` (task settings): its held-out set.
   Evaluating a run on its own task, the settings, seed and size default to the run's, so
   the problems are exactly the run's held-out prompts (never its training prompts);
@@ -139,7 +140,9 @@ def _task_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
                     run: Config | None = None, seed: int | None = None,
-                    size: int | None = None, limit: int | None = None) -> EvalDataset:
+                    size: int | None = None, limit: int | None = None,
+                    answer_format: str = "auto",
+                    answer_check: str | None = None) -> EvalDataset:
     """The examples named by one ``--data`` spec (see the module docstring).
 
     ``seed`` and ``size`` pick a built-in task's held-out set (defaults: the run's when it
@@ -156,7 +159,9 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
 
         examples, source = load_data(run)[1], "the run's held-out set"
     elif path.exists():
-        examples, source = load_examples(path, fields), str(path)
+        examples = load_examples(path, fields, answer_format=answer_format,
+                                 answer_check=answer_check)
+        source = str(path)
     elif _task_spec(spec)[0] in TASKS:
         name, settings = _task_spec(spec)
         own = run is not None and run.data.path is None and run.data.task == name

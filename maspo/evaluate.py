@@ -4,26 +4,29 @@ Metrics per dataset, each a mean over problems:
 - Avg@n: mean accuracy over all n samples. Avg@k has the same expectation for every
   k <= n, so it is estimated from all n samples and reported once, as ``avg@n``.
 - Pass@k: the unbiased estimator 1 - C(n - c, k) / C(n, k) (Chen et al. 2021, eq. 1).
-- Maj@k: majority vote over the extracted answers (``maspo.rewards.extract_answer``) of
-  k samples; for k < n, the mean over the floor(n / k) disjoint consecutive groups of k
-  samples (see ``maj_at_k``). Votes are on the final answer (last ``\\boxed{}``, else
-  last number), so Maj@k suits tasks with one final answer (math), not Countdown.
+- Maj@k: majority vote over the extracted answers of k samples (the final ``\\boxed{}``
+  for the strict check, else ``maspo.rewards.extract_answer``); for k < n, the mean over
+  the floor(n / k) disjoint consecutive groups of k samples (see ``maj_at_k``). Votes are
+  on equivalence classes of answers (math-verify: ``12``, ``12.0`` and ``24/2`` are one
+  vote), so Maj@k suits tasks with one final answer (math), not Countdown.
 Across datasets the average is the unweighted mean of the per-dataset values, as the
-papers average over benchmarks.
+papers average over benchmarks. The printed table is shaped like the papers': one column
+per benchmark and the average, one row per metric (in %), plus the problems and the
+math-verify timeouts and errors (each scored 0, never cached) of every dataset.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maspo.data import Example, render_prompt
 from maspo.errors import UserError
-from maspo.rewards import extract_answer
+from maspo.rewards import default_verifier, extract_answer, final_boxed
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import sample
 from maspo.tables import markdown_table, write_csv
@@ -48,19 +51,20 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
+def majority_correct(answers: Sequence[Hashable | None], correct: Sequence[bool]) -> bool:
     """Whether the majority answer of one group of samples is correct.
 
-    Answers are compared as stripped strings; samples with no extractable answer (None)
-    do not vote. A tie goes to the answer that appears first. The voted answer is correct
-    when the verifier judged correct the first sample that gave it. No votes: incorrect.
+    Answers are vote labels (``ProblemResult.answers``: equivalent answers share one),
+    compared as they are (strings stripped); samples with no answer (None) do not vote.
+    A tie goes to the answer that appears first. The voted answer is correct when the
+    verifier judged correct the first sample that gave it. No votes: incorrect.
     """
-    votes: dict[str, int] = {}
-    verdict: dict[str, bool] = {}
+    votes: dict[Hashable, int] = {}
+    verdict: dict[Hashable, bool] = {}
     for answer, ok in zip(answers, correct, strict=True):
         if answer is None:
             continue
-        key = answer.strip()
+        key = answer.strip() if isinstance(answer, str) else answer
         votes[key] = votes.get(key, 0) + 1
         verdict.setdefault(key, bool(ok))
     if not votes:
@@ -68,7 +72,7 @@ def majority_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> 
     return verdict[max(votes, key=votes.__getitem__)]  # max keeps the first of ties
 
 
-def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int) -> float:
+def maj_at_k(answers: Sequence[Hashable | None], correct: Sequence[bool], k: int) -> float:
     """Maj@k of one problem: mean majority-vote correctness over floor(n / k) disjoint
     consecutive groups of k samples (samples left over after the last group are unused)."""
     n = len(answers)
@@ -81,17 +85,32 @@ def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int) -> 
                for g in range(groups)) / groups
 
 
+STRICT_REWARD = "math_strict"  # its answer is the final \\boxed{} only
+
+
+def answer_extractor(reward: str) -> Callable[[str], str | None]:
+    """How an example's reward reads a completion's answer (for Maj@k votes)."""
+    return final_boxed if reward == STRICT_REWARD else extract_answer
+
+
 @dataclass
 class ProblemResult:
     example: Example
     completions: list[str]
     correct: list[bool]
     rewards: list[float]
-    answers: list[str | None] = field(default_factory=list)  # extracted; filled if empty
+    # Maj@k vote labels: each sample's extracted answer written as the first equivalent
+    # answer among this problem's samples (math-verify), so one class is one string.
+    answers: list[str | None] = field(default_factory=list)  # filled if empty
+    extracted: list[str | None] = field(default_factory=list)  # as written; filled if empty
 
     def __post_init__(self) -> None:
+        if not self.extracted:
+            extract = answer_extractor(self.example.reward)
+            self.extracted = [extract(text) for text in self.completions]
         if not self.answers:
-            self.answers = [extract_answer(text) for text in self.completions]
+            classes = default_verifier().answer_classes(self.extracted)
+            self.answers = [None if c is None else self.extracted[c] for c in classes]
 
 
 def sample_and_score(model, tokenizer, examples: Sequence[Example], scorer: Scorer, *,
@@ -158,9 +177,11 @@ def metric_names(n: int, ks: Sequence[int]) -> list[str]:
     return [f"avg@{n}"] + [f"pass@{k}" for k in ks] + [f"maj@{k}" for k in ks]
 
 
-def verdict_metrics(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str | None]],
+def verdict_metrics(correct: Sequence[Sequence[bool]],
+                    answers: Sequence[Sequence[Hashable | None]],
                     ks: Sequence[int]) -> dict[str, float]:
-    """avg@n, pass@k and maj@k (means over problems) from each problem's n verdicts."""
+    """avg@n, pass@k and maj@k (means over problems) from each problem's n verdicts and
+    vote labels (``ProblemResult.answers``)."""
     if not correct:
         raise ValueError("no problems to score")
     n = len(correct[0])
@@ -239,6 +260,8 @@ class DatasetReport:
     source: str
     results: list[ProblemResult]
     metrics: dict[str, float]
+    timeouts: int = 0  # samples whose math-verify check timed out (scored 0)
+    errors: int = 0  # samples whose check raised or crashed the checker (scored 0)
 
 
 def evaluate_datasets(model, tokenizer, datasets: Sequence[EvalDataset],
@@ -249,13 +272,16 @@ def evaluate_datasets(model, tokenizer, datasets: Sequence[EvalDataset],
 
     reports = []
     total = sum(len(d.examples) for d in datasets)
+    stats = default_verifier().stats  # the scorer's math rewards use this verifier
     with tqdm(total=total, disable=not progress, unit="problem", dynamic_ncols=True) as bar:
         for dataset in datasets:
             bar.set_description(dataset.name)
+            timeouts, errors = stats.timeouts, stats.errors
             results = sample_dataset(model, tokenizer, dataset.examples, settings,
                                      progress=bar.update)
             reports.append(DatasetReport(dataset.name, dataset.source, results,
-                                         dataset_metrics(results, ks)))
+                                         dataset_metrics(results, ks),
+                                         stats.timeouts - timeouts, stats.errors - errors))
     return reports
 
 
@@ -268,36 +294,52 @@ def report_rows(reports: Sequence[DatasetReport]) -> list[tuple[str, int, dict[s
     return rows
 
 
+def paper_table(reports: Sequence[DatasetReport], n: int,
+                ks: Sequence[int]) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) shaped like the papers' tables: a column per dataset, then the
+    average (with 2+ datasets); a row per metric (fractions), then problems, timeouts and
+    errors (counts)."""
+    rows = report_rows(reports)
+    header = ["metric", *(name for name, _, _ in rows)]
+    body: list[list[Any]] = [[key, *(m[key] for _, _, m in rows)]
+                             for key in metric_names(n, ks)]
+    average = len(rows) > len(reports)
+    body.append(["problems", *(problems for _, problems, _ in rows)])
+    for label in ("timeouts", "errors"):
+        counts = [getattr(r, label) for r in reports]
+        body.append([label, *counts, *([sum(counts)] if average else [])])
+    return header, body
+
+
 def eval_table(reports: Sequence[DatasetReport], n: int, ks: Sequence[int]) -> str:
-    """The printed Markdown table: one row per dataset, then the average."""
-    names = metric_names(n, ks)
-    body = [[name, str(problems)] + [f"{m[key]:.3f}" for key in names]
-            for name, problems, m in report_rows(reports)]
-    return markdown_table(["dataset", "problems", *names], body)
+    """The printed Markdown table (``paper_table``), metrics in % with one decimal."""
+    header, body = paper_table(reports, n, ks)
+    text = [[row[0], *(f"{100 * v:.1f}" if isinstance(v, float) else str(v)
+                       for v in row[1:])] for row in body]
+    return markdown_table([f"{header[0]} (%)", *header[1:]], text)
 
 
 def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: SamplingSettings,
                ks: Sequence[int], model: str) -> dict[str, Path]:
-    """Write eval.json, eval.csv, eval.md and samples.jsonl (every completion, its
-    extracted answer and verdict) under ``out_dir``; returns their paths."""
+    """Write eval.json, eval.csv and eval.md (``paper_table``), and samples.jsonl (every
+    completion, its extracted answer, vote label and verdict) under ``out_dir``; returns
+    their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = metric_names(settings.n, ks)
-    rows = report_rows(reports)
     summary = {
         "model": model,
         "settings": asdict(settings),
         "ks": list(ks),
         "datasets": {r.name: {"source": r.source, "problems": len(r.results),
-                              "metrics": r.metrics} for r in reports},
+                              "metrics": r.metrics,
+                              "verifier": {"timeouts": r.timeouts, "errors": r.errors}}
+                     for r in reports},
         "average": average_metrics([r.metrics for r in reports]),
     }
     paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv",
              "markdown": out_dir / "eval.md", "samples": out_dir / "samples.jsonl"}
     paths["json"].write_text(json.dumps(summary, indent=1) + "\n")
-    write_csv(paths["csv"], ["dataset", "problems", "n", *names],
-              [[name, problems, settings.n, *(m[key] for key in names)]
-               for name, problems, m in rows])
+    write_csv(paths["csv"], *paper_table(reports, settings.n, ks))
     paths["markdown"].write_text(f"Model: {model}\n\n{eval_table(reports, settings.n, ks)}\n")
     with open(paths["samples"], "w") as f:
         for report in reports:
@@ -305,6 +347,7 @@ def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: Sampli
                 f.write(json.dumps({
                     "dataset": report.name, "index": index, "prompt": r.example.prompt,
                     "answer": r.example.answer, "completions": r.completions,
-                    "extracted": r.answers, "correct": r.correct, "rewards": r.rewards,
+                    "extracted": r.extracted, "votes": r.answers, "correct": r.correct,
+                    "rewards": r.rewards,
                 }) + "\n")
     return paths

@@ -117,9 +117,10 @@ def load_data(config: Config) -> tuple[Any, list[Example]]:
         def stream():
             return train_stream(task, seed=config.train.seed, test_size=d.test_size)
         return stream, test
-    rows = load_examples(d.path, d.fields)
+    reading = {"answer_format": d.answer_format, "answer_check": d.answer_check}
+    rows = load_examples(d.path, d.fields, **reading)
     if d.test_path is not None:
-        test, train_rows = load_examples(d.test_path, d.fields), rows
+        test, train_rows = load_examples(d.test_path, d.fields, **reading), rows
     else:
         test, train_rows = rows[:d.test_size], rows[d.test_size:]
     if not train_rows:

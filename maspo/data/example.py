@@ -12,7 +12,7 @@ class Example:
     """A prompt, its reference answer, the reward that checks it, and extra reward columns."""
 
     prompt: Prompt  # plain text, or chat messages
-    answer: str  # reference the reward compares against
+    answer: str | tuple[str, ...]  # reference the reward compares against (a tuple: any one)
     reward: str = "math"  # name for `maspo.rewards.load_reward_fn`
     columns: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. numbers, target
 

@@ -1,22 +1,57 @@
 """User prompt files: JSONL, JSON (a list of objects), Parquet, or a `save_to_disk` folder.
 
-Each row needs a prompt (field `prompt`, else `problem`) and a string answer (field
-`answer`); `fields={"prompt": "question", "answer": "solution"}` renames them. A string
-`reward` field picks that row's reward; every other field is passed to reward functions.
-Any bad row is a UserError naming the file, the row number (1-based) and the field.
+Benchmark files load as their authors or the common harnesses publish them:
+
+| format            | prompt field | reference taken from                                   |
+|-------------------|--------------|--------------------------------------------------------|
+| GSM8K             | `question`   | `answer`'s final line `#### 1,200` -> `1200`           |
+| MATH / Minerva    | `problem`    | the last `\\boxed{}` of `solution`                      |
+| MATH500           | `problem`    | `answer` (its `solution` stays a column)               |
+| AIME              | `problem`    | `answer`, an int (`73`) or a string (`"073"`)          |
+| AMC23             | `question`   | `answer`, a float (`27.0` -> `27`)                     |
+| OlympiadBench     | `question`   | `final_answer`, a list: any element is correct         |
+
+The prompt is the row's `prompt`, `problem` or `question` field; the answer its `answer`,
+`final_answer` or, failing both, `solution` field. `fields={"prompt": ..., "answer": ...}`
+names them instead. How the answer field is read is `answer_format`:
+- "auto" (default): a final line `#### <answer>` is GSM8K's answer; else the last
+  `\\boxed{}` if there is one; else the value as it is. Numbers and lists are values.
+  A `solution` field must hold a `\\boxed{}` or `####` answer.
+- "plain": the value as it is; "gsm8k": required `####` line; "boxed": required box.
+
+Nothing is guessed: a row whose reading is ambiguous (two prompt fields, both `answer` and
+`final_answer`, a `####` answer in `answer` while another field is mapped, a worked
+solution with no marked final answer, a GSM8K file whose rows disagree) is a UserError
+naming the option that resolves it. A string `reward` field picks that row's reward, else
+`answer_check` does ("strict" for files: only the final `\\boxed{}` counts; "lenient":
+also the last number); every other field is passed to reward functions. Any bad row is a
+UserError naming the file, the row number (1-based) and the field.
 """
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from maspo.data.example import Example, Prompt
 from maspo.errors import UserError
+from maspo.rewards.extract import last_boxed
 
 MAPPABLE_FIELDS = ("prompt", "answer")
-PROMPT_FALLBACK_FIELD = "problem"
+PROMPT_FIELDS = ("prompt", "problem", "question")  # published names of the problem text
+ANSWER_FIELDS = ("answer", "final_answer")  # published names of a final answer
+SOLUTION_FIELD = "solution"  # a worked solution; its final answer is marked
 REWARD_FIELD = "reward"
+ANSWER_FORMATS = ("auto", "plain", "gsm8k", "boxed")
+ANSWER_CHECKS = {"strict": "math_strict", "lenient": "math"}  # -> reward name
+FILE_ANSWER_CHECK = "strict"  # the papers score only the final \\boxed{} (see README)
+# Unmarked answer text longer than this (or spanning lines) is a worked solution, not a
+# final answer; MATH's longest final answers (matrices, intervals) are ~100 characters.
+MAX_PLAIN_ANSWER_CHARS = 300
+_GSM8K_LINE = re.compile(r"(?:^|\n)####[ \t]*([^\n]*?)\s*$")
+_GROUPED_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
@@ -72,9 +107,15 @@ READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet
 
 def _prompt(row: dict, field: str | None, where: str) -> tuple[str, Prompt]:
     if field is None:
-        field = "prompt" if "prompt" in row else PROMPT_FALLBACK_FIELD
-        if field not in row:
-            raise UserError(f"{where} has neither a 'prompt' nor a 'problem' field.")
+        present = [name for name in PROMPT_FIELDS if name in row]
+        if not present:
+            raise UserError(f"{where} has none of the prompt fields 'prompt', 'problem', "
+                            "'question'; name it with data.fields.prompt (--prompt-field).")
+        if len(present) > 1:
+            both = " and ".join(repr(name) for name in present)
+            raise UserError(f"{where} has both {both}; name the prompt with "
+                            "data.fields.prompt (--prompt-field).")
+        field = present[0]
     elif field not in row:
         raise UserError(f"{where} has no {field!r} field (the prompt).")
     value = row[field]
@@ -96,21 +137,129 @@ def _is_message(message: object) -> bool:
     )
 
 
-def _answer(row: dict, field: str, where: str) -> str:
-    if field not in row:
-        raise UserError(f"{where} has no {field!r} field (the answer).")
-    value = row[field]
+def check_answer_settings(answer_format: str, answer_check: str | None) -> None:
+    """UserError for an unknown `data.answer_format` or `data.answer_check`."""
+    if answer_format not in ANSWER_FORMATS:
+        raise UserError(f"Answer format {answer_format!r} is not one of "
+                        f"{', '.join(ANSWER_FORMATS)} (data.answer_format / --answer-format).")
+    if answer_check is not None and answer_check not in ANSWER_CHECKS:
+        raise UserError(f"Answer check {answer_check!r} is not one of "
+                        f"{', '.join(ANSWER_CHECKS)} (data.answer_check / --answer-check).")
+
+
+def _answer_field(row: dict, mapped: str | None, answer_format: str, where: str) -> str:
+    """The field holding the row's answer (see the module doc), refusing ambiguous rows."""
+    if mapped is not None:
+        if mapped not in row:
+            raise UserError(f"{where} has no {mapped!r} field (the answer).")
+        other = row.get("answer")
+        if (answer_format == "auto" and mapped != "answer" and isinstance(other, str)
+                and _GSM8K_LINE.search(other)):
+            raise UserError(f"{where} has a GSM8K '#### ' answer in 'answer' but "
+                            f"data.fields.answer maps {mapped!r}; drop the mapping, or set "
+                            "data.answer_format=plain (--answer-format) to keep it.")
+        return mapped
+    present = [name for name in ANSWER_FIELDS if name in row]
+    if len(present) > 1:
+        raise UserError(f"{where} has both 'answer' and 'final_answer'; name the reference "
+                        "with data.fields.answer (--answer-field).")
+    if present:
+        field = present[0]
+        if SOLUTION_FIELD in row and answer_format == "auto" and isinstance(row[field], str):
+            text = row[field]
+            if _GSM8K_LINE.search(text) or _reads_like_solution(text):
+                raise UserError(f"{where} has a worked solution in both {field!r} and "
+                                f"{SOLUTION_FIELD!r}; name the reference with "
+                                "data.fields.answer (--answer-field).")
+        return field
+    if SOLUTION_FIELD in row:
+        return SOLUTION_FIELD
+    raise UserError(f"{where} has no answer field ('answer', 'final_answer' or 'solution'); "
+                    "name it with data.fields.answer (--answer-field).")
+
+
+def _reads_like_solution(text: str) -> bool:
+    text = text.strip()
+    return "\n" in text or len(text) > MAX_PLAIN_ANSWER_CHARS
+
+
+def _number(value: int | float, where: str) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError(f"{where} is {value}, not an answer.")
+        if value.is_integer():
+            return str(int(value))  # AMC23's 27.0 is the integer 27
+        return repr(value)
+    return str(value)
+
+
+def _reference(value: object, field: str, answer_format: str, where: str) -> tuple[str, str]:
+    """(reference, how it was read: "gsm8k" | "boxed" | "plain") of one answer value."""
+    where = f"{where} field {field!r}"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UserError(f"{where} is {type(value).__name__}, not a string, a number or a "
+                        "list of them.")
     if not isinstance(value, str):
-        raise UserError(f"{where} field {field!r} is {type(value).__name__}, not a string.")
+        if answer_format in ("gsm8k", "boxed"):
+            raise UserError(f"{where} is a number, not text with a {answer_format} answer; "
+                            "set data.answer_format=auto (--answer-format).")
+        return _number(value, where), "plain"
     if not value.strip():
-        raise UserError(f"{where} field {field!r} is empty.")
-    return value
+        raise UserError(f"{where} is empty.")
+    gsm8k = _GSM8K_LINE.search(value) if answer_format in ("auto", "gsm8k") else None
+    boxed = last_boxed(value) if answer_format in ("auto", "boxed") else None
+    if answer_format == "auto" and gsm8k and boxed is not None:
+        raise UserError(f"{where} has both a '#### ' line and a \\boxed{{}} answer; choose "
+                        "with data.answer_format=gsm8k or boxed (--answer-format).")
+    if gsm8k:
+        answer = gsm8k.group(1).strip()
+        if _GROUPED_NUMBER.fullmatch(answer):
+            answer = answer.replace(",", "")  # GSM8K writes 1,200 for 1200
+        kind = "gsm8k"
+    elif boxed is not None:
+        answer, kind = boxed, "boxed"
+    elif answer_format == "gsm8k":
+        raise UserError(f"{where} has no final line '#### <answer>' (data.answer_format=gsm8k).")
+    elif answer_format == "boxed":
+        raise UserError(f"{where} has no \\boxed{{}} answer (data.answer_format=boxed).")
+    else:
+        if answer_format == "auto" and (field == SOLUTION_FIELD or _reads_like_solution(value)):
+            raise UserError(f"{where} reads like a worked solution with no \\boxed{{}} or "
+                            "'#### ' final answer; map the final-answer field with "
+                            "data.fields.answer, or set data.answer_format=plain to use it "
+                            "whole.")
+        answer, kind = value, "plain"
+    answer = answer.strip().strip("$").strip()
+    if not answer:
+        raise UserError(f"{where} has an empty final answer.")
+    return answer, kind
+
+
+def _answer(row: dict, field: str, answer_format: str,
+            where: str) -> tuple[str | tuple[str, ...], str]:
+    """(reference, or a tuple of references any of which is correct; how it was read)."""
+    value = row[field]
+    if not isinstance(value, (list, tuple)):
+        return _reference(value, field, answer_format, where)
+    if not value:
+        raise UserError(f"{where} field {field!r} is an empty list.")
+    read = [_reference(item, field, answer_format, where) for item in value]
+    answers = tuple(dict.fromkeys(answer for answer, _ in read))  # in order, no repeats
+    return (answers[0] if len(answers) == 1 else answers), read[0][1]
 
 
 def load_examples(
-    path: str | Path, fields: Mapping[str, str] | None = None, reward: str = "math"
+    path: str | Path,
+    fields: Mapping[str, str] | None = None,
+    reward: str | None = None,
+    answer_format: str = "auto",
+    answer_check: str | None = None,
 ) -> list[Example]:
-    """Every row of the file or dataset folder at `path` as an Example (see module doc)."""
+    """Every row of the file or dataset folder at `path` as an Example (see module doc).
+
+    `reward` names every row's reward (a row's `reward` field still wins); by default it
+    follows `answer_check` (None: "strict", the `math_strict` reward).
+    """
     path = Path(path)
     fields = dict(fields or {})
     for key in fields:
@@ -118,6 +267,9 @@ def load_examples(
             raise UserError(
                 f"Field mapping key {key!r} is not one of {', '.join(MAPPABLE_FIELDS)}."
             )
+    check_answer_settings(answer_format, answer_check)
+    if reward is None:
+        reward = ANSWER_CHECKS[answer_check or FILE_ANSWER_CHECK]
     if not path.exists():
         raise UserError(f"Data path {path} does not exist.")
     if path.is_dir():
@@ -130,13 +282,21 @@ def load_examples(
             "or a save_to_disk folder."
         )
     examples = []
+    first: tuple[int, bool] | None = None  # (row number, read as GSM8K) of the first row
     for number, row in rows:
         where = f"Row {number} of {path}"
         if not isinstance(row, dict):
             raise UserError(f"{where} is {type(row).__name__}, not an object with fields.")
         prompt_field, prompt = _prompt(row, fields.get("prompt"), where)
-        answer_field = fields.get("answer", "answer")
-        answer = _answer(row, answer_field, where)
+        answer_field = _answer_field(row, fields.get("answer"), answer_format, where)
+        answer, kind = _answer(row, answer_field, answer_format, where)
+        if first is None:
+            first = (number, kind == "gsm8k")
+        elif answer_format == "auto" and first[1] != (kind == "gsm8k"):
+            has = "has" if kind == "gsm8k" else "has no"
+            raise UserError(f"{where} {has} a GSM8K '#### ' answer line, unlike row "
+                            f"{first[0]}; fix the row or set data.answer_format "
+                            "(--answer-format).")
         row_reward = row.get(REWARD_FIELD, reward)
         if not isinstance(row_reward, str) or not row_reward:
             raise UserError(f"{where} field {REWARD_FIELD!r} must be a reward name string.")

@@ -38,6 +38,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 
@@ -55,6 +56,7 @@ RESULT_CACHE_SIZE = 65536  # (answer, reference) pairs; G samples often share an
 READ_CHUNK_BYTES = 65536
 WORKER_SCRIPT = Path(__file__).with_name("math_worker.py")
 _INTEGER = re.compile(r"-?\d+")
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 Reference = str | Sequence[str]  # one reference, or several of which any is correct
 
 
@@ -70,11 +72,22 @@ class VerifierStats:
     timeouts: int = 0  # checks past their deadline (scored 0, never cached)
     errors: int = 0  # checks that raised or crashed the child (scored 0, never cached)
     restarts: int = 0  # child processes killed and replaced
+    vote_failures: int = 0  # Maj@k answer comparisons that timed out or failed
 
 
 def _clean(text: str) -> str:
     """Replace invalid unicode (lone surrogates) so the text can cross a pipe."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _exact_number(text: str) -> Fraction | None:
+    """`12`, `12.0`, `24/2` as the exact rational 12; None for anything else."""
+    if not _PLAIN_NUMBER.fullmatch(text):
+        return None
+    try:
+        return Fraction(text)
+    except ZeroDivisionError:
+        return None
 
 
 def _normalize_reference(reference: str) -> str:
@@ -147,6 +160,7 @@ class Verifier:
         self._child: _Child | None = None
         self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._lock = threading.Lock()
+        self._voting = False  # inside answer_classes: failures count as vote_failures
 
     def __enter__(self) -> "Verifier":
         return self
@@ -181,16 +195,51 @@ class Verifier:
         return self._score(completions, references, final_boxed)
 
     def same_answer(self, first: str, second: str) -> bool:
-        """Whether two extracted answers are equivalent (math-verify), e.g. 12, 12.0, 24/2.
+        """Whether two extracted answers are equivalent (math-verify), e.g. 12, 12.0, 24/2."""
+        return self.answer_classes([first, second])[1] == 0
 
-        Not counted as checks; a timeout or error counts as its own failure and is False.
+    def answer_classes(self, answers: Sequence[str | None]) -> list[int | None]:
+        """Each answer's equivalence class: the index of the first answer equivalent to it
+        (math-verify; `12`, `12.0` and `24/2` share one), None where there is no answer.
+
+        For Maj@k votes. Not counted as `checks`; an answer whose comparison times out or
+        fails is its own class (counted in `vote_failures`, never cached, not retried).
         """
-        if len(first) > MAX_ANSWER_CHARS or len(second) > MAX_ANSWER_CHARS:
-            return first.strip() == second.strip()
         with self._lock:
-            return self._equal(
-                normalize_answer(_clean(first)), normalize_answer(_clean(second)), {}
-            )
+            self._voting = True
+            try:
+                return self._classify(answers)
+            finally:
+                self._voting = False
+
+    def _classify(self, answers: Sequence[str | None]) -> list[int | None]:
+        classes: list[int | None] = []
+        representatives: list[tuple[int, str]] = []  # (index, normalised answer)
+        failed: dict[tuple[str, str], str] = {}
+        for index, answer in enumerate(answers):
+            if answer is None or not answer.strip():
+                classes.append(None)
+                continue
+            text = normalize_answer(_clean(answer))
+            match = next((first for first, other in representatives
+                          if self._vote_equal(other, text, failed)), index)
+            if match == index:
+                representatives.append((index, text))
+            classes.append(match)
+        return classes
+
+    def _vote_equal(self, first: str, second: str, failed: dict[tuple[str, str], str]) -> bool:
+        if first == second:
+            return True
+        if max(len(first), len(second)) > MAX_ANSWER_CHARS:
+            return False
+        numbers = _exact_number(first), _exact_number(second)
+        if None not in numbers:  # plain numbers: exact, no child (12 == 12.0 == 24/2)
+            return numbers[0] == numbers[1]
+        broken = {answer for pair in failed for answer in pair}
+        if first in broken or second in broken:  # it broke math-verify once: not retried
+            return False
+        return self._equal(first, second, failed)
 
     def _score(
         self,
@@ -269,7 +318,9 @@ class Verifier:
         return bool(reply["correct"])
 
     def _count(self, status: str) -> None:
-        if status == "timeout":
+        if self._voting:  # comparing two samples' answers is not a verdict on a sample
+            self.stats.vote_failures += 1
+        elif status == "timeout":
             self.stats.timeouts += 1
         else:
             self.stats.errors += 1
