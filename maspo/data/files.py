@@ -193,8 +193,10 @@ def _number(value: int | float, where: str) -> str:
     return str(value)
 
 
-def _reference(value: object, field: str, answer_format: str, where: str) -> tuple[str, str]:
-    """(reference, how it was read: "gsm8k" | "boxed" | "plain") of one answer value."""
+def _reference(value: object, field: str, answer_format: str, where: str,
+               marked: bool) -> tuple[str, str]:
+    """(reference, how it was read: "gsm8k" | "boxed" | "plain") of one answer value;
+    `marked`: in auto format, the final answer must be marked (an unmapped `solution`)."""
     where = f"{where} field {field!r}"
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UserError(f"{where} is {type(value).__name__}, not a string, a number or a "
@@ -223,7 +225,7 @@ def _reference(value: object, field: str, answer_format: str, where: str) -> tup
     elif answer_format == "boxed":
         raise UserError(f"{where} has no \\boxed{{}} answer (data.answer_format=boxed).")
     else:
-        if answer_format == "auto" and (field == SOLUTION_FIELD or _reads_like_solution(value)):
+        if answer_format == "auto" and (marked or _reads_like_solution(value)):
             raise UserError(f"{where} reads like a worked solution with no \\boxed{{}} or "
                             "'#### ' final answer; map the final-answer field with "
                             "data.fields.answer, or set data.answer_format=plain to use it "
@@ -235,15 +237,15 @@ def _reference(value: object, field: str, answer_format: str, where: str) -> tup
     return answer, kind
 
 
-def _answer(row: dict, field: str, answer_format: str,
-            where: str) -> tuple[str | tuple[str, ...], str]:
+def _answer(row: dict, field: str, answer_format: str, where: str,
+            marked: bool) -> tuple[str | tuple[str, ...], str]:
     """(reference, or a tuple of references any of which is correct; how it was read)."""
     value = row[field]
     if not isinstance(value, (list, tuple)):
-        return _reference(value, field, answer_format, where)
+        return _reference(value, field, answer_format, where, marked)
     if not value:
         raise UserError(f"{where} field {field!r} is an empty list.")
-    read = [_reference(item, field, answer_format, where) for item in value]
+    read = [_reference(item, field, answer_format, where, marked) for item in value]
     answers = tuple(dict.fromkeys(answer for answer, _ in read))  # in order, no repeats
     return (answers[0] if len(answers) == 1 else answers), read[0][1]
 
@@ -289,12 +291,13 @@ def load_examples(
             raise UserError(f"{where} is {type(row).__name__}, not an object with fields.")
         prompt_field, prompt = _prompt(row, fields.get("prompt"), where)
         answer_field = _answer_field(row, fields.get("answer"), answer_format, where)
-        answer, kind = _answer(row, answer_field, answer_format, where)
+        marked = "answer" not in fields and answer_field == SOLUTION_FIELD
+        answer, kind = _answer(row, answer_field, answer_format, where, marked)
         if first is None:
             first = (number, kind == "gsm8k")
         elif answer_format == "auto" and first[1] != (kind == "gsm8k"):
-            has = "has" if kind == "gsm8k" else "has no"
-            raise UserError(f"{where} {has} a GSM8K '#### ' answer line, unlike row "
+            has = "has a" if kind == "gsm8k" else "has no"
+            raise UserError(f"{where} {has} GSM8K '#### ' answer line, unlike row "
                             f"{first[0]}; fix the row or set data.answer_format "
                             "(--answer-format).")
         row_reward = row.get(REWARD_FIELD, reward)

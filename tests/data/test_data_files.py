@@ -25,13 +25,13 @@ def write_jsonl(path: Path, rows: list) -> Path:
 def test_jsonl_rows_become_examples_with_extra_columns(tmp_path: Path) -> None:
     examples = load_examples(write_jsonl(tmp_path / "data.jsonl", ROWS))
     assert examples == [
-        Example("What is 2 + 2?", "4", "math", {"level": 1}),
-        Example([{"role": "user", "content": "Half of 1?"}], "1/2", "math", {"level": 2}),
+        Example("What is 2 + 2?", "4", "math_strict", {"level": 1}),
+        Example([{"role": "user", "content": "Half of 1?"}], "1/2", "math_strict", {"level": 2}),
     ]
     assert examples[0].row() == {
         "prompt": "What is 2 + 2?",
         "answer": "4",
-        "reward": "math",
+        "reward": "math_strict",
         "level": 1,
     }
 
@@ -80,10 +80,10 @@ def test_row_reward_field_overrides_the_default(tmp_path: Path) -> None:
     ("lines", "message"),
     [
         (['{"prompt": "p", "answer": "1"}', "{not json"], "Line 2 of .* is not valid JSON"),
-        (['{"prompt": "p"}'], "Row 1 of .* has no 'answer' field"),
-        (['{"prompt": "p", "answer": 4}'], "Row 1 of .* field 'answer' is int, not a string"),
+        (['{"prompt": "p"}'], "Row 1 of .* has no answer field \\('answer', 'final_answer'"),
+        (['{"prompt": "p", "answer": {"a": 4}}'], "Row 1 of .* field 'answer' is dict, not a"),
         (['{"prompt": "p", "answer": "  "}'], "Row 1 of .* field 'answer' is empty"),
-        (['{"answer": "1"}'], "Row 1 of .* has neither a 'prompt' nor a 'problem' field"),
+        (['{"answer": "1"}'], "Row 1 of .* has none of the prompt fields 'prompt', 'problem'"),
         (['{"prompt": "", "answer": "1"}'], "Row 1 of .* field 'prompt' must be a non-empty"),
         (['{"prompt": [{"role": "user"}], "answer": "1"}'], "Row 1 of .* field 'prompt'"),
         (["[1, 2]"], "Row 1 of .* is list, not an object"),
