@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from maspo.rewards import extract_answer, format_reward
+from maspo.rewards import extract_answer, final_boxed, format_reward, normalize_answer
 
 
 @pytest.mark.parametrize(
@@ -22,10 +22,56 @@ from maspo.rewards import extract_answer, format_reward
         ("1,234 apples", "1234"),
         ("no digits here", None),
         ("", None),
+        # The cases: a signature line after a solution with no box.
+        ("So the answer is 42.\n\n-- Sam, 2010", "42"),
+        ("Answer: 7 apples (checked on 3/4/2010)", "7"),
+        ("#### 1,200", "1200"),
+        ("so 1e5 grains", "1e5"),  # a decimal exponent, not its last digit
+        ("x = 2.5E-3", "2.5E-3"),
+        # Kept, documented: "100,200" reads as one thousands-separated number, as GSM8K
+        # writes 1,200; with no answer marker, the last number still wins over a signature.
+        ("100,200", "100200"),
+        ("It is 42.\n\n-- Sam, 2010", "2010"),
     ],
 )
 def test_extract_answer(completion: str, answer: str | None) -> None:
     assert extract_answer(completion) == answer
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer"),
+    [
+        ("so \\boxed{42}.", "42"),
+        ("\\boxed{1} then \\boxed{2}", "2"),
+        ("\\boxed{7} and a cut-off \\boxed{8", None),  # the final box is unclosed
+        ("The answer is 42", None),  # no box: no answer, whatever the numbers
+        ("Echoing the question: 3 apples and 4 pears", None),
+    ],
+)
+def test_final_boxed_is_the_strict_rule(completion: str, answer: str | None) -> None:
+    assert final_boxed(completion) == answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "normal"),
+    [
+        ("104.", "104"),
+        ("\\textbf{(C) }18", "18"),
+        ("\\text{(C) }18", "18"),
+        ("(C) 18", "18"),
+        ("\\textbf{(073)}", "(073)"),
+        ("62.5\\%", "62.5"),
+        ("62.5%", "62.5"),
+        ("$2$", "2"),
+        ("1e5", "100000"),
+        ("2.5e-3", "0.0025"),
+        ("1e999", "1e999"),  # a huge exponent stays as written (no 1000-digit string)
+        ("(C)", "(C)"),  # a label alone is the answer
+        ("\\frac{1}{2}", "\\frac{1}{2}"),
+    ],
+)
+def test_normalize_answer(answer: str, normal: str) -> None:
+    assert normalize_answer(answer) == normal
 
 
 @pytest.mark.parametrize(

@@ -148,3 +148,70 @@ def test_integers_are_compared_exactly(verifier: Verifier) -> None:
         0.0,
         1.0,
     ]
+
+
+@pytest.mark.parametrize(
+    ("gold", "plain"),
+    [
+        ("\\boxed{104.}", "104"),
+        ("\\boxed{\\textbf{(C) }18}", "18"),
+        ("\\boxed{\\textbf{(073)}}", "73"),
+        ("62.5\\%", "62.5"),
+        ("$2$", "2"),
+        ("6 \\times 10^{5}", "600000"),
+        ("1e5", "100000"),
+    ],
+)
+def test_golds_as_published_verify_against_themselves_and_their_value(
+    verifier: Verifier, gold: str, plain: str
+) -> None:
+    boxed_gold = gold if gold.startswith("\\boxed") else f"\\boxed{{{gold}}}"
+    assert verifier.score_strict([boxed_gold, f"\\boxed{{{plain}}}"], [gold, gold]) == [1.0, 1.0]
+    assert verifier.score([f"so it is {plain}"], [gold]) == [1.0]
+
+
+def test_any_reference_of_a_list_is_correct(verifier: Verifier) -> None:
+    references = [["3", "-3"], ["3", "-3"], ("$2$",)]
+    assert verifier.score(["\\boxed{-3}", "\\boxed{9}", "2"], references) == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="at least one"):
+        verifier.score(["1"], [[]])
+
+
+@pytest.mark.parametrize(
+    ("completion", "lenient", "strict"),
+    [
+        ("\\boxed{12}", 1.0, 1.0),
+        ("The answer is 12.", 1.0, 0.0),  # strict: only a final box counts
+        ("\\boxed{12} but wait, \\boxed{13", 1.0, 0.0),  # the final box was cut off
+        ("Tom has 5 apples and buys 12.", 1.0, 0.0),  # an echo of the question
+    ],
+)
+def test_strict_counts_only_the_final_box(verifier, completion, lenient, strict) -> None:
+    assert verifier.score([completion], ["12"]) == [lenient]
+    assert verifier.score_strict([completion], ["12"]) == [strict]
+
+
+def test_timeout_is_not_cached_and_the_pair_is_checked_again() -> None:
+    with Verifier(timeout_s=HOSTILE_TIMEOUT_S) as verifier:
+        assert verifier.score(["\\boxed{2}"], ["2.0"]) == [1.0]  # starts the child
+        os.kill(verifier.child_pid, signal.SIGSTOP)  # the next check times out
+        pair = (["\\boxed{0.5}", "so 0.5"], ["1/2", "1/2"])  # one pair, twice
+        assert verifier.score(*pair) == [0.0, 0.0]
+        assert verifier.stats.timeouts == 2  # each sample counted ...
+        assert verifier.stats.child_checks == 2  # ... but the pair was sent to it once
+        assert verifier.score(*pair) == [1.0, 1.0]  # a healthy check: the true verdicts
+        assert verifier.stats.timeouts == 2 and verifier.stats.cache_hits == 1
+
+
+def test_a_failed_pair_repeated_in_one_call_costs_one_timeout() -> None:
+    with Verifier(timeout_s=HOSTILE_TIMEOUT_S) as verifier:
+        start = time.monotonic()
+        assert verifier.score([HOSTILE["power tower"]] * 4, ["5"] * 4) == [0.0] * 4
+        assert time.monotonic() - start < HOSTILE_BOUND_S
+        assert (verifier.stats.timeouts, verifier.stats.child_checks) == (4, 1)
+
+
+def test_answer_classes_group_equivalent_answers(verifier: Verifier) -> None:
+    answers = ["12", "12.0", None, "24/2", "13", "\\frac{24}{2}", "x", "x", "\\frac{26}{2}"]
+    assert verifier.answer_classes(answers) == [0, 0, None, 0, 4, 0, 6, 6, 4]
+    assert verifier.same_answer("0.5", "\\frac{1}{2}") and not verifier.same_answer("1", "2")

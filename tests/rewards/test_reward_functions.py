@@ -104,3 +104,10 @@ def test_user_errors_are_one_sentence(user_module: str) -> None:
         load_reward_fn(f"{user_module}:not_finite")(["a"])
     text = str(caught.value)
     assert text.endswith(".") and "\n" not in text
+
+
+def test_math_rewards_take_list_references_and_strict_needs_the_final_box() -> None:
+    completions = ["\\boxed{-3}", "It is 12.", "\\boxed{12}"]
+    answers = [("3", "-3"), "12", "12.0"]
+    assert load_reward_fn("math")(completions, answer=answers) == [1.0, 1.0, 1.0]
+    assert load_reward_fn("math_strict")(completions, answer=answers) == [1.0, 0.0, 1.0]
