@@ -98,3 +98,51 @@ def test_k_list_parsing_names_the_bad_value():
         parse_ks("1,16", 8)
     with pytest.raises(UserError, match="'four'"):
         parse_ks("four", 8)
+
+
+def _problem(completions: list[str], answer: str = "12", reward: str = "math_strict"):
+    from maspo.data import Example
+    from maspo.evaluate import ProblemResult
+    from maspo.rewards import load_reward_fn
+
+    correct = [v > 0.5 for v in load_reward_fn(reward)(completions, answer=[answer] * len(
+        completions))]
+    return ProblemResult(Example("p", answer, reward), completions, correct,
+                         [float(c) for c in correct])
+
+
+def test_maj_votes_on_equivalence_classes_not_strings():
+    # 12, 12.0 and 24/2 are one vote (3) against 13 (2): the majority is right.
+    result = _problem(["\\boxed{12}", "\\boxed{13}", "\\boxed{12.0}", "\\boxed{13}",
+                       "\\boxed{24/2}"])
+    assert result.extracted == ["12", "13", "12.0", "13", "24/2"]
+    assert result.answers == ["12", "13", "12", "13", "12"]
+    assert maj_at_k(result.answers, result.correct, 5) == 1.0
+    assert maj_at_k(result.extracted, result.correct, 5) == 0.0  # raw strings: 13 wins
+
+
+def test_maj_votes_use_the_answer_the_check_reads():
+    # strict: only a final box is an answer; lenient: the stated answer counts too
+    strict = _problem(["The answer is 13", "The answer is 13", "\\boxed{12}"])
+    lenient = _problem(["The answer is 13", "The answer is 13", "\\boxed{12}"], reward="math")
+    assert maj_at_k(strict.answers, strict.correct, 3) == 1.0
+    assert maj_at_k(lenient.answers, lenient.correct, 3) == 0.0
+
+
+def test_paper_table_has_a_column_per_benchmark_and_rows_per_metric():
+    from maspo.evaluate import DatasetReport, dataset_metrics, eval_table, paper_table
+
+    a = [_problem(["\\boxed{12}", "\\boxed{1}"]), _problem(["\\boxed{3}", "\\boxed{4}"])]
+    b = [_problem(["\\boxed{12}", "\\boxed{12}"])]
+    reports = [DatasetReport("aime24", "a.jsonl", a, dataset_metrics(a, [1, 2]), timeouts=3),
+               DatasetReport("math500", "b.jsonl", b, dataset_metrics(b, [1, 2]), errors=1)]
+    header, rows = paper_table(reports, 2, [1, 2])
+    assert header == ["metric", "aime24", "math500", "average"]
+    assert rows == [["avg@2", 0.25, 1.0, 0.625], ["pass@1", 0.25, 1.0, 0.625],
+                    ["pass@2", 0.5, 1.0, 0.75], ["maj@1", 0.25, 1.0, 0.625],
+                    ["maj@2", 0.5, 1.0, 0.75], ["problems", 2, 1, 3],
+                    ["timeouts", 3, 0, 3], ["errors", 0, 1, 1]]
+    lines = eval_table(reports, 2, [1, 2]).splitlines()
+    assert lines[0].split("|")[1:-1] == [" metric (%) ", " aime24 ", " math500 ", " average "]
+    assert lines[2].split() == ["|", "avg@2", "|", "25.0", "|", "100.0", "|", "62.5", "|"]
+    assert lines[-2].split() == ["|", "timeouts", "|", "3", "|", "0", "|", "3", "|"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,23 +33,29 @@ def test_eval_writes_table_json_csv_and_samples_for_two_datasets(tiny_model_dir,
                  "--out", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
-    for column in ("avg@4", "pass@1", "pass@2", "pass@4", "maj@2", "maj@4"):
-        assert column in printed
-    assert "| average" in printed
+    table = [line.split("|")[1:-1] for line in printed.splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in table[0]] == ["metric (%)", "arithmetic", "sums", "average"]
+    assert [row[0].strip() for row in table[1:]] == [
+        "avg@4", "pass@1", "pass@2", "pass@4", "maj@1", "maj@2", "maj@4", "problems",
+        "timeouts", "errors"]
 
     report = json.loads((out / "eval.json").read_text())
     assert list(report["datasets"]) == ["arithmetic", "sums"]
     assert report["datasets"]["arithmetic"]["problems"] == 3
     assert report["datasets"]["sums"]["problems"] == 5
-    rows = list(csv.DictReader((out / "eval.csv").open()))
-    assert [r["dataset"] for r in rows] == ["arithmetic", "sums", "average"]
-    assert all(r["n"] == "4" for r in rows)
+    rows = {r["metric"]: r for r in csv.DictReader((out / "eval.csv").open())}
+    assert list(rows["avg@4"]) == ["metric", "arithmetic", "sums", "average"]
+    assert rows["problems"] == {"metric": "problems", "arithmetic": "3", "sums": "5",
+                                "average": "8"}
+    assert float(rows["pass@2"]["sums"]) == pytest.approx(
+        report["datasets"]["sums"]["metrics"]["pass@2"])
+    assert report["datasets"]["sums"]["verifier"] == {"timeouts": 0, "errors": 0}
 
     samples = _samples(out)
     assert len(samples) == 3 + 5 and all(len(s["completions"]) == 4 for s in samples)
     for name in ("arithmetic", "sums"):  # the reported numbers follow from the saved verdicts
         mine = [s for s in samples if s["dataset"] == name]
-        again = verdict_metrics([s["correct"] for s in mine], [s["extracted"] for s in mine],
+        again = verdict_metrics([s["correct"] for s in mine], [s["votes"] for s in mine],
                                 [1, 2, 4])
         assert report["datasets"][name]["metrics"] == pytest.approx(again)
     assert report["average"]["avg@4"] == pytest.approx(
@@ -90,8 +97,9 @@ def _error(capsys, argv) -> str:
 
 @pytest.mark.parametrize(("row", "extra", "named", "row_number"), [
     ({"problem": "1 + 1?"}, [], "'answer'", 3),
-    ({"question": "1 + 1?", "answer": "2"}, [], "'problem'", 3),
-    ({"problem": "1 + 1?", "answer": 2}, [], "'answer'", 3),
+    ({"problem": "1 + 1?", "question": "1 + 1?", "answer": "2"}, [], "'question'", 3),
+    ({"problem": "1 + 1?", "answer": True}, [], "'answer'", 3),
+    ({"problem": "1 + 1?", "answer": "w\n#### 2"}, [], "--answer-format", 3),
     ({"problem": "1 + 1?", "answer": "2"}, ["--answer-field", "solution"], "'solution'", 1),
     ({"question": "1 + 1?", "answer": "2"}, ["--prompt-field", "question"], "'question'", 1),
 ])
@@ -117,3 +125,38 @@ def test_bad_eval_arguments_are_one_sentence(tiny_model_dir, capsys, argv, named
 def test_missing_model_is_named(tmp_path, capsys):
     assert "nowhere" in _error(capsys, ["eval", str(tmp_path / "nowhere"), "--data",
                                         "arithmetic"])
+
+
+PUBLISHED = Path(__file__).parents[1] / "data" / "published"
+
+
+def test_eval_on_published_files_reports_each_benchmark(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "res"
+    code = main(["eval", str(tiny_model_dir), "--data", str(PUBLISHED / "gsm8k.jsonl"),
+                 "--data", str(PUBLISHED / "olympiadbench.json"), "--n", "2",
+                 "--max-new-tokens", "3", "--out", str(out), "--no-progress"])
+    assert code == 0
+    header = next(line for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("| metric"))
+    assert [c.strip() for c in header.split("|")[1:-1]] == [
+        "metric (%)", "gsm8k", "olympiadbench", "average"]
+    samples = _samples(out)
+    assert [s["answer"] for s in samples] == ["14", "1200", "12", "2", ["3", "-3"]]
+    assert all(len(s["votes"]) == 2 for s in samples)
+
+
+def test_readme_eval_data_specs_resolve_as_written(tmp_path, monkeypatch):
+    # `maspo eval final_model/ --data aime24.jsonl --data math500.parquet ...` (README)
+    import pyarrow
+    import pyarrow.parquet
+
+    from maspo.eval_inputs import resolve_datasets
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aime24.jsonl").write_text((PUBLISHED / "aime24.jsonl").read_text())
+    rows = [json.loads(line) for line in (PUBLISHED / "math500.jsonl").read_text().splitlines()]
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), tmp_path / "math500.parquet")
+    aime, math500 = resolve_datasets(["aime24.jsonl", "math500.parquet"])
+    assert (aime.name, [e.answer for e in aime.examples]) == ("aime24", ["24", "073", "104."])
+    assert (math500.name, [e.answer for e in math500.examples]) == (
+        "math500", ["4", "62.5\\%", "\\textbf{(C) }18"])
