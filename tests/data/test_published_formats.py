@@ -4,6 +4,7 @@ reference that results, the verdicts it gives, and the ambiguous files that are 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pyarrow
@@ -99,17 +100,21 @@ def test_gsm8k_solution_text_no_longer_scores_by_a_stray_number(verifier: Verifi
     assert verifier.score(["I think it is 2011"], [example.answer]) == [0.0]
 
 
+README = Path(__file__).parents[2] / "README.md"
+
+
 def test_readme_gsm8k_line_as_written(tmp_path: Path, monkeypatch) -> None:
-    # `maspo train data.path=gsm8k.jsonl data.fields.prompt=question ...` (README)
     from maspo.trainer import load_data
 
+    [line] = [line for line in README.read_text().splitlines()
+              if line.startswith("maspo train data.path=gsm8k.jsonl")]
+    overrides = shlex.split(line)[2:]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "gsm8k.jsonl").write_text((PUBLISHED / "gsm8k.jsonl").read_text())
-    config = load_config(None, ["data.path=gsm8k.jsonl", "data.fields.prompt=question",
-                                "data.system_prompt=Put the final answer in \\boxed{}.",
-                                "rollout.max_new_tokens=512", "data.test_size=1"])
+    config = load_config(None, [*overrides, "data.test_size=1"])
+    assert config.data.system_prompt == "Put the final answer in \\boxed{}."
     stream, test = load_data(config)
-    assert [e.answer for e in test] == ["14"]
+    assert [(e.prompt[:7], e.answer) for e in test] == [("A baker", "14")]
     assert sorted(e.answer for e in _take(stream(), 2)) == ["12", "1200"]
 
 

@@ -146,12 +146,16 @@ def test_eval_on_published_files_reports_each_benchmark(tiny_model_dir, tmp_path
 
 
 def test_readme_eval_data_specs_resolve_as_written(tmp_path, monkeypatch):
-    # `maspo eval final_model/ --data aime24.jsonl --data math500.parquet ...` (README)
     import pyarrow
     import pyarrow.parquet
 
     from maspo.eval_inputs import resolve_datasets
 
+    readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+    [line] = [line for line in readme if line.startswith("maspo eval final_model/ --data")]
+    words = line.split()
+    specs = [words[i + 1] for i, word in enumerate(words) if word == "--data"]
+    assert specs == ["aime24.jsonl", "math500.parquet"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "aime24.jsonl").write_text((PUBLISHED / "aime24.jsonl").read_text())
     rows = [json.loads(line) for line in (PUBLISHED / "math500.jsonl").read_text().splitlines()]
