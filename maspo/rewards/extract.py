@@ -4,8 +4,9 @@ Two extraction rules (``data.answer_check``):
 - strict (``final_boxed``): only the content of the final ``\\boxed{...}`` counts, as in
   the papers' evaluations; a completion whose last ``\\boxed{`` is unclosed (cut off) has
   no answer.
-- lenient (``extract_answer``): the last closed ``\\boxed{}``; else the first number after
-  the last "answer is" / "answer:" / "####" marker; else the last number in the text.
+- lenient (``extract_answer``): the last closed ``\\boxed{}``; else the last number on
+  the line of the last "answer is" / "answer:" / "####" marker (else the first number
+  after it); else the last number in the text.
 
 ``normalize_answer`` is applied to extracted answers and references alike (see its doc).
 Every function runs in time linear in the text length, so hostile completions (10^6
@@ -24,8 +25,8 @@ _NUMBER = re.compile(
     r"(?:(?<![\w)\]}.])-)?(?<![\d.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
     r"(?:[eE][-+]?\d+(?![\w.])|/\d+)?"
 )
-# "The answer is 42", "Answer: 42", GSM8K's "#### 42": the number after the last marker
-# is the stated answer, even when a later line holds other numbers (a date, a signature).
+# "The answer is 42", "Answer: 42", GSM8K's "#### 42": the marker's line states the
+# answer, even when a later line holds other numbers (a date, a signature).
 _ANSWER_MARKER = re.compile(r"answer\s*(?:is|:)|####", re.IGNORECASE)
 _SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][-+]?\d+")
 MAX_EXPONENT = 100  # 1e100 written out is 101 digits; larger exponents stay as written
@@ -90,12 +91,19 @@ def last_number(text: str) -> str | None:
 
 
 def _stated_answer(text: str) -> str | None:
-    """The first number after the last answer marker ("answer is", "Answer:", "####")."""
+    """The last number on the line of the last answer marker ("answer is", "Answer:",
+    "####"), so "Answer: 7 x 8 = 56" gives 56; if that line has none, the next number."""
     marker = deque(_ANSWER_MARKER.finditer(text), maxlen=1)
     if not marker:
         return None
-    number = _NUMBER.search(text, marker[0].end())
-    return number.group().replace(",", "") if number else None
+    start = marker[0].end()
+    end = text.find("\n", start)
+    line = text[start:] if end < 0 else text[start:end]
+    number = last_number(line)
+    if number is not None:
+        return number
+    following = _NUMBER.search(text, start)
+    return following.group().replace(",", "") if following else None
 
 
 def extract_answer(completion: str) -> str | None:

@@ -24,7 +24,9 @@ from maspo.rewards import extract_answer, final_boxed, format_reward, normalize_
         ("", None),
         # The cases: a signature line after a solution with no box.
         ("So the answer is 42.\n\n-- Sam, 2010", "42"),
-        ("Answer: 7 apples (checked on 3/4/2010)", "7"),
+        ("Answer: 7 apples\nchecked on 3/4/2010", "7"),
+        ("Answer: 7 x 8 = 56", "56"),  # the marker's line, its last number
+        ("The answer is:\n\n42\n", "42"),  # nothing on the marker's line: the next number
         ("#### 1,200", "1200"),
         ("so 1e5 grains", "1e5"),  # a decimal exponent, not its last digit
         ("x = 2.5E-3", "2.5E-3"),
