@@ -190,3 +190,16 @@ def test_ambiguous_or_bad_files_are_refused_with_the_option(tmp_path, rows, opti
 def test_answer_config_keys_are_checked_at_start(overrides, message) -> None:
     with pytest.raises(UserError, match=message):
         load_config(None, overrides)
+
+
+def test_train_runs_on_a_published_file_with_list_answers(tiny_model_dir, tmp_path) -> None:
+    from maspo.testing import tiny_overrides
+    from maspo.trainer import train
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model_dir, out, **{
+        "data.path": PUBLISHED / "olympiadbench.json", "data.test_size": 1,
+        "train.steps": 1, "reward.functions": "[]"})
+    summary = train(load_config(None, overrides), progress=False)
+    assert summary["steps"] == 1 and summary["eval_prompts"] == 1
+    assert (out / "final_model" / "config.json").is_file()
