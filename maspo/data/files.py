@@ -24,8 +24,9 @@ Nothing is guessed: a row whose reading is ambiguous (two prompt fields, both `a
 solution with no marked final answer, a GSM8K file whose rows disagree) is a UserError
 naming the option that resolves it. A string `reward` field picks that row's reward, else
 `answer_check` does ("strict" for files: only the final `\\boxed{}` counts; "lenient":
-also the last number); every other field is passed to reward functions. Any bad row is a
-UserError naming the file, the row number (1-based) and the field.
+also the stated answer or the last number, see `maspo.rewards.extract`); every other
+field is passed to reward functions. Any bad row is a UserError naming the file, the row
+number (1-based) and the field. Every decision in full: docs/data-formats.md.
 """
 
 import json
@@ -46,7 +47,7 @@ SOLUTION_FIELD = "solution"  # a worked solution; its final answer is marked
 REWARD_FIELD = "reward"
 ANSWER_FORMATS = ("auto", "plain", "gsm8k", "boxed")
 ANSWER_CHECKS = {"strict": "math_strict", "lenient": "math"}  # -> reward name
-FILE_ANSWER_CHECK = "strict"  # the papers score only the final \\boxed{} (see README)
+FILE_ANSWER_CHECK = "strict"  # the papers score only the final \boxed{} (see README)
 # Unmarked answer text longer than this (or spanning lines) is a worked solution, not a
 # final answer; MATH's longest final answers (matrices, intervals) are ~100 characters.
 MAX_PLAIN_ANSWER_CHARS = 300
