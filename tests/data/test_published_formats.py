@@ -96,7 +96,7 @@ def test_gsm8k_solution_text_no_longer_scores_by_a_stray_number(verifier: Verifi
     # Row 3's worked solution holds 2010 and 2011 in its question; the reference is 12 only.
     [*_, example] = load_examples(PUBLISHED / "gsm8k.jsonl")
     assert example.answer == "12"
-    assert verifier.score(["The answer is 12. Tom, 2011"], [example.answer]) == [1.0]
+    assert verifier.score(["The answer is 12.\nTom, 2011"], [example.answer]) == [1.0]
     assert verifier.score(["I think it is 2011"], [example.answer]) == [0.0]
 
 
