@@ -184,7 +184,18 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
 
 
 def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
-    """``resolve_dataset`` of each spec; rows are renamed by their spec if names clash."""
+    """``resolve_dataset`` of each spec; rows are renamed by their spec if names clash.
+
+    ``answer_format`` / ``answer_check`` read data files only: with no file among the
+    specs they would change nothing, so they are refused.
+    """
+    answer_options = (kwargs.get("answer_format", "auto") != "auto"
+                      or kwargs.get("answer_check") is not None)
+    if answer_options and not any(
+            spec != RUN_HELDOUT and Path(spec).expanduser().exists() for spec in specs):
+        raise UserError("--answer-format and --answer-check read data files; none of the "
+                        "--data specs is a file (a built-in task or a run's held-out set "
+                        "keeps its own answer check)")
     datasets = [resolve_dataset(spec, **kwargs) for spec in specs]
     names = [d.name for d in datasets]
     for dataset, spec in zip(datasets, specs, strict=True):

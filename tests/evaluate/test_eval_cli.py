@@ -116,6 +116,7 @@ def test_dataset_field_errors_name_the_file_row_and_field(tiny_model_dir, tmp_pa
     (["--data", "arithmetic", "--n", "4", "--k", "1,8"], "8"),
     (["--data", "arithmetic", "--greedy", "--n", "4"], "--greedy"),
     (["--data", "arithmetic", "--top-p", "0"], "--top-p"),
+    (["--data", "arithmetic", "--answer-check", "lenient"], "--answer-check"),
     ([], "--data"),
 ])
 def test_bad_eval_arguments_are_one_sentence(tiny_model_dir, capsys, argv, named):
