@@ -112,8 +112,9 @@ def test_readme_gsm8k_line_as_written(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "gsm8k.jsonl").write_text((PUBLISHED / "gsm8k.jsonl").read_text())
     config = load_config(None, [*overrides, "data.test_size=1"])
-    assert config.data.system_prompt == "Put the final answer in \\boxed{}."
+    assert config.data.answer_check == "lenient"
     stream, test = load_data(config)
+    assert {e.reward for e in test} == {"math"}
     assert [(e.prompt[:7], e.answer) for e in test] == [("A baker", "14")]
     assert sorted(e.answer for e in _take(stream(), 2)) == ["12", "1200"]
 
