@@ -46,7 +46,7 @@ def test_bad_yaml_preset_is_named(tmp_path, capsys):
 
 
 def test_presets_and_overrides_compose():
-    config = load_config("configs/grpo.yaml", ["rollout.group_size=4", "loss.params.clip_high=0.3",
+    config = load_config("grpo", ["rollout.group_size=4", "loss.params.clip_high=0.3",
                                                "optim.lr=1e-5"])
     assert config.loss.name == "grpo"
     assert config.rollout.group_size == 4
@@ -57,7 +57,7 @@ def test_presets_and_overrides_compose():
 
 @pytest.mark.parametrize("objective", names())
 def test_every_objective_ships_a_valid_preset_with_its_default_parameters(objective):
-    config = load_config(f"configs/{objective}.yaml")
+    config = load_config(objective)
     assert config.loss.name == objective
     assert make_params(objective, config.loss.params) == get_spec(objective).params()
 
