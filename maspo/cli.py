@@ -123,8 +123,11 @@ def _eval(args: argparse.Namespace) -> int:
         parse_ks,
         write_eval,
     )
+    from maspo.model_files import check_model_spec
 
     source = locate_model(args.model)  # configs only: every input error before loading
+    if source.model_dir is not None:
+        check_model_spec(source.model_dir)  # missing, partial or truncated files
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = SamplingSettings(
@@ -213,6 +216,9 @@ def _compare(args: argparse.Namespace) -> int:
     base = load_config(args.config, args.overrides)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
+    if args.eval_temperature is not None and args.eval_temperature <= 0 and not args.greedy:
+        raise UserError(f"--eval-temperature must be > 0, got {args.eval_temperature} (use "
+                        "--greedy for argmax decoding)")
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = SamplingSettings(
         n=n, max_new_tokens=base.rollout.max_new_tokens, greedy=args.greedy,

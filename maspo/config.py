@@ -15,6 +15,7 @@ To add a checked numeric key: declare the field below, then give it a line in ``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -272,7 +273,7 @@ def _preset_text(spec: str | Path) -> tuple[str, str]:
     is_name = re.fullmatch(r"[A-Za-z0-9_.-]+", text) is not None and path.suffix not in (
         ".yaml", ".yml")
     if is_name:
-        if path.exists():
+        if path.is_file():  # (a folder of that name cannot be a config: no clash)
             raise UserError(f"--config {text!r} is both a preset name and a file here; "
                             f"write ./{text} for the file")
         if text not in preset_names():
@@ -527,22 +528,26 @@ def resolved(config: Config) -> dict[str, Any]:
     return data
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """The trailing ``# comment`` of each field in ``cls``'s source (its one-line doc)."""
-    import inspect
-
+@functools.cache
+def _field_docs() -> dict[tuple[str, str], str]:
+    """(class, field) -> the field's trailing ``# comment`` in this file (its one-line doc)."""
     try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):  # no source shipped: keys without docs
+        lines = Path(__file__).read_text().splitlines()
+    except OSError:  # no source shipped: keys without docs
         return {}
-    found = re.findall(r"^\s+(\w+): [^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
-    return dict(found)
+    docs, current = {}, ""
+    for line in lines:
+        if match := re.match(r"class (\w+)", line):
+            current = match.group(1)
+        elif match := re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line):
+            docs[(current, match.group(1))] = match.group(2)
+    return docs
 
 
 def describe_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """One ``section.key = default  doc`` line per config key, for ``--help``."""
     lines = []
-    docs = _field_docs(cls)
+    docs = _field_docs()
     defaults = cls()
     for f in dataclasses.fields(cls):
         value = getattr(defaults, f.name)
@@ -552,6 +557,6 @@ def describe_keys(cls: type = Config, prefix: str = "") -> list[str]:
         plain = list(value) if isinstance(value, tuple) else value
         shown = yaml.safe_dump(plain, default_flow_style=True).strip()
         shown = shown.removesuffix("...").strip()  # YAML's end marker after a scalar
-        doc = docs.get(f.name, "")
+        doc = docs.get((cls.__name__, f.name), "")
         lines.append(f"  {prefix}{f.name}={shown}" + (f"  ({doc})" if doc else ""))
     return lines

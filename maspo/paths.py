@@ -43,6 +43,10 @@ def check_output_file(path: str | Path, what: str) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{what} {str(path)!r} is a folder; give a file path")
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise UserError(f"{what} {str(path)!r} cannot be created: {str(existing)!r} is a "
+                        "file; choose another path")
     check_output_dir(path.parent, what)
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {str(path)!r} cannot be overwritten (read-only); choose "
