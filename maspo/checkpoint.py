@@ -18,7 +18,6 @@ the latest. Loading uses safetensors and JSON only: nothing is unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -32,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 
 from maspo.errors import UserError
+from maspo.manifest import manifest_problem, write_manifest
 
 LATEST = "latest"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -39,43 +39,13 @@ RNG_FILE = "rng.safetensors"
 STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "weights.safetensors"  # the trainable weights exactly as in memory
 MANIFEST_FILE = "manifest.json"  # {"files": {name: {"bytes": n, "sha256": hex}}}
-HASH_BLOCK_BYTES = 1 << 24  # 16 MiB reads: hashing runs at disk speed with little memory
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
-    """Record the size and sha256 of every file in ``folder`` (written last)."""
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
-    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n")
 
 
 def checkpoint_problem(path: Path, files: tuple[str, ...] | None = None) -> str | None:
     """Why checkpoint ``path`` cannot be trusted (a missing, resized or altered file, or no
-    manifest), or None when ``files`` (default: all) match the manifest."""
-    try:
-        listed = json.loads((path / MANIFEST_FILE).read_text())["files"]
-    except FileNotFoundError:
-        return f"it has no {MANIFEST_FILE}, so its files cannot be verified"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"its {MANIFEST_FILE} is unreadable"
-    for name in files or (STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, RNG_FILE):
-        entry = listed.get(name)
-        file = path / name
-        if entry is None or not file.is_file():
-            return f"{name} is missing"
-        if file.stat().st_size != entry["bytes"]:
-            return f"{name} has {file.stat().st_size} bytes, not {entry['bytes']}"
-        if _sha256(file) != entry["sha256"]:
-            return f"{name} does not match its checksum (its bytes were altered)"
-    return None
+    manifest), or None when ``files`` (default: all four) match the manifest."""
+    return manifest_problem(path, MANIFEST_FILE,
+                            files or (STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, RNG_FILE))
 
 
 def verify_checkpoint(path: Path, files: tuple[str, ...] | None = None) -> None:
@@ -129,7 +99,7 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
         "python_rng": [py_version, list(py_state), py_gauss],
     }
     (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1))
-    write_manifest(tmp)
+    write_manifest(tmp, MANIFEST_FILE)
     if final.exists():  # a re-run of the same step after a resume: replace it
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -4,7 +4,8 @@ A usable Hugging Face model folder has a ``config.json`` that parses, complete w
 (``model.safetensors``, every shard of ``model.safetensors.index.json``, or a PyTorch
 ``.bin`` archive) and tokenizer files. A safetensors file is complete when its size is
 exactly what its header promises, so a truncated download or copy is caught here, with
-a sentence, instead of deep inside ``from_pretrained``.
+a sentence, instead of deep inside ``from_pretrained``. A folder maspo wrote (a run's
+``final_model/``) also carries a checksum manifest, verified here: altered bytes are named.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from maspo.errors import UserError
+from maspo.manifest import manifest_problem, write_manifest
 
 DEFAULT_MODEL_ALIASES = frozenset({"default", "smollm2-135m", "smollm2-135m-instruct"})
 """Model specs (besides None) that mean the embedded SmolLM2-135M-Instruct."""
@@ -24,6 +26,7 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt",
                    "spiece.model")
+MODEL_MANIFEST = "maspo-manifest.json"  # in folders maspo saved; HF loaders ignore it
 HEADER_SIZE_BYTES = 8  # a safetensors file starts with its JSON header's length, u64 LE
 
 
@@ -97,9 +100,33 @@ def check_model_dir(path: Path) -> None:
         if problem:
             raise UserError(f"model weights '{file}' {problem}; download or copy the model "
                             "again.")
+    _check_manifest(path)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise UserError(f"model directory '{path}' has no tokenizer files (tokenizer.json or "
                         "similar); copy them from the original model.")
+
+
+_verified: set[tuple] = set()  # folders whose files matched their manifest, by (name, size,
+# mtime) of every file: one process checks each folder once, however often it is named
+
+
+def _check_manifest(path: Path) -> None:
+    if not (path / MODEL_MANIFEST).is_file():
+        return  # a model from elsewhere: only the completeness checks above apply
+    key = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(path.iterdir()) if p.is_file())
+    if key in _verified:
+        return
+    problem = manifest_problem(path, MODEL_MANIFEST)
+    if problem:
+        raise UserError(f"model directory '{path}' is damaged: {problem}; train it again or "
+                        "evaluate its run's checkpoint instead.")
+    _verified.add(key)
+
+
+def seal_model_dir(path: Path) -> None:
+    """Write the checksum manifest of a model folder maspo just saved."""
+    write_manifest(path, MODEL_MANIFEST)
 
 
 def check_model_spec(spec: str | None) -> None:

@@ -41,6 +41,7 @@ from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, sample_and_score
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, policy_loss
+from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.paths import check_output_dir
 from maspo.rewards import default_verifier
@@ -511,6 +512,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
     trainer.model.save_pretrained(paths.model, safe_serialization=True)
     trainer.tokenizer.save_pretrained(paths.model)
+    seal_model_dir(paths.model)  # checksums: altered bytes are named when it is loaded
     summary = {
         "objective": config.loss.name,
         "steps": steps,

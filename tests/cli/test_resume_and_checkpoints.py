@@ -86,3 +86,14 @@ def test_a_checkpoint_without_its_manifest_is_not_trusted(run_copy):
     shutil.rmtree(run_copy / "checkpoints" / "step-000001")
     with pytest.raises(UserError, match="no manifest.json"):
         latest_checkpoint(run_copy / "checkpoints")
+
+
+def test_a_flipped_byte_in_a_runs_final_model_is_named(run_copy, capsys):
+    final = run_copy / "final_model"
+    assert (final / "maspo-manifest.json").is_file()
+    _flip_a_weight_byte(final / "model.safetensors")
+    assert main(["eval", str(run_copy), "--n", "1", "--no-progress",
+                 "--out", str(run_copy / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "final_model' is damaged" in err and "model.safetensors" in err
+    assert not (run_copy / "eval").exists()
