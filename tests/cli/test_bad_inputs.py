@@ -146,16 +146,16 @@ def _snapshot(root) -> dict[str, bytes | None]:
 @pytest.mark.parametrize(("argv", "named"), [(argv, named) for _, argv, named in CASES],
                          ids=[case for case, _, _ in CASES])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_changes(
-        argv, named, tmp_path, tiny_model_dir, run_copy, broken_models, capsys):
+        argv, named, tmp_path, tiny_model_dir, finished_run, broken_models, capsys):
     (tmp_path / "taken.txt").write_text("precious\n")
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "eval.json").write_text('{"earlier": true}\n')
-    values = {"model": str(tiny_model_dir), "run": str(run_copy), "tmp": str(tmp_path),
+    values = {"model": str(tiny_model_dir), "run": str(finished_run), "tmp": str(tmp_path),
               "file": str(tmp_path / "taken.txt"), "done": str(tmp_path / "done"),
               "cuda": _missing_cuda(), **{k: str(v) for k, v in broken_models.items()}}
     argv = [arg.format(**values) for arg in argv]
     named = named.format(**values)
-    before = _snapshot(tmp_path)
+    before = _snapshot(tmp_path), _snapshot(finished_run)
 
     code = main(argv)
 
@@ -164,4 +164,4 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_changes(
     assert err.count("\n") == 1 and err.endswith("\n"), err
     assert "Traceback" not in err
     assert named in err, err
-    assert _snapshot(tmp_path) == before  # nothing written, nothing changed
+    assert (_snapshot(tmp_path), _snapshot(finished_run)) == before  # nothing written or changed
