@@ -95,13 +95,18 @@ def test_the_device_and_dtype_are_said_at_the_start(tiny_model_dir, tmp_path, ca
 
 def test_a_reward_function_that_raises_is_named_with_its_line(tiny_model_dir, tmp_path,
                                                               monkeypatch, capsys):
-    (tmp_path / "my_rewards.py").write_text(
+    module = "cli_brittle_rewards"  # a name no other test imports (modules are cached)
+    (tmp_path / f"{module}.py").write_text(
         "def brittle(completions, **columns):\n"
         "    return [float(c) for c in completions]  # most completions are not numbers\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)  # removed again afterwards
     out = tmp_path / "run"
-    code = main(["train", "--no-progress", *tiny_overrides(
-        tiny_model_dir, out, **{"reward.functions": "[my_rewards:brittle]"})])
+    try:
+        code = main(["train", "--no-progress", *tiny_overrides(
+            tiny_model_dir, out, **{"reward.functions": f"[{module}:brittle]"})])
+    finally:
+        sys.modules.pop(module, None)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert "'my_rewards:brittle' raised ValueError" in err and "my_rewards.py:2" in err
+    assert f"'{module}:brittle' raised ValueError" in err and f"{module}.py:2" in err
