@@ -7,10 +7,13 @@ A checkpoint is a directory ``checkpoints/step-NNNNNN/`` holding
 - ``rng.safetensors``: the torch CPU RNG state,
 - ``trainer_state.json``: step, data position, scheduler, optimizer hyperparameters,
   Python RNG state and anything else the trainer keeps.
+- ``manifest.json``: the size and sha256 of each file above, written last.
 It is written into ``step-NNNNNN.tmp`` and renamed into place; ``checkpoints/latest``
 (rewritten by temp file + rename) names the newest complete one. A crash at any moment
-leaves the previous checkpoint and pointer intact. Loading uses safetensors and JSON
-only: nothing is unpickled.
+leaves the previous checkpoint and pointer intact. Every file is checked against the
+manifest before anything is loaded, so altered bytes are reported as damage, never
+trained on; resuming takes the newest intact checkpoint and says so when that is not
+the latest. Loading uses safetensors and JSON only: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,28 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 
 from maspo.errors import UserError
+from maspo.manifest import manifest_problem, write_manifest
 
 LATEST = "latest"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "weights.safetensors"  # the trainable weights exactly as in memory
+MANIFEST_FILE = "manifest.json"  # {"files": {name: {"bytes": n, "sha256": hex}}}
+
+
+def checkpoint_problem(path: Path, files: tuple[str, ...] | None = None) -> str | None:
+    """Why checkpoint ``path`` cannot be trusted (a missing, resized or altered file, or no
+    manifest), or None when ``files`` (default: all four) match the manifest."""
+    return manifest_problem(path, MANIFEST_FILE,
+                            files or (STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, RNG_FILE))
+
+
+def verify_checkpoint(path: Path, files: tuple[str, ...] | None = None) -> None:
+    """UserError naming checkpoint ``path`` as damaged unless its files match the manifest."""
+    problem = checkpoint_problem(path, files)
+    if problem:
+        raise UserError(f"checkpoint {str(path)!r} is damaged: {problem}")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -79,6 +99,7 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
         "python_rng": [py_version, list(py_state), py_gauss],
     }
     (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1))
+    write_manifest(tmp, MANIFEST_FILE)
     if final.exists():  # a re-run of the same step after a resume: replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -90,20 +111,49 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
     return final
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest complete checkpoint under ``root``, or None."""
+def _step_dirs(root: Path) -> list[Path]:
+    """Complete-looking checkpoint folders under ``root``, newest first."""
+    return sorted((p for p in root.glob("step-*") if p.is_dir() and
+                   not p.name.endswith(".tmp")), reverse=True)
+
+
+def latest_checkpoint(root: Path, note=None) -> Path | None:
+    """The newest intact checkpoint under ``root`` (None if no checkpoint was written).
+
+    When the one ``latest`` names is damaged, the newest intact earlier one is returned and
+    ``note`` (default: stderr) is told which and why; when none is intact: a UserError.
+    """
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    path = root / pointer.read_text().strip()
-    if not (path / STATE_FILE).is_file():
-        raise UserError(f"checkpoint pointer {str(pointer)!r} names {path.name!r}, "
-                        "which is missing or incomplete")
-    return path
+    named = root / pointer.read_text().strip()
+    candidates = [named] + [p for p in _step_dirs(root) if p.name < named.name]
+    damage = []
+    for path in candidates:
+        problem = checkpoint_problem(path) if (path / STATE_FILE).is_file() else (
+            "it is missing or incomplete")
+        if problem is None:
+            if damage:
+                (note or _stderr)(f"checkpoint {damage[0]}; using {path.name}, the newest "
+                                  "intact one")
+            return path
+        damage.append(f"{path.name} is damaged ({problem})")
+    raise UserError(f"no intact checkpoint is left in {str(root)!r} (checkpoint "
+                    f"{'; '.join(damage)}); start a new run in another train.output_dir")
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG states in place; return trainer state."""
+def _stderr(message: str) -> None:
+    print(f"maspo: note: {message}", file=sys.stderr)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler,
+                    verify: bool = True) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG states in place; return trainer state.
+
+    The files are verified against the manifest first (``verify_checkpoint``) unless the
+    caller just did (``latest_checkpoint`` returns verified checkpoints)."""
+    if verify:
+        verify_checkpoint(path)
     try:
         state = json.loads((path / STATE_FILE).read_text())
         missing, unexpected = load_model(model, path / WEIGHTS_FILE, strict=False)

@@ -1,26 +1,79 @@
-"""`maspo` command line: train | eval | compare | plot | objectives | demo.
+"""`maspo` command line: train | config | eval | compare | plot | objectives | demo.
 
-Errors a user can cause print one sentence and exit with code 2.
+Errors a user can cause print one sentence and exit with code 2, before any model loads
+where they can be known then (config errors before torch is even imported) and before
+anything is written. Options may stand anywhere among the ``section.key=value`` overrides.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import textwrap
 from pathlib import Path
 
+from maspo import __version__
 from maspo.errors import EXIT_USER_ERROR, UserError
 
 EXIT_TRAINING_STOPPED = 1
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
 DEFAULT_EVAL_MAX_NEW_TOKENS = 512  # completion cap for a plain model (a run: its own)
+EVAL_OUTPUTS = ("eval.json", "eval.csv", "eval.md", "samples.jsonl")  # what write_eval writes
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _finite(text: str) -> float:
+    """argparse type: a finite float (inf and nan are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _config(args: argparse.Namespace):
+    """The config `maspo train` would run: a preset + overrides, or a run's saved config."""
+    from maspo.config import load_config, load_run_config, override_value
+
+    if not args.resume:
+        return load_config(args.config, args.overrides)
+    if args.config is not None:
+        raise UserError("--resume continues a run with its saved config.yaml; drop --config")
+    run_dir = override_value(args.overrides, "train.output_dir")
+    if not run_dir:
+        raise UserError("--resume needs the run directory: add train.output_dir=<run folder>")
+    return load_run_config(str(run_dir), args.overrides)
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from maspo.config import resolved
+
+    print(yaml.safe_dump(resolved(_config(args)), sort_keys=False).rstrip())
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from maspo.config import load_config
+    from maspo.model_files import check_model_spec
+    from maspo.paths import check_output_dir
+
+    config = _config(args)  # every config error, before torch is imported
+    check_output_dir(config.train.output_dir or "runs", "train.output_dir")
+    check_model_spec(config.model.path)
+
     from maspo.trainer import train
 
-    config = load_config(args.config, args.overrides)
     summary = train(config, resume=args.resume, progress=not args.no_progress)
     before, after = summary["eval_accuracy_before"], summary["eval_accuracy_after"]
     n = summary["eval_prompts"] * summary["eval_samples_per_prompt"]
@@ -35,11 +88,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_eval_out(out: Path) -> Path:
+    """--out must be a folder that holds no earlier evaluation (nothing is overwritten)."""
+    from maspo.paths import check_output_dir
+
+    check_output_dir(out, "--out")
+    for name in EVAL_OUTPUTS:
+        if (out / name).exists():
+            raise UserError(f"--out {str(out)!r} already holds an evaluation ({name}); choose "
+                            "another folder")
+    return out
+
+
 def _eval(args: argparse.Namespace) -> int:
     import time
 
+    from maspo.devices import check_device_name
+
+    out = _check_eval_out(Path(args.out or f"results/eval-{time.strftime('%Y%m%d-%H%M%S')}"))
+    check_device_name(args.device or "auto", "--device")
+    for flag, value, low in (("--test-size", args.test_size, 1),
+                             ("--data-seed", args.data_seed, 0)):
+        if value is not None and value < low:
+            raise UserError(f"{flag} must be >= {low}, got {value}")
+
     from transformers.utils import logging as hf_logging
 
+    from maspo.devices import resolve_device
     from maspo.eval_inputs import RUN_HELDOUT, load_eval_model, locate_model, resolve_datasets
     from maspo.evaluate import (
         SamplingSettings,
@@ -48,8 +123,11 @@ def _eval(args: argparse.Namespace) -> int:
         parse_ks,
         write_eval,
     )
+    from maspo.model_files import check_model_spec
 
     source = locate_model(args.model)  # configs only: every input error before loading
+    if source.model_dir is not None:
+        check_model_spec(source.model_dir)  # missing, partial or truncated files
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = SamplingSettings(
@@ -71,12 +149,12 @@ def _eval(args: argparse.Namespace) -> int:
                                 seed=args.data_seed, size=args.test_size, limit=args.limit,
                                 answer_format=args.answer_format,
                                 answer_check=args.answer_check)
-    device = args.device or ("cuda" if _cuda() else "cpu")
+    device = str(resolve_device(args.device or "auto", "--device"))
     hf_logging.disable_progress_bar()
     model, tokenizer = load_eval_model(source, device=device, dtype=_dtype(args.dtype))
     reports = evaluate_datasets(model, tokenizer, datasets, settings, ks,
                                 progress=not args.no_progress)
-    out = Path(args.out or f"results/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_eval_out(out)  # again: another process may have written there meanwhile
     paths = write_eval(out, reports, settings, ks, source.describe())
     mode = "greedy" if settings.greedy else (f"temperature {settings.temperature}, "
                                             f"top-p {settings.top_p}")
@@ -85,12 +163,6 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"\nwrote {paths['json']}, {paths['csv'].name}, {paths['markdown'].name}, "
           f"{paths['samples'].name}")
     return 0
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _dtype(name: str):
@@ -110,10 +182,21 @@ def _objectives(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from maspo.plots import group_runs, plot_objective_activity, plot_run
+    from matplotlib.backend_bases import FigureCanvasBase
 
+    from maspo.paths import check_output_file
+    from maspo.plots import group_runs, plot_objective_activity, plot_run, read_metrics
+
+    out = check_output_file(args.out, "--out")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"--out {str(out)!r} must end in an image type matplotlib writes "
+                        f"(.png, .pdf, .svg, ...), not {out.suffix or 'nothing'!r}")
+    check_output_file(out.with_name(f"{out.stem}-objective{out.suffix}"), "--out")
     runs = [Path(d) for d in args.runs]
-    out = plot_run(runs, Path(args.out))
+    for run in runs:
+        read_metrics(run)  # every run readable before anything is drawn
+    out = plot_run(runs, out)
     activity = plot_objective_activity(group_runs(runs),
                                        out.with_name(f"{out.stem}-objective{out.suffix}"))
     print(f"wrote {out} and {activity}")
@@ -135,6 +218,9 @@ def _compare(args: argparse.Namespace) -> int:
     base = load_config(args.config, args.overrides)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
+    if args.eval_temperature is not None and args.eval_temperature <= 0 and not args.greedy:
+        raise UserError(f"--eval-temperature must be > 0, got {args.eval_temperature} (use "
+                        "--greedy for argmax decoding)")
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = SamplingSettings(
         n=n, max_new_tokens=base.rollout.max_new_tokens, greedy=args.greedy,
@@ -146,8 +232,11 @@ def _compare(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     if args.target is not None and not 0 <= args.target <= 1:
         raise UserError(f"--target is an accuracy in [0, 1], got {args.target}")
-    out = Path(args.out)
-    device = args.device or ("cuda" if _cuda() else "cpu")
+    from maspo.devices import resolve_device
+    from maspo.paths import check_output_dir
+
+    out = check_output_dir(args.out, "--out")
+    device = str(resolve_device(args.device or "auto", "--device"))
     results = run_comparison(base, variants, seeds, out, settings,
                              progress=not args.no_progress, device=device)
     paths = write_results(out, results, n, ks, args.target)
@@ -158,19 +247,54 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `train` and `config` share: a preset, --resume and the overrides."""
+    from maspo.config import RESUMABLE_KEYS, preset_names
+
+    parser.add_argument("--config", metavar="PRESET", help="a preset shipped with maspo ("
+                        f"{', '.join(preset_names())}) or a YAML file path")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in train.output_dir from its newest intact "
+                        "checkpoint, with its saved config; only "
+                        f"{', '.join(RESUMABLE_KEYS)} may be overridden")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
+
+
+def _keys_epilog() -> str:
+    from maspo.config import describe_keys
+
+    return ("config keys (section.key=default; set with section.key=value, lists as [a,b];\n"
+            "loss.params are the objective's own: `maspo config` shows them all):\n"
+            + "\n".join(describe_keys()))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maspo", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="maspo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"maspo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a policy with an RLVR objective",
-                           description="Train with defaults <- --config YAML <- overrides "
-                           "like loss.name=grpo rollout.group_size=8.")
-    train.add_argument("--config", help="YAML preset (see configs/)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in train.output_dir from its latest checkpoint")
+                           description=textwrap.fill(
+                               "Train with defaults <- --config preset <- overrides like "
+                               "loss.name=grpo rollout.group_size=8. Options may stand "
+                               "anywhere among the overrides."),
+                           epilog=_keys_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_arguments(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("overrides", nargs="*", metavar="section.key=value")
     train.set_defaults(func=_train)
+
+    show = sub.add_parser("config", help="print the fully resolved config `maspo train` would "
+                          "run with the same arguments (objective defaults included)",
+                          description=textwrap.fill(
+                              "Print, as YAML, the config `maspo train` would run with the "
+                              "same arguments: defaults <- preset <- overrides (or a run's "
+                              "saved config with --resume), every objective parameter and "
+                              "the aggregation mode filled in."),
+                          epilog=_keys_epilog(),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_arguments(show)
+    show.set_defaults(func=_show_config)
 
     demo = sub.add_parser("demo", help="the embedded default: `maspo train` with no arguments")
     demo.set_defaults(func=_train, config=None, resume=False, no_progress=False, overrides=[])
@@ -189,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "1 with --greedy)")
     ev.add_argument("--k", help="comma-separated k values for Pass@k / Maj@k, each <= n; "
                     "'n' means n (default 1,n)")
-    ev.add_argument("--temperature", type=float, default=1.0)
-    ev.add_argument("--top-p", type=float, default=1.0)
+    ev.add_argument("--temperature", type=_finite, default=1.0)
+    ev.add_argument("--top-p", type=_finite, default=1.0)
     ev.add_argument("--greedy", action="store_true", help="argmax decoding (needs --n 1)")
     ev.add_argument("--max-new-tokens", type=int, help="completion cap (default: the run's, "
                     f"else {DEFAULT_EVAL_MAX_NEW_TOKENS})")
@@ -232,14 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "e.g. grpo,clip_higher,dgpo,maspo,maspo:mass_adaptive=false")
     cmp.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     cmp.add_argument("--out", required=True, help="comparison folder (rerun to resume)")
-    cmp.add_argument("--config", help="base YAML preset (see configs/)")
+    cmp.add_argument("--config", metavar="PRESET",
+                     help="base preset: a name shipped with maspo or a YAML file path")
     cmp.add_argument("--n", type=int, help="final held-out samples per prompt "
                      f"(default {DEFAULT_EVAL_N}; 1 with --greedy)")
     cmp.add_argument("--k", help="k values for Pass@k, each <= n (default 1,n)")
-    cmp.add_argument("--eval-temperature", type=float,
+    cmp.add_argument("--eval-temperature", type=_finite,
                      help="final evaluation temperature (default train.eval_temperature)")
     cmp.add_argument("--greedy", action="store_true", help="greedy final evaluation")
-    cmp.add_argument("--target", type=float,
+    cmp.add_argument("--target", type=_finite,
                      help="held-out accuracy whose first step is reported (steps to target)")
     cmp.add_argument("--batch-size", type=int, default=16,
                      help="prompts per generate call in the final evaluation")
@@ -262,8 +387,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse with options allowed anywhere among a command's positional arguments."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and argv[0] in commands.choices:
+        args = commands.choices[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)  # --help, --version, or an unknown command
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as done:  # --help / --version (0) or a usage error (2, one line)
+        return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:
         return args.func(args)
     except UserError as err:
@@ -272,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("maspo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
+        return 0
     except Exception as err:
         from maspo.trainer import TrainingStopped
 

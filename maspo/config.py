@@ -3,20 +3,31 @@
 A run's config is built once at start-up from (defaults <- YAML preset <- command-line
 overrides such as ``loss.name=grpo rollout.group_size=8``) and validated completely,
 objective parameters and task settings included, before any model is loaded. Every
-problem is a one-sentence ``UserError`` naming the key.
+problem is a one-sentence ``UserError`` naming the key. Presets ship inside the package
+(``maspo/presets/<name>.yaml``) and load by name. This module imports no torch, so type
+and range errors come back at once; only objective parameters and reward functions
+import their (torch) modules.
+
+To add a checked numeric key: declare the field below, then give it a line in ``BOUNDS``
+(every float must also be finite; a test checks that each numeric key has bounds).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from maspo.devices import check_device_name
 from maspo.errors import UserError
 
 
@@ -79,8 +90,8 @@ class LossConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = 2e-5  # AdamW learning rate
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW moment decay rates, each in [0, 1)
     grad_clip: float = 1.0  # max global gradient norm
     warmup_steps: int = 2  # linear LR warm-up, in optimizer updates
     updates_per_step: int = 2  # K mini-batches (optimizer updates) per rollout
@@ -91,12 +102,12 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 12  # rollout steps
-    seed: int = 0
+    seed: int = 0  # seeds prompts, sampling and updates (0 <= seed < 2**32)
     eval_every: int = 4  # held-out evaluation period in steps (0: only before and after)
     eval_samples: int = 4  # completions per held-out prompt (accuracy = mean over them)
-    eval_temperature: float = 1.0
+    eval_temperature: float = 1.0  # held-out sampling temperature (> 0)
     save_every: int = 4  # checkpoint period in steps (the final step is always saved)
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 1  # newest checkpoints kept (each ~3x the fp32 weights)
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -161,8 +172,10 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
                 value = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"config key {key!r} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -241,21 +254,58 @@ def _merge_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str,
     return merged
 
 
+PRESET_SUFFIX = ".yaml"
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``maspo/presets/`` (``--config <name>``)."""
+    folder = resources.files("maspo") / "presets"
+    return sorted(p.name.removesuffix(PRESET_SUFFIX) for p in folder.iterdir()
+                  if p.name.endswith(PRESET_SUFFIX))
+
+
+def _preset_text(spec: str | Path) -> tuple[str, str]:
+    """(text, description) of ``--config`` value ``spec``: a preset name or a YAML path.
+
+    A bare word (no folder, no .yaml/.yml) is a preset name; a bare word that is also a
+    file in the current folder is refused rather than guessed.
+    """
+    text = str(spec)
+    path = Path(text).expanduser()
+    is_name = re.fullmatch(r"[A-Za-z0-9_.-]+", text) is not None and path.suffix not in (
+        ".yaml", ".yml")
+    if is_name:
+        if path.is_file():  # (a folder of that name cannot be a config: no clash)
+            raise UserError(f"--config {text!r} is both a preset name and a file here; "
+                            f"write ./{text} for the file")
+        if text not in preset_names():
+            raise UserError(f"--config {text!r} is neither a preset ({', '.join(preset_names())})"
+                            " nor a .yaml file")
+        return (resources.files("maspo") / "presets" / f"{text}{PRESET_SUFFIX}").read_text(), \
+            f"preset {text!r}"
+    if not path.is_file():
+        raise UserError(f"config file {text!r} does not exist")
+    try:
+        return path.read_text(), f"config file {text!r}"
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"config file {text!r} cannot be read ({type(err).__name__})") from None
+
+
+def _read_yaml(text: str, what: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{what} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{what} must hold a mapping of sections")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults <- YAML file <- overrides, validated (see ``validate``)."""
+    """Defaults <- preset (a name or a YAML path) <- overrides, validated (see ``validate``)."""
     data = to_dict(Config())
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {str(path)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"config file {str(path)!r} is not valid YAML: "
-                            f"{str(err).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {str(path)!r} must hold a mapping of sections")
-        data = _merge(data, loaded)
+        data = _merge(data, _read_yaml(*_preset_text(path)))
     for text in overrides:
         data = _merge_override(data, parse_override(text))
     config = _build(Config, data)
@@ -263,53 +313,189 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     return config
 
 
-def _positive(key: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UserError(f"config key {key!r} must be {'>= 0' if allow_zero else '> 0'}, "
-                        f"got {value!r}")
+# ---------------------------------------------------------------------------------------
+# Resuming: the run's saved config, with only what may change overridable.
+
+RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
+                  "train.threads", "train.output_dir")
+"""Keys a resume may change: none of them alters the updates already made or to come."""
+
+
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (e.g. a run's config.yaml) completed with today's defaults."""
+    return _merge(to_dict(Config()), data)
+
+
+def override_value(overrides: list[str], key: str) -> Any:
+    """The value the overrides give ``section.key`` (the last one wins), else None."""
+    value = None
+    for text in overrides:
+        node: Any = parse_override(text)
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            value = node
+    return value
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; mappings are flattened down to their leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(old: Config | dict[str, Any], new: Config | dict[str, Any]
+                   ) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) of every key whose value differs, keys in order."""
+    a = flatten(old if isinstance(old, dict) else to_dict(old))
+    b = flatten(new if isinstance(new, dict) else to_dict(new))
+    return [(k, a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+
+
+def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
+    """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
+    for key, was, now in config_changes(saved, new):
+        if key not in RESUMABLE_KEYS:
+            raise UserError(f"cannot resume with {key}={now!r}: the run was started with "
+                            f"{was!r} and only {', '.join(RESUMABLE_KEYS)} may change; drop "
+                            "the override or start a new run in another train.output_dir")
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
+    """A run's saved ``config.yaml`` with ``overrides`` applied, for ``--resume``.
+
+    Overrides of ``RESUMABLE_KEYS`` change the run (e.g. more ``train.steps``); any other
+    override must repeat the saved value (so a full original command line also resumes).
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"cannot resume: {str(run_dir)!r} has no config.yaml (is "
+                        "train.output_dir the run's directory?)")
+    saved = with_defaults(_read_yaml(saved_path.read_text(), f"run config {str(saved_path)!r}"))
+    try:
+        base = _build(Config, saved)
+    except UserError as err:
+        raise UserError(f"run config {str(saved_path)!r} is no longer valid: {err}") from None
+    data = to_dict(base)
+    for text in overrides:
+        data = _merge_override(data, parse_override(text))
+    data["train"]["output_dir"] = str(run_dir)
+    config = _build(Config, data)
+    check_resumable(dataclasses.replace(base, train=dataclasses.replace(
+        base.train, output_dir=str(run_dir))), config)
+    validate(config)
+    return config
+
+
+# ---------------------------------------------------------------------------------------
+# Validation of meaning: ranges by key, then what needs the objective / task / reward code.
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Allowed values of a numeric key (each item of a tuple-valued key)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # ``low`` itself is not allowed
+    high_open: bool = False  # ``high`` itself is not allowed
+    why: str = ""  # the reason, appended to the message
+
+    def check(self, key: str, value: float) -> None:
+        too_low = self.low is not None and (value < self.low or
+                                            (self.low_open and value == self.low))
+        too_high = self.high is not None and (value > self.high or
+                                              (self.high_open and value == self.high))
+        if too_low or too_high:
+            raise UserError(f"config key {key!r} must be {self.describe()}, got {value!r}"
+                            + (f": {self.why}" if self.why else ""))
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+POSITIVE = Bounds(0, low_open=True)
+NON_NEGATIVE = Bounds(0)
+AT_LEAST_ONE = Bounds(1)
+SEED_LIMIT = 2**32  # step seeds are seed * 7919 + step: below 2**32 they fit torch's 64 bits
+
+BOUNDS: dict[str, Bounds] = {
+    "model.lora.rank": AT_LEAST_ONE,
+    "model.lora.alpha": POSITIVE,
+    "model.lora.dropout": Bounds(0, 1, high_open=True),
+    "model.logprob_chunk": AT_LEAST_ONE,
+    "data.test_size": NON_NEGATIVE,
+    "rollout.prompts_per_step": AT_LEAST_ONE,
+    "rollout.group_size": Bounds(2, why="group advantages need at least two completions "
+                                 "per prompt"),
+    "rollout.max_new_tokens": AT_LEAST_ONE,
+    "rollout.temperature": POSITIVE,
+    "rollout.top_p": Bounds(0, 1, low_open=True),
+    "reward.format_weight": NON_NEGATIVE,
+    "loss.kl_coef": NON_NEGATIVE,
+    "loss.entropy_coef": NON_NEGATIVE,
+    "optim.lr": POSITIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.betas": Bounds(0, 1, high_open=True, why="AdamW's moment decay rates"),
+    "optim.grad_clip": Bounds(0, why="0 turns clipping off"),
+    "optim.warmup_steps": NON_NEGATIVE,
+    "optim.updates_per_step": AT_LEAST_ONE,
+    "optim.micro_batch_size": AT_LEAST_ONE,
+    "optim.max_bad_updates": AT_LEAST_ONE,
+    "train.steps": AT_LEAST_ONE,
+    "train.seed": Bounds(0, SEED_LIMIT, high_open=True),
+    "train.eval_every": Bounds(0, why="0 evaluates only before and after training"),
+    "train.eval_samples": AT_LEAST_ONE,
+    "train.eval_temperature": POSITIVE,
+    "train.save_every": Bounds(0, why="0 saves only the final step"),
+    "train.keep_checkpoints": AT_LEAST_ONE,
+    "train.threads": Bounds(0, why="0 keeps torch's default"),
+}
+"""Range of every numeric key (floats must also be finite, see ``_check_type``)."""
+
+
+def check_bounds(config: Config) -> None:
+    """UserError for the first numeric key outside its ``BOUNDS``."""
+    flat = flatten(to_dict(config))
+    for key, bounds in BOUNDS.items():
+        value = flat.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                bounds.check(key, item)
 
 
 def validate(config: Config) -> None:
     """Every check that needs no model: ranges, objective parameters, task settings."""
+    check_bounds(config)  # first: needs no imports
+    r, o, t, loss = config.rollout, config.optim, config.train, config.loss
+    check_device_name(t.device, "config key 'train.device'")
+    if o.updates_per_step > r.prompts_per_step:
+        raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
+                        f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "
+                        "holds whole prompt groups")
+    data = config.data
+    if data.path is not None and not Path(data.path).exists():
+        raise UserError(f"config key 'data.path': {data.path!r} does not exist")
+    if data.test_path is not None and not Path(data.test_path).exists():
+        raise UserError(f"config key 'data.test_path': {data.test_path!r} does not exist")
+
     from maspo.advantages import ESTIMATORS
     from maspo.data import get_task
     from maspo.data.files import check_answer_settings
     from maspo.losses import MODES, make_params, names
     from maspo.rewards import load_reward_fn
 
-    r, o, t, loss = config.rollout, config.optim, config.train, config.loss
-    for key, value in (("rollout.prompts_per_step", r.prompts_per_step),
-                       ("rollout.group_size", r.group_size),
-                       ("rollout.max_new_tokens", r.max_new_tokens),
-                       ("optim.updates_per_step", o.updates_per_step),
-                       ("optim.micro_batch_size", o.micro_batch_size),
-                       ("optim.max_bad_updates", o.max_bad_updates),
-                       ("train.steps", t.steps), ("train.eval_samples", t.eval_samples),
-                       ("train.keep_checkpoints", t.keep_checkpoints),
-                       ("rollout.temperature", r.temperature), ("optim.lr", o.lr)):
-        _positive(key, value)
-    for key, value in (("optim.weight_decay", o.weight_decay), ("optim.grad_clip", o.grad_clip),
-                       ("optim.warmup_steps", o.warmup_steps), ("loss.kl_coef", loss.kl_coef),
-                       ("loss.entropy_coef", loss.entropy_coef),
-                       ("train.eval_every", t.eval_every), ("train.save_every", t.save_every),
-                       ("train.threads", t.threads), ("data.test_size", config.data.test_size),
-                       ("train.eval_temperature", t.eval_temperature),
-                       ("reward.format_weight", config.reward.format_weight)):
-        _positive(key, value, allow_zero=True)
-    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
-        raise UserError(f"config key 'train.device' must be auto, cpu or cuda[:N], "
-                        f"got {t.device!r}")
-    if config.model.logprob_chunk is not None:
-        _positive("model.logprob_chunk", config.model.logprob_chunk)
-    if not 0 < r.top_p <= 1:
-        raise UserError(f"config key 'rollout.top_p' must be in (0, 1], got {r.top_p!r}")
-    if r.group_size < 2:
-        raise UserError("config key 'rollout.group_size' must be >= 2: group advantages "
-                        "need at least two completions per prompt")
-    if o.updates_per_step > r.prompts_per_step:
-        raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
-                        f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "
-                        "holds whole prompt groups")
     if loss.name not in names():
         raise UserError(f"config key 'loss.name': unknown objective {loss.name!r}; "
                         f"known: {', '.join(names())}")
@@ -325,14 +511,59 @@ def validate(config: Config) -> None:
                         f"known: {', '.join(ESTIMATORS)}")
     for spec in config.reward.functions:
         load_reward_fn(spec)
-    data = config.data
     check_answer_settings(data.answer_format, data.answer_check)
     if data.path is None and (data.answer_format != "auto" or data.answer_check is not None):
         raise UserError("config keys 'data.answer_format' and 'data.answer_check' apply to "
                         "data.path files; the built-in tasks use their own answer check")
     if data.path is None:
         get_task(data.task, **data.task_settings)
-    elif not Path(data.path).exists():
-        raise UserError(f"config key 'data.path': {data.path!r} does not exist")
-    if data.test_path is not None and not Path(data.test_path).exists():
-        raise UserError(f"config key 'data.test_path': {data.test_path!r} does not exist")
+
+
+# ---------------------------------------------------------------------------------------
+# Showing a config: resolved values (`maspo config`) and every key (`maspo train --help`).
+
+
+def resolved(config: Config) -> dict[str, Any]:
+    """``to_dict`` with what the run really uses filled in: every objective parameter
+    (defaults included) and the objective's aggregation mode when none is set."""
+    from maspo.losses import get_spec, make_params
+
+    data = to_dict(config)
+    data["loss"]["params"] = to_dict(make_params(config.loss.name, config.loss.params))
+    if config.loss.aggregation is None:
+        data["loss"]["aggregation"] = get_spec(config.loss.name).aggregation
+    return data
+
+
+@functools.cache
+def _field_docs() -> dict[tuple[str, str], str]:
+    """(class, field) -> the field's trailing ``# comment`` in this file (its one-line doc)."""
+    try:
+        lines = Path(__file__).read_text().splitlines()
+    except OSError:  # no source shipped: keys without docs
+        return {}
+    docs, current = {}, ""
+    for line in lines:
+        if match := re.match(r"class (\w+)", line):
+            current = match.group(1)
+        elif match := re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line):
+            docs[(current, match.group(1))] = match.group(2)
+    return docs
+
+
+def describe_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """One ``section.key = default  doc`` line per config key, for ``--help``."""
+    lines = []
+    docs = _field_docs()
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += describe_keys(type(value), f"{prefix}{f.name}.")
+            continue
+        plain = list(value) if isinstance(value, tuple) else value
+        shown = yaml.safe_dump(plain, default_flow_style=True).strip()
+        shown = shown.removesuffix("...").strip()  # YAML's end marker after a scalar
+        doc = docs.get((cls.__name__, f.name), "")
+        lines.append(f"  {prefix}{f.name}={shown}" + (f"  ({doc})" if doc else ""))
+    return lines

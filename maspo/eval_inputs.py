@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import yaml
 
-from maspo.checkpoint import WEIGHTS_FILE, latest_checkpoint
+from maspo.checkpoint import WEIGHTS_FILE, latest_checkpoint, verify_checkpoint
 from maspo.config import Config, load_config
 from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
 from maspo.errors import UserError
@@ -73,6 +73,7 @@ def locate_model(spec: str) -> ModelSource:
     if spec.strip().lower() in DEFAULT_MODEL_ALIASES or (path / "config.json").is_file():
         return ModelSource(spec, spec, None, None)
     if (path / WEIGHTS_FILE).is_file():  # <run>/checkpoints/step-N
+        verify_checkpoint(path, (WEIGHTS_FILE,))  # altered bytes: named, never evaluated
         return ModelSource(spec, None, path, run_config(path.parent.parent))
     if (path / "config.yaml").is_file():  # a run directory
         config = run_config(path)

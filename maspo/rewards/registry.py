@@ -1,16 +1,19 @@
 """Reward functions with TRL's contract, `f(completions, **columns) -> list[float]`.
 
 `load_reward_fn(spec)` takes a built-in name (see `REWARD_FUNCTIONS`) or
-"package.module:function", and returns the function wrapped so that a wrong return
-(wrong length, non-number, NaN) is a one-sentence `UserError` naming it. Completions may
-be strings or chat message lists (the last message's content is scored), as in TRL.
+"package.module:function", and returns the function wrapped so that an exception in it or
+a wrong return (wrong length, non-number, NaN) is a one-sentence `UserError` naming it.
+Completions may be strings or chat message lists (the last message's content is scored),
+as in TRL.
 """
 
 import functools
 import importlib
 import math
 import numbers
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from maspo.errors import UserError
@@ -107,7 +110,18 @@ def checked(function: Callable[..., Any], name: str) -> RewardFn:
 
     @functools.wraps(function)
     def wrapper(completions: list, **columns: Any) -> list[float]:
-        rewards = function(completions, **columns)
+        try:
+            rewards = function(completions, **columns)
+        except UserError:
+            raise
+        except Exception as error:  # the user's code failed: name it and where
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            detail = (str(error).strip().splitlines() or [""])[0]
+            raise UserError(
+                f"Reward function {name!r} raised {type(error).__name__}"
+                + (f": {detail}" if detail else "")
+                + f" (at {Path(frame.filename).name}:{frame.lineno}); fix the function."
+            ) from None
         if not isinstance(rewards, (list, tuple)):
             raise UserError(
                 f"Reward function {name!r} returned {type(rewards).__name__}, not a list."

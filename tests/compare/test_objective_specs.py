@@ -25,7 +25,7 @@ def test_specs_split_on_commas_and_keep_their_parameters():
 
 
 def test_params_merge_over_the_presets_only_for_its_own_objective():
-    base = load_config("configs/maspo.yaml")
+    base = load_config("maspo")
     ablation, grpo = parse_variants(["maspo:mass_adaptive=false,grpo"])
     merged = run_config(base, ablation, 3, "out").loss
     assert merged.params == {**base.loss.params, "mass_adaptive": False}

@@ -46,7 +46,7 @@ def test_bad_yaml_preset_is_named(tmp_path, capsys):
 
 
 def test_presets_and_overrides_compose():
-    config = load_config("configs/grpo.yaml", ["rollout.group_size=4", "loss.params.clip_high=0.3",
+    config = load_config("grpo", ["rollout.group_size=4", "loss.params.clip_high=0.3",
                                                "optim.lr=1e-5"])
     assert config.loss.name == "grpo"
     assert config.rollout.group_size == 4
@@ -57,7 +57,7 @@ def test_presets_and_overrides_compose():
 
 @pytest.mark.parametrize("objective", names())
 def test_every_objective_ships_a_valid_preset_with_its_default_parameters(objective):
-    config = load_config(f"configs/{objective}.yaml")
+    config = load_config(objective)
     assert config.loss.name == objective
     assert make_params(objective, config.loss.params) == get_spec(objective).params()
 
@@ -81,17 +81,21 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tiny_model
     assert "rollout.group_size" in capsys.readouterr().err
 
 
-def test_bad_data_row_is_named_before_the_model_loads(tmp_path, capsys):
+def test_bad_data_row_is_named_and_a_failed_start_writes_nothing(tiny_model_dir, tmp_path,
+                                                                  capsys):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?"}\n')
-    code = main(["train", "model.path=/no/such/model", f"data.path={rows}", "data.test_size=1",
-                 f"train.output_dir={tmp_path / 'run'}"])
+    run = tmp_path / "run"
+    code = main(["train", f"model.path={tiny_model_dir}", f"data.path={rows}",
+                 "data.test_size=1", f"train.output_dir={run}"])
     err = capsys.readouterr().err
     assert code == 2
     assert "rows.jsonl" in err and "2" in err and "answer" in err
+    assert not run.exists()
 
-    # after fixing the data the same command starts: a config alone is a failed start
+    # after fixing the data, a missing model is named, and still no folder is left behind
     rows.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?", "answer": "4"}\n')
     code = main(["train", "model.path=/no/such/model", f"data.path={rows}", "data.test_size=1",
-                 f"train.output_dir={tmp_path / 'run'}"])
+                 f"train.output_dir={run}"])
     assert code == 2 and "/no/such/model" in capsys.readouterr().err
+    assert not run.exists()
