@@ -52,8 +52,8 @@ class DataConfig:
 class RolloutConfig:
     prompts_per_step: int = 8  # P prompts per step
     group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 8  # completion length cap
-    temperature: float = 1.0  # sampling temperature (log-probs use the same)
+    max_new_tokens: int = 16  # completion length cap (a cut completion earns no reward)
+    temperature: float = 0.7  # sampling temperature (log-probs use the same)
     top_p: float = 1.0  # nucleus sampling
 
 
@@ -61,6 +61,7 @@ class RolloutConfig:
 class RewardConfig:
     functions: tuple[str, ...] = ()  # extra TRL-style reward fns: names or "pkg.mod:fn"
     format_weight: float = 0.0  # weight of the format reward added to the task reward
+    score_truncated: bool = False  # False: a completion cut at max_new_tokens earns 0
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 4  # held-out evaluation period in steps (0: only before and after)
     eval_samples: int = 4  # completions per held-out prompt (accuracy = mean over them)
-    eval_temperature: float = 1.0
+    eval_temperature: float = 0.7
     save_every: int = 4  # checkpoint period in steps (the final step is always saved)
     keep_checkpoints: int = 2
+    samples_per_step: int = 8  # completions saved per step to samples.jsonl (0: none)
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -289,7 +291,9 @@ def validate(config: Config) -> None:
                        ("optim.warmup_steps", o.warmup_steps), ("loss.kl_coef", loss.kl_coef),
                        ("loss.entropy_coef", loss.entropy_coef),
                        ("train.eval_every", t.eval_every), ("train.save_every", t.save_every),
-                       ("train.threads", t.threads), ("data.test_size", config.data.test_size),
+                       ("train.threads", t.threads),
+                       ("data.test_size", config.data.test_size),
+                       ("train.samples_per_step", t.samples_per_step),
                        ("train.eval_temperature", t.eval_temperature),
                        ("reward.format_weight", config.reward.format_weight)):
         _positive(key, value, allow_zero=True)
