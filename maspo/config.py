@@ -89,7 +89,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 12  # rollout steps
+    steps: int = 8  # rollout steps
     seed: int = 0
     eval_every: int = 4  # held-out evaluation period in steps (0: only before and after)
     eval_samples: int = 4  # completions per held-out prompt (accuracy = mean over them)

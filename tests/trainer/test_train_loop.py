@@ -136,11 +136,11 @@ def test_each_step_saves_its_samples_and_train_prints_some(tiny_model_dir, tmp_p
     samples = _jsonl(out / "samples.jsonl")
     assert [s["step"] for s in samples] == [1] * 5 + [2] * 5
     test_prompts = {str(ex.prompt) for ex in _trainer(tiny_model_dir, tmp_path / "x").test}
-    for sample in samples:
-        assert set(sample) == {"step", "prompt", "answer", "completion", "reward", "correct",
-                               "truncated", "tokens"}
-        assert sample["prompt"].startswith("What is ") and sample["prompt"] not in test_prompts
-        assert 1 <= sample["tokens"] <= 6 and (sample["tokens"] == 6 or not sample["truncated"])
+    for saved in samples:
+        assert set(saved) == {"step", "prompt", "answer", "completion", "reward", "correct",
+                              "truncated", "tokens"}
+        assert saved["prompt"].startswith("What is ") and saved["prompt"] not in test_prompts
+        assert 1 <= saved["tokens"] <= 6 and (saved["tokens"] == 6 or not saved["truncated"])
     # one completion of each of the 2 prompts first, then the second of each, ...
     assert samples[0]["prompt"] != samples[1]["prompt"]
     assert samples[0]["prompt"] == samples[2]["prompt"]
