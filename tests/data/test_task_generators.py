@@ -1,6 +1,7 @@
 """Built-in tasks: determinism by seed, disjoint splits, verifiable answers, bad settings."""
 
 import itertools
+import time
 
 import pytest
 
@@ -110,3 +111,12 @@ def test_arithmetic_credit_needs_the_right_integer_at_the_end(completion, credit
     text = completion.replace("11", answer).replace("12", str(int(answer) + 1))
     reward = load_reward_fn("arithmetic")([text], answer=[answer])
     assert reward == [credit]
+
+
+@pytest.mark.parametrize(("hostile", "credit"), [
+    ("1" * 10**6 + "x", 0.0), (("1" + " " * 1000) * 1000 + "x", 0.0),
+    ("-" * 10**6 + "5", 0.0), ("1 " * 5 * 10**5 + "5", 1.0)])
+def test_arithmetic_credit_is_linear_time_on_hostile_text(hostile: str, credit: float) -> None:
+    start = time.process_time()
+    assert load_reward_fn("arithmetic")([hostile], answer=["5"]) == [credit]
+    assert time.process_time() - start < 1.0  # CPU time: immune to a loaded machine
