@@ -21,6 +21,8 @@ EXIT_TRAINING_STOPPED = 1
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
 DEFAULT_EVAL_MAX_NEW_TOKENS = 512  # completion cap for a plain model (a run: its own)
 EVAL_OUTPUTS = ("eval.json", "eval.csv", "eval.md", "samples.jsonl")  # what write_eval writes
+DEFAULT_BASELINE = "grpo"  # what `maspo compare` sets every other objective against
+SHOWN_SAMPLES = 4  # completions of the last step printed at the end of `maspo train`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,9 +74,19 @@ def _train(args: argparse.Namespace) -> int:
     check_output_dir(config.train.output_dir or "runs", "train.output_dir")
     check_model_spec(config.model.path)
 
-    from maspo.trainer import train
+    from maspo.trainer import read_samples, train
 
     summary = train(config, resume=args.resume, progress=not args.no_progress)
+    samples = read_samples(Path(summary["run_dir"]))
+    last = [s for s in samples if s["step"] == samples[-1]["step"]] if samples else []
+    if last:
+        print(f"\ncompletions of step {last[0]['step']} (all saved in samples.jsonl):")
+    for sample in last[:SHOWN_SAMPLES]:
+        prompt = sample["prompt"] if isinstance(sample["prompt"], str) else (
+            sample["prompt"][-1]["content"])
+        cut = ", cut at the length cap" if sample["truncated"] else ""
+        print(f"  {prompt!r}\n    -> {sample['completion']!r}  "
+              f"(reward {sample['reward']:g}{cut})")
     before, after = summary["eval_accuracy_before"], summary["eval_accuracy_after"]
     n = summary["eval_prompts"] * summary["eval_samples_per_prompt"]
     print(f"\nheld-out accuracy ({summary['eval_prompts']} prompts x "
@@ -206,6 +218,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from maspo.compare import (
         check_overrides,
+        find_baseline,
         parse_seeds,
         parse_variants,
         run_comparison,
@@ -221,6 +234,9 @@ def _compare(args: argparse.Namespace) -> int:
     if args.eval_temperature is not None and args.eval_temperature <= 0 and not args.greedy:
         raise UserError(f"--eval-temperature must be > 0, got {args.eval_temperature} (use "
                         "--greedy for argmax decoding)")
+    baseline = None  # the default grpo only when it is compared; a named one must be
+    if args.baseline is not None or any(v.spec == DEFAULT_BASELINE for v in variants):
+        baseline = find_baseline(variants, args.baseline or DEFAULT_BASELINE).spec
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = SamplingSettings(
         n=n, max_new_tokens=base.rollout.max_new_tokens, greedy=args.greedy,
@@ -239,11 +255,15 @@ def _compare(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device or "auto", "--device"))
     results = run_comparison(base, variants, seeds, out, settings,
                              progress=not args.no_progress, device=device)
-    paths = write_results(out, results, n, ks, args.target)
+    paths = write_results(out, results, n, ks, args.target, baseline)
     print()
     print(paths["markdown"].read_text().rstrip())
-    print(f"\nwrote {paths['markdown']}, {paths['csv'].name}, {paths['json'].name}, "
-          f"figures/{paths['curves'].name}, figures/{paths['activity'].name}")
+    if baseline is None:
+        print(f"\n(no paired comparison: {DEFAULT_BASELINE} is not among the objectives; "
+              "pass --baseline SPEC)")
+    print(f"\nwrote {paths['markdown']}, {paths['csv'].name}, {paths['paired_csv'].name}, "
+          f"{paths['json'].name}, figures/{paths['curves'].name}, "
+          f"figures/{paths['activity'].name}, figures/{paths['ratios'].name}")
     return 0
 
 
@@ -364,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--eval-temperature", type=_finite,
                      help="final evaluation temperature (default train.eval_temperature)")
     cmp.add_argument("--greedy", action="store_true", help="greedy final evaluation")
+    cmp.add_argument("--baseline", help="objective spec every other one is compared with, "
+                     f"paired by seed (default {DEFAULT_BASELINE} when it is compared)")
     cmp.add_argument("--target", type=_finite,
                      help="held-out accuracy whose first step is reported (steps to target)")
     cmp.add_argument("--batch-size", type=int, default=16,

@@ -15,6 +15,11 @@ the table rather than ending the comparison.
 The final held-out score of a run is ``maspo eval`` of its final model on its held-out set:
 n samples per prompt, Avg@n / Pass@k / Maj@k (``maspo.evaluate``).
 
+Each objective is then set against a baseline objective (default ``grpo``) seed by seed
+(``maspo.paired``): the difference in final Avg@n and in the area under the held-out
+learning curve (``eval/accuracy`` over steps, divided by the step span: sample
+efficiency), each with a 95% Student-t interval over seeds and a verdict.
+
 Objective specs are ``name`` or ``name:key=value,key=value`` (values are YAML scalars),
 e.g. ``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
 parameters are merged over the base's ``loss.params``; otherwise they replace them.
@@ -37,6 +42,7 @@ from maspo.checkpoint import write_atomic
 from maspo.config import Config, to_dict, validate
 from maspo.errors import UserError
 from maspo.evaluate import SamplingSettings, metric_names, sample_dataset, verdict_metrics
+from maspo.paired import curve_area, paired_difference
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
 from maspo.trainer import TrainingStopped, load_data, train
 
@@ -139,6 +145,16 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise UserError("--seeds names no seed")
     return seeds
+
+
+def find_baseline(variants: Sequence[Variant], spec: str) -> Variant:
+    """The variant written ``spec`` (after parsing), which every other is compared with."""
+    wanted = parse_variant(spec).slug
+    for variant in variants:
+        if variant.slug == wanted:
+            return variant
+    raise UserError(f"--baseline {spec!r} is not one of --objectives "
+                    f"({', '.join(v.spec for v in variants)}); add it or pick another baseline")
 
 
 def check_overrides(overrides: Sequence[str]) -> None:
@@ -291,11 +307,49 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
                    verdict_metrics(r.correct, r.answers, ks))
         row = {"objective": r.variant.spec, "seed": r.seed, "run_dir": str(r.run_dir),
                "stopped": r.stopped, **metrics,
-               "train_time_s": r.summary.get("train_time_s")}
+               "train_time_s": r.summary.get("train_time_s"),
+               "auc": None if r.stopped is not None else learning_curve_area(r.run_dir)}
         if target is not None:
             row["steps_to_target"] = steps_to_target(r.run_dir, target)
         rows.append(row)
     return rows
+
+
+def learning_curve_area(run_dir: Path) -> float | None:
+    """Mean held-out accuracy over training: area under ``eval/accuracy`` / step span."""
+    from maspo.plots import read_metrics, series
+
+    steps, values = series(read_metrics(run_dir), "eval/accuracy")
+    return curve_area(steps, values) if steps else None
+
+
+PAIRED_METRICS = ("final", "auc")  # final Avg@n; area under the held-out learning curve
+
+
+def paired_rows(runs: Sequence[dict[str, Any]], baseline: str,
+                final_key: str) -> list[dict[str, Any]]:
+    """Each objective but the baseline against it, paired by seed (finished runs only)."""
+    by_obj: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        if run["stopped"] is None:
+            by_obj.setdefault(run["objective"], {})[run["seed"]] = run
+    base = by_obj.get(baseline, {})
+    out = []
+    for objective in dict.fromkeys(run["objective"] for run in runs):
+        if objective == baseline:
+            continue
+        own = by_obj.get(objective, {})
+        seeds = [s for s in own if s in base]
+        row: dict[str, Any] = {"objective": objective, "baseline": baseline,
+                               "seeds": seeds}
+        for name, key in (("final", final_key), ("auc", "auc")):
+            pairs = [(own[s][key], base[s][key]) for s in seeds
+                     if own[s][key] is not None and base[s][key] is not None]
+            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            row[name] = dataclasses.asdict(diff)
+            row[f"{name}_shown"] = diff.shown()
+        out.append(row)
+    return out
 
 
 def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
@@ -303,9 +357,10 @@ def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 
 
 def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[int],
-                  target: float | None) -> dict[str, Path]:
-    """results.md (mean ± std over seeds), results.csv (mean and std columns),
-    results.json (every run) and the figures; returns the paths.
+                  target: float | None, baseline: str | None = "grpo") -> dict[str, Path]:
+    """results.md (mean ± std over seeds, then each objective minus ``baseline`` paired by
+    seed with 95% CIs and verdicts), results.csv (mean and std columns), paired.csv,
+    results.json (every run, the paired rows) and the figures; returns the paths.
 
     Stopped runs (non-finite updates) have no final scores; they are counted per objective.
     """
@@ -347,11 +402,30 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
         note += (f" Steps to {target:g}: first logged eval/accuracy >= {target:g}, over the "
                  "seeds that reached it (reached/seeds).")
     paths = {"markdown": out / "results.md", "csv": out / "results.csv",
-             "json": out / "results.json"}
-    paths["markdown"].write_text(f"{markdown_table(header, md_rows)}\n\n{note}\n")
+             "paired_csv": out / "paired.csv", "json": out / "results.json"}
+    paired = [] if baseline is None else paired_rows(runs, baseline, f"avg@{n}")
+    paired_header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "verdict",
+                     "Δ curve area [95% CI]", "verdict"]
+    paired_md = [[row["objective"], str(len(row["seeds"])), row["final_shown"],
+                  row["final"]["verdict"], row["auc_shown"], row["auc"]["verdict"]]
+                 for row in paired]
+    paired_note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
+                   "95% Student-t interval over seeds; better / worse only when the interval "
+                   "excludes 0. Curve area: mean held-out accuracy over training (area under "
+                   "the eval/accuracy curve / steps), i.e. sample efficiency.")
+    text = f"{markdown_table(header, md_rows)}\n\n{note}\n"
+    if paired:
+        text += f"\n{markdown_table(paired_header, paired_md)}\n\n{paired_note}\n"
+    paths["markdown"].write_text(text)
     write_csv(paths["csv"], csv_header, csv_rows)
+    fields = ("n", "mean", "low", "high", "verdict")
+    write_csv(paths["paired_csv"], ["objective", "baseline"] + [
+        f"{m}_{f}" for m in PAIRED_METRICS for f in fields],
+        [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
+                                                for f in fields] for row in paired])
     paths["json"].write_text(json.dumps({"n": n, "ks": list(ks), "target": target,
-                                         "runs": runs}, indent=1) + "\n")
+                                         "baseline": baseline, "runs": runs,
+                                         "paired": paired}, indent=1) + "\n")
     groups = {o: [Path(r["run_dir"]) for r in rows] for o, rows in by_obj.items()}
     paths.update(plot_comparison(groups, out / "figures"))
     return paths

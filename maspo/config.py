@@ -65,8 +65,8 @@ class DataConfig:
 class RolloutConfig:
     prompts_per_step: int = 8  # P prompts per step
     group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 8  # completion length cap
-    temperature: float = 1.0  # sampling temperature (log-probs use the same)
+    max_new_tokens: int = 16  # completion length cap (a cut completion earns no reward)
+    temperature: float = 0.7  # sampling temperature (log-probs use the same)
     top_p: float = 1.0  # nucleus sampling
 
 
@@ -74,6 +74,7 @@ class RolloutConfig:
 class RewardConfig:
     functions: tuple[str, ...] = ()  # extra TRL-style reward fns: names or "pkg.mod:fn"
     format_weight: float = 0.0  # weight of the format reward added to the task reward
+    score_truncated: bool = False  # False: a completion cut at max_new_tokens earns 0
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,14 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 12  # rollout steps
+    steps: int = 8  # rollout steps
     seed: int = 0  # seeds prompts, sampling and updates (0 <= seed < 2**32)
     eval_every: int = 4  # held-out evaluation period in steps (0: only before and after)
     eval_samples: int = 4  # completions per held-out prompt (accuracy = mean over them)
-    eval_temperature: float = 1.0  # held-out sampling temperature (> 0)
+    eval_temperature: float = 0.7  # held-out sampling temperature (> 0)
     save_every: int = 4  # checkpoint period in steps (the final step is always saved)
     keep_checkpoints: int = 1  # newest checkpoints kept (each ~3x the fp32 weights)
+    samples_per_step: int = 8  # completions saved per step to samples.jsonl (0: none)
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -458,6 +460,7 @@ BOUNDS: dict[str, Bounds] = {
     "train.eval_every": Bounds(0, why="0 evaluates only before and after training"),
     "train.eval_samples": AT_LEAST_ONE,
     "train.eval_temperature": POSITIVE,
+    "train.samples_per_step": NON_NEGATIVE,
     "train.save_every": Bounds(0, why="0 saves only the final step"),
     "train.keep_checkpoints": AT_LEAST_ONE,
     "train.threads": Bounds(0, why="0 keeps torch's default"),

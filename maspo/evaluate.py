@@ -132,7 +132,7 @@ def sample_and_score(model, tokenizer, examples: Sequence[Example], scorer: Scor
                          temperature=temperature, top_p=top_p, greedy=greedy,
                          seed=seed + start)
         repeated = [ex for ex in batch for _ in range(n)]
-        scores = scorer.score(repeated, rollout.texts)
+        scores = scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
         for j, ex in enumerate(batch):
             rows = slice(j * n, (j + 1) * n)
             results.append(ProblemResult(ex, rollout.texts[rows], scores.correct[rows],

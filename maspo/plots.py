@@ -8,6 +8,8 @@
 - ``plot_objective_activity``: each objective's gate/clip activity over training (its
   first ``obj/<region>_frac`` metric) and its mean gradient weight by old-probability
   bucket (tail / head) and advantage sign, averaged over steps.
+- ``plot_ratio_distribution``: the token importance ratio pi / pi_old met in the updates,
+  per objective and advantage sign over training: median and 5-95% band (mean over seeds).
 Runs whose configs differ only in seed and output directory are one group (one line).
 """
 
@@ -38,6 +40,8 @@ WEIGHT_GROUPS = (  # (obj/w_mean_<suffix>, bar label): tail q < LOG_TAIL, head q
     ("head_neg", "head, A < 0"),
 )
 BAND_ALPHA = 0.2  # opacity of the +/- 1 std band over seeds
+RATIO_SIGNS = (("pos", "A > 0"), ("neg", "A < 0"))  # ratio/<sign>/qNN keys (maspo.trainer)
+RATIO_GUIDES = (0.5, 1.0, 2.0)  # dashed lines: on-policy 1 and the [0.5, 2] range
 
 Records = list[dict[str, Any]]
 
@@ -242,8 +246,46 @@ def plot_objective_activity(groups: Mapping[str, Sequence[Path]], out: Path) -> 
         plt.close(fig)
 
 
+def plot_ratio_distribution(groups: Mapping[str, Sequence[Path]], out: Path) -> Path:
+    """One panel per advantage sign: per objective, the median importance ratio of each
+    step's update tokens and its 5-95% quantile band (each averaged over seeds), log scale.
+    A run that logged no ratios (older runs) draws nothing."""
+    plt = _pyplot()
+    data = _read_groups(groups)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(RATIO_SIGNS), figsize=(6.5 * len(RATIO_SIGNS), 4.5),
+                             squeeze=False)
+    for ax, (sign, name) in zip(axes.flat, RATIO_SIGNS, strict=True):
+        drawn = False
+        for i, (label, runs) in enumerate(data.items()):
+            color = colors[i % len(colors)]
+            steps, median, _ = mean_band(runs, f"ratio/{sign}/q50")
+            if not steps:
+                continue
+            ax.plot(steps, median, color=color, label=label + (
+                f" (n={len(runs)})" if len(runs) > 1 else ""))
+            drawn = True
+            low_steps, low, _ = mean_band(runs, f"ratio/{sign}/q05")
+            high_steps, high, _ = mean_band(runs, f"ratio/{sign}/q95")
+            if low_steps == steps == high_steps:
+                ax.fill_between(steps, low, high, color=color, alpha=BAND_ALPHA, linewidth=0)
+        for guide in RATIO_GUIDES:
+            ax.axhline(guide, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_yscale("log")
+        ax.set_title(f"importance ratio pi/pi_old, {name} (median, 5-95% band)")
+        _step_axis(ax)
+        if drawn:
+            ax.legend(fontsize=8)
+    try:
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
 def plot_comparison(groups: Mapping[str, Sequence[Path]], out_dir: Path) -> dict[str, Path]:
-    """A comparison's figures under ``out_dir``: learning_curves.png, objective_activity.png."""
+    """A comparison's figures under ``out_dir``: learning_curves.png,
+    objective_activity.png, ratios.png."""
     out_dir = Path(out_dir)
     return {"curves": plot_learning_curves(groups, out_dir / "learning_curves.png"),
-            "activity": plot_objective_activity(groups, out_dir / "objective_activity.png")}
+            "activity": plot_objective_activity(groups, out_dir / "objective_activity.png"),
+            "ratios": plot_ratio_distribution(groups, out_dir / "ratios.png")}

@@ -48,6 +48,8 @@ from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import Rollout, sample
 
+RATIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # logged per advantage sign (ratio/<sign>/qNN)
+RATIO_RANGE = (0.5, 2.0)  # ratio/<sign>/outside: fraction of tokens whose ratio leaves it
 EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
 
@@ -61,6 +63,7 @@ class RunPaths:
     root: Path
     config: Path = field(init=False)
     metrics: Path = field(init=False)
+    samples: Path = field(init=False)
     checkpoints: Path = field(init=False)
     tensorboard: Path = field(init=False)
     curves: Path = field(init=False)
@@ -70,6 +73,7 @@ class RunPaths:
     def __post_init__(self) -> None:
         self.config = self.root / "config.yaml"
         self.metrics = self.root / "metrics.jsonl"
+        self.samples = self.root / "samples.jsonl"
         self.checkpoints = self.root / "checkpoints"
         self.tensorboard = self.root / "tensorboard"
         self.curves = self.root / "curves.png"
@@ -149,15 +153,60 @@ def load_data(config: Config) -> tuple[Any, list[Example]]:
 # Metrics sink: JSONL (truncated to the checkpoint on resume) + TensorBoard.
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only the records of ``path`` whose ``step`` is <= ``step`` (on resume)."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(record) + "\n" for record in records))
+
+
+def read_samples(run_dir: Path) -> list[dict[str, Any]]:
+    """The saved completions of a run (samples.jsonl), [] if it has none."""
+    path = RunPaths(Path(run_dir)).samples
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sample_rows(prompts: int, group_size: int, count: int) -> list[int]:
+    """``count`` rollout rows, the first completion of every prompt first, then the
+    second, ...: a fixed, seed-free choice that covers as many prompts as it can."""
+    total = prompts * group_size
+    return [(k % prompts) * group_size + (k // prompts) for k in range(min(count, total))]
+
+
+def ratio_quantiles(log_ratios: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """``ratio/<sign>/qNN``, ``min``, ``max``, ``outside`` of the token importance ratios
+    r = pi / pi_old met in a step's updates, per advantage sign (pos: A > 0, neg: A < 0)."""
+    out: dict[str, float] = {}
+    low, high = RATIO_RANGE
+    for sign, chunks in log_ratios.items():
+        if not chunks:
+            continue
+        ratio = torch.cat(chunks).double().exp()  # (N,) every token with this sign
+        values = torch.quantile(ratio, torch.tensor(RATIO_QUANTILES, dtype=torch.float64))
+        for q, value in zip(RATIO_QUANTILES, values.tolist(), strict=True):
+            out[f"ratio/{sign}/q{round(q * 100):02d}"] = value
+        out[f"ratio/{sign}/min"] = ratio.min().item()
+        out[f"ratio/{sign}/max"] = ratio.max().item()
+        out[f"ratio/{sign}/outside"] = ((ratio < low) | (ratio > high)).double().mean().item()
+    return out
+
+
 class MetricsLog:
     def __init__(self, paths: RunPaths, resume_step: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = paths.metrics
-        if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
-            write_atomic(self.path, "".join(line + "\n" for line in kept))
+        if resume_step is not None:
+            truncate_jsonl(self.path, resume_step)
+            truncate_jsonl(paths.samples, resume_step)
         purge = None if resume_step is None else resume_step + 1
         self.writer = SummaryWriter(str(paths.tensorboard), purge_step=purge)
 
@@ -208,8 +257,11 @@ class Trainer:
         warmup = c.optim.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda u: min(1.0, (u + 1) / (warmup + 1)))
-        self.scorer = Scorer(c.reward.functions, c.reward.format_weight)
+        self.scorer = Scorer(c.reward.functions, c.reward.format_weight,
+                             c.reward.score_truncated)
         self.aggregation = c.loss.aggregation or get_spec(c.loss.name).aggregation
+        self.samples: list[dict[str, Any]] = []  # the last step's saved completions
+        self.log_ratios: dict[str, list[torch.Tensor]] = {"pos": [], "neg": []}
         self.state: dict[str, Any] = {"examples_seen": 0, "bad_streak": 0,
                                       "skipped_updates": 0, "eval_before": None}
 
@@ -236,7 +288,7 @@ class Trainer:
 
         t0 = time.perf_counter()
         repeated = [ex for ex in examples for _ in range(r.group_size)]
-        scores = self.scorer.score(repeated, rollout.texts)
+        scores = self.scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
         rewards = torch.tensor(scores.reward, dtype=torch.float32)  # (B,)
         advantages = adv_lib.estimate(c.loss.advantage, rewards, r.group_size)  # (B,)
         advantages = advantages.to(self.device)
@@ -254,6 +306,12 @@ class Trainer:
         times["update"] = time.perf_counter() - t0
 
         lengths = mask.sum(-1).float()
+        self.samples = [
+            {"step": step, "prompt": examples[i // r.group_size].prompt,
+             "answer": examples[i // r.group_size].answer, "completion": rollout.texts[i],
+             "reward": scores.reward[i], "correct": scores.correct[i],
+             "truncated": bool(rollout.truncated[i]), "tokens": int(lengths[i].item())}
+            for i in sample_rows(r.prompts_per_step, r.group_size, c.train.samples_per_step)]
         record: dict[str, Any] = {
             "step": step,
             "reward": rewards.mean().item(),
@@ -331,6 +389,7 @@ class Trainer:
         totals: dict[str, float] = {}
         weights: dict[str, float] = {}
         losses, norms, skipped = [], [], 0
+        self.log_ratios = {"pos": [], "neg": []}
         self.model.train()
         for minibatch in minibatches:
             loss_sum, active = self.backward_minibatch(rollout, minibatch, old_logp, ref_logp,
@@ -359,6 +418,7 @@ class Trainer:
         out["loss"] = sum(losses) / len(losses) if losses else 0.0
         out["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
         out["skipped_updates"] = skipped
+        out.update(ratio_quantiles(self.log_ratios))
         return out
 
     def backward_minibatch(self, rollout: Rollout, minibatch: torch.Tensor,
@@ -409,6 +469,10 @@ class Trainer:
         out = policy_loss(c.loss.name, stats.logprobs, old_logp[rows, :t], adv, mask,
                           **c.loss.params)
         loss = aggregate(out.per_token, mask, self.aggregation, **counts)
+        log_ratio = stats.logprobs.detach() - old_logp[rows, :t]  # (b, t)
+        sign = adv.expand_as(mask) if adv.dim() == 2 else adv[:, None].expand_as(mask)
+        self.log_ratios["pos"].append(log_ratio[mask & (sign > 0)].cpu())
+        self.log_ratios["neg"].append(log_ratio[mask & (sign < 0)].cpu())
         keys = list(out.metrics)
         values = torch.stack([out.metrics[k].float() for k in keys]).tolist() if keys else []
         metrics = {}
@@ -497,6 +561,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
                 record["eval/accuracy"] = trainer.evaluate()
                 record["time/eval"] = time.perf_counter() - t0
             log.write(record)
+            append_jsonl(paths.samples, trainer.samples)
             post = {"reward": f"{record['reward']:.3f}", "acc": f"{record['accuracy']:.3f}"}
             if "eval/accuracy" in record:
                 post["eval_acc"] = f"{record['eval/accuracy']:.3f}"

@@ -1,4 +1,5 @@
-"""Arithmetic drill: "What is 7 x 8? Answer with just the number." scored by math-verify."""
+"""Arithmetic drill: "What is 7 x 8? Answer with just the number.", scored by the
+"arithmetic" reward: credit only for a finished reply that ends with the right integer."""
 
 import dataclasses
 import random
@@ -55,4 +56,4 @@ class ArithmeticTask:
         for op, operand in zip(ops, operands[1:]):
             question += f" {op} {operand}"
         answer = str(evaluate(operands, ops))
-        return Example(prompt=PROMPT.format(question=question), answer=answer, reward="math")
+        return Example(prompt=PROMPT.format(question=question), answer=answer, reward="arithmetic")

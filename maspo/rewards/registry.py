@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from maspo.errors import UserError
+from maspo.rewards.arithmetic import arithmetic_reward
 from maspo.rewards.countdown import countdown_reward
 from maspo.rewards.extract import format_reward
 from maspo.rewards.verifier import default_verifier
@@ -69,6 +70,12 @@ def format_bonus(completions: list, **columns: Any) -> list[float]:
     return [format_reward(completion_text(c)) for c in completions]
 
 
+def arithmetic_accuracy(completions: list, **columns: Any) -> list[float]:
+    """1.0 where the completion ends with the `answer` column's integer (`arithmetic_reward`)."""
+    answers = _column(columns, "answer", "arithmetic", len(completions))
+    return [arithmetic_reward(completion_text(c), str(a)) for c, a in zip(completions, answers)]
+
+
 def countdown_accuracy(completions: list, **columns: Any) -> list[float]:
     """1.0 where the expression uses the `numbers` column exactly once and hits `target`."""
     size = len(completions)
@@ -85,6 +92,7 @@ REWARD_FUNCTIONS: dict[str, RewardFn] = {
     "math_strict": strict_math_accuracy,
     "format": format_bonus,
     "countdown": countdown_accuracy,
+    "arithmetic": arithmetic_accuracy,
 }
 
 

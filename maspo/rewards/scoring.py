@@ -4,6 +4,13 @@ Each example names its task reward (``Example.reward``: "math", "countdown", or 
 "package.module:function"); optional extra reward functions and a weighted format bonus
 are added on top. ``correct`` is the task reward alone (a 0/1 verifier for the built-ins),
 which is what accuracy, Avg@k and Pass@k count.
+
+Truncated completions (cut at the length cap before their end-of-sequence token) earn
+no credit by default: every reward of such a row is 0 and it counts as wrong, whatever
+its text says. This is DAPO's overlong filtering (arXiv 2503.14476, Sec. 3.4) taken as a
+zero reward rather than a masked row: a cut completion has not finished its answer, and a
+score read from it (e.g. the last number so far) rewards the length cap, not the model.
+``score_truncated=True`` scores them like complete ones.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ class Scores:
 class Scorer:
     """Looks reward functions up once; scores (examples, completions) in batches."""
 
-    def __init__(self, extra: Sequence[str] = (), format_weight: float = 0.0) -> None:
+    def __init__(self, extra: Sequence[str] = (), format_weight: float = 0.0,
+                 score_truncated: bool = False) -> None:
         self._fns: dict[str, RewardFn] = {}
         self.extra = list(extra)
         self.format_weight = format_weight
+        self.score_truncated = score_truncated
         for spec in self.extra:
             self._fn(spec)
 
@@ -51,8 +60,13 @@ class Scorer:
         columns["prompts"] = [ex.prompt for ex in examples]
         return columns
 
-    def score(self, examples: Sequence[Example], completions: Sequence[str]) -> Scores:
-        """Score completion i against examples[i]."""
+    def score(self, examples: Sequence[Example], completions: Sequence[str],
+              truncated: Sequence[bool] | None = None) -> Scores:
+        """Score completion i against examples[i]; ``truncated[i]`` (hit the length cap
+        without EOS) zeroes every reward of row i unless ``score_truncated``."""
+        if truncated is not None and len(truncated) != len(completions):
+            raise ValueError(f"got {len(truncated)} truncation flags for "
+                             f"{len(completions)} completions")
         task = [0.0] * len(completions)
         by_reward: dict[str, list[int]] = {}
         for i, ex in enumerate(examples):
@@ -70,5 +84,11 @@ class Scorer:
             weight = self.format_weight if spec == "format" else 1.0
             parts[spec] = values
             total = [t + weight * v for t, v in zip(total, values, strict=True)]
+        if truncated is not None and not self.score_truncated:
+            keep = [0.0 if cut else 1.0 for cut in truncated]
+            task = [k * v for k, v in zip(keep, task, strict=True)]
+            total = [k * v for k, v in zip(keep, total, strict=True)]
+            parts = {name: [k * v for k, v in zip(keep, values, strict=True)]
+                     for name, values in parts.items()}
         return Scores(reward=total, correct=[t > CORRECT_THRESHOLD for t in task],
                       task_reward=task, parts=parts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -26,6 +27,7 @@ def _is_png(path) -> bool:
 
 
 def _records(run_dir) -> list[dict]:
+    run_dir = Path(run_dir)
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -41,7 +43,7 @@ def comparison(tiny_base, tmp_path_factory):
 
 def test_two_objectives_by_two_seeds_give_the_table_and_figures(comparison):
     out, _ = comparison
-    table = (out / "results.md").read_text().splitlines()
+    table = (out / "results.md").read_text().split("\n\n")[0].splitlines()  # the first
     rows = [line for line in table if line.startswith("| ") and "objective" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["grpo", ABLATION]
     header = table[0]
@@ -59,12 +61,47 @@ def test_two_objectives_by_two_seeds_give_the_table_and_figures(comparison):
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert sorted((r["objective"], r["seed"]) for r in runs) == sorted(
         (o, s) for o in ("grpo", ABLATION) for s in (0, 1))
-    for name in ("learning_curves.png", "objective_activity.png"):
+    for name in ("learning_curves.png", "objective_activity.png", "ratios.png"):
         assert _is_png(out / "figures" / name)
 
     record = yaml.safe_load((out / "compare.yaml").read_text())
     assert record["objectives"] == ["grpo", ABLATION] and record["seeds"] == [0, 1]
     assert record["base_config"]["train"]["steps"] == 2
+
+
+def test_each_objective_is_paired_with_grpo_by_seed(comparison):
+    out, _ = comparison
+    results = json.loads((out / "results.json").read_text())
+    runs = {(r["objective"], r["seed"]): r for r in results["runs"]}
+    [row] = results["paired"]
+    assert (row["objective"], row["baseline"], sorted(row["seeds"])) == (ABLATION, "grpo",
+                                                                         [0, 1])
+    diffs = [runs[(ABLATION, s)]["avg@2"] - runs[("grpo", s)]["avg@2"] for s in (0, 1)]
+    assert row["final"]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert row["final"]["low"] <= row["final"]["mean"] <= row["final"]["high"]
+    for run in runs.values():  # the area under each run's logged held-out curve
+        steps_acc = [(r["step"], r["eval/accuracy"]) for r in _records(run["run_dir"])
+                     if "eval/accuracy" in r]
+        assert [s for s, _ in steps_acc] == [0, 1, 2]
+        expected = ((steps_acc[0][1] + steps_acc[1][1]) / 2
+                    + (steps_acc[1][1] + steps_acc[2][1]) / 2) / 2
+        assert run["auc"] == pytest.approx(expected)
+    table = (out / "results.md").read_text()
+    assert "Δ avg@2 [95% CI]" in table and "Δ curve area [95% CI]" in table
+    [line] = [t for t in table.splitlines() if t.startswith(f"| {ABLATION} ") and "[" in t]
+    assert row["final"]["verdict"] in line and row["auc"]["verdict"] in line
+    with (out / "paired.csv").open() as f:
+        [paired] = list(csv.DictReader(f))
+    assert paired["objective"] == ABLATION and paired["final_verdict"] == row["final"]["verdict"]
+
+
+def test_a_baseline_not_compared_is_refused_before_training(tiny_base, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--objectives", "grpo", "--baseline", "dgpo", "--out", str(out),
+            *tiny_base]
+    assert main(argv) == 2
+    assert "--baseline 'dgpo' is not one of --objectives" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_each_seed_index_gives_every_objective_the_same_prompts_and_samples(comparison):

@@ -1,6 +1,7 @@
 """Built-in tasks: determinism by seed, disjoint splits, verifiable answers, bad settings."""
 
 import itertools
+import time
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_demo_arithmetic_is_single_digit_plus_and_times() -> None:
         left, op, right = question.split(" ")
         assert op in "+x" and 0 <= int(left) <= 9 and 0 <= int(right) <= 9
         expected = int(left) + int(right) if op == "+" else int(left) * int(right)
-        assert example.answer == str(expected) and example.reward == "math"
+        assert example.answer == str(expected) and example.reward == "arithmetic"
 
 
 def test_arithmetic_respects_precedence() -> None:
@@ -94,3 +95,28 @@ def test_unreachable_countdown_targets_are_a_user_error() -> None:
     task = get_task("countdown", numbers=6, max_number=10_000, max_target=1)
     with pytest.raises(UserError, match="raise 'max_target'"):
         heldout_set(task, size=1)
+
+
+@pytest.mark.parametrize(
+    ("completion", "credit"),
+    [
+        ("11", 1.0), (" 11.\n", 1.0), ("4 + 7 = 11", 1.0), ("The answer is 11.", 1.0),
+        ("11 is the answer", 0.0), ("4 + 7 = 11\nIn maths, 4 + 7 = 12", 0.0),
+        ("1.11", 0.0), ("2^11", 0.0), ("4 + 7 = 12", 0.0), ("", 0.0), ("eleven", 0.0),
+    ],
+)
+def test_arithmetic_credit_needs_the_right_integer_at_the_end(completion, credit) -> None:
+    [example] = heldout_set(get_task("arithmetic"), size=1)
+    answer = example.answer
+    text = completion.replace("11", answer).replace("12", str(int(answer) + 1))
+    reward = load_reward_fn("arithmetic")([text], answer=[answer])
+    assert reward == [credit]
+
+
+@pytest.mark.parametrize(("hostile", "credit"), [
+    ("1" * 10**6 + "x", 0.0), (("1" + " " * 1000) * 1000 + "x", 0.0),
+    ("-" * 10**6 + "5", 0.0), ("1 " * 5 * 10**5 + "5", 1.0)])
+def test_arithmetic_credit_is_linear_time_on_hostile_text(hostile: str, credit: float) -> None:
+    start = time.process_time()
+    assert load_reward_fn("arithmetic")([hostile], answer=["5"]) == [credit]
+    assert time.process_time() - start < 1.0  # CPU time: immune to a loaded machine

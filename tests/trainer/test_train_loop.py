@@ -122,3 +122,82 @@ def test_corrupt_checkpoint_is_named_and_nothing_is_overwritten(tiny_model_dir, 
     assert "step-000001" in err and "damaged" in err and err.count("\n") == 1
     assert (out / "metrics.jsonl").read_text() == metrics
     assert weights.read_bytes() == b"not a safetensors file"
+
+
+def _jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_each_step_saves_its_samples_and_train_prints_some(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", *tiny_overrides(tiny_model_dir, out, **{"train.samples_per_step": 5}),
+            "--no-progress"]
+    assert main(argv) == 0
+    samples = _jsonl(out / "samples.jsonl")
+    assert [s["step"] for s in samples] == [1] * 5 + [2] * 5
+    test_prompts = {str(ex.prompt) for ex in _trainer(tiny_model_dir, tmp_path / "x").test}
+    for saved in samples:
+        assert set(saved) == {"step", "prompt", "answer", "completion", "reward", "correct",
+                              "truncated", "tokens"}
+        assert saved["prompt"].startswith("What is ") and saved["prompt"] not in test_prompts
+        assert 1 <= saved["tokens"] <= 6 and (saved["tokens"] == 6 or not saved["truncated"])
+    # one completion of each of the 2 prompts first, then the second of each, ...
+    assert samples[0]["prompt"] != samples[1]["prompt"]
+    assert samples[0]["prompt"] == samples[2]["prompt"]
+    printed = capsys.readouterr().out
+    assert "completions of step 2" in printed
+    assert repr(samples[5]["completion"]) in printed
+
+
+def test_truncated_completions_earn_nothing_by_default(tiny_model_dir, tmp_path):
+    # 3 tokens: the random tiny model never ends that soon; digit_reward would pay any digit
+    extra = {"reward.score_truncated": False, "rollout.max_new_tokens": 3,
+             "train.samples_per_step": 8, "train.steps": 1}
+    config = load_config(None, tiny_overrides(tiny_model_dir, tmp_path / "cut", **extra))
+    train(config, progress=False)
+    samples = _jsonl(tmp_path / "cut" / "samples.jsonl")
+    assert all(s["truncated"] for s in samples)
+    assert all(s["reward"] == 0.0 and not s["correct"] for s in samples)
+    assert any(ch.isdigit() for s in samples for ch in s["completion"])  # would have paid
+    [step] = [r for r in _jsonl(tmp_path / "cut" / "metrics.jsonl") if r["step"] == 1]
+    assert step["reward"] == 0.0 and step["truncated_frac"] == 1.0
+
+    config = load_config(None, tiny_overrides(tiny_model_dir, tmp_path / "paid",
+                                              **{**extra, "reward.score_truncated": True}))
+    train(config, progress=False)
+    paid = _jsonl(tmp_path / "paid" / "samples.jsonl")
+    assert [s["completion"] for s in paid] == [s["completion"] for s in samples]
+    assert any(s["reward"] > 0 for s in paid)
+
+
+def test_resume_cuts_samples_back_to_the_checkpoint(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    train(load_config(None, tiny_overrides(tiny_model_dir, out)), progress=False)
+    first = _jsonl(out / "samples.jsonl")
+    with open(out / "samples.jsonl", "a") as f:  # what a run killed after step 2 left behind
+        f.write(json.dumps({**first[-1], "step": 3, "completion": "stale"}) + "\n")
+    train(load_config(None, tiny_overrides(tiny_model_dir, out, **{"train.steps": 3})),
+          resume=True, progress=False)
+    samples = _jsonl(out / "samples.jsonl")
+    assert samples[:len(first)] == first
+    assert [s["step"] for s in samples[len(first):]] == [3] * (len(samples) - len(first))
+    assert "stale" not in [s["completion"] for s in samples]
+
+
+@pytest.mark.parametrize("updates", [1, 2])
+def test_importance_ratio_quantiles_are_logged_per_advantage_sign(tiny_model_dir, tmp_path,
+                                                                  updates):
+    config = load_config(None, tiny_overrides(tiny_model_dir, tmp_path / "run", **{
+        "optim.updates_per_step": updates, "rollout.prompts_per_step": 2}))
+    train(config, progress=False)
+    steps = [r for r in _jsonl(tmp_path / "run" / "metrics.jsonl") if r["step"] >= 1]
+    for record in steps:
+        for sign in ("pos", "neg"):
+            values = [record[f"ratio/{sign}/{k}"]
+                      for k in ("min", "q05", "q25", "q50", "q75", "q95", "max")]
+            assert values == sorted(values) and values[0] > 0
+            if updates == 1:  # one update per rollout: the policy is the old one, r = 1
+                assert values == pytest.approx([1.0] * 7, abs=1e-5)
+                assert record[f"ratio/{sign}/outside"] == 0.0
+    if updates == 2:  # the second mini-batch meets a moved policy (lr 0.01)
+        assert any(r["ratio/pos/max"] > 1.001 or r["ratio/pos/min"] < 0.999 for r in steps)

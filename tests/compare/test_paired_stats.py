@@ -1,0 +1,102 @@
+"""Paired-by-seed statistics: t quantiles, the CI of a difference against hand-computed
+values, verdicts, learning-curve area, and the ratio-distribution figure."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.image
+import pytest
+
+from maspo.compare import paired_rows
+from maspo.paired import BETTER, CANNOT_TELL, WORSE, curve_area, paired_difference, t_quantile
+from maspo.plots import plot_ratio_distribution
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445),
+                                              (9, 2.262157), (30, 2.042272)])
+def test_t_quantile_matches_the_tables(df, expected):
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-5)
+
+
+def test_ci_of_a_paired_difference_matches_hand_computed_values():
+    # seeds 0..3: objective 0.50 0.60 0.55 0.65, baseline 0.40 0.45 0.50 0.50
+    # d = 0.10 0.15 0.05 0.15; mean 0.1125; sd = sqrt(0.006875 / 3) = 0.0478714
+    # half width = t(0.975, 3) * sd / 2 = 3.182446 * 0.0478714 / 2 = 0.0761739
+    diff = paired_difference([0.50, 0.60, 0.55, 0.65], [0.40, 0.45, 0.50, 0.50])
+    assert diff.n == 4
+    assert diff.mean == pytest.approx(0.1125)
+    assert diff.low == pytest.approx(0.1125 - 0.0761739, abs=1e-6)
+    assert diff.high == pytest.approx(0.1125 + 0.0761739, abs=1e-6)
+    assert diff.verdict == BETTER
+    assert diff.shown() == "+0.113 [+0.036, +0.189]"
+
+    worse = paired_difference([0.40, 0.45, 0.50, 0.50], [0.50, 0.60, 0.55, 0.65])
+    assert (worse.low, worse.high) == pytest.approx((-diff.high, -diff.low))
+    assert worse.verdict == WORSE
+
+
+def test_verdict_flips_to_cannot_tell_when_the_interval_spans_zero():
+    baseline = [0.40, 0.45, 0.50, 0.50]
+    clear = paired_difference([0.50, 0.60, 0.55, 0.65], baseline)
+    # one seed goes the other way: same mean sign, but the interval now crosses 0
+    mixed = paired_difference([0.50, 0.60, 0.35, 0.65], baseline)
+    assert clear.verdict == BETTER and clear.low > 0
+    assert mixed.mean > 0 and mixed.low < 0 < mixed.high
+    assert mixed.verdict == CANNOT_TELL
+    single = paired_difference([0.9], [0.1])  # one pair: no interval, no verdict
+    assert single.verdict == CANNOT_TELL and math.isnan(single.low)
+    assert single.shown() == "+0.800"
+    assert paired_difference([], []).shown() == "-"
+
+
+def test_curve_area_is_the_trapezoidal_mean_height():
+    # steps 0, 4, 12 with accuracies 0.2, 0.6, 0.6: (4 * 0.4 + 8 * 0.6) / 12
+    assert curve_area([0, 4, 12], [0.2, 0.6, 0.6]) == pytest.approx(6.4 / 12)
+    assert curve_area([5], [0.3]) == 0.3
+
+
+def _run(objective, seed, final, auc, stopped=None):
+    return {"objective": objective, "seed": seed, "stopped": stopped, "avg@2": final,
+            "auc": auc}
+
+
+def test_paired_rows_pair_by_seed_and_drop_unpaired_and_stopped_runs():
+    runs = [_run("grpo", 0, 0.4, 0.30), _run("grpo", 1, 0.5, 0.35), _run("grpo", 2, 0.6, 0.4),
+            _run("maspo", 1, 0.7, 0.45), _run("maspo", 0, 0.6, 0.40),
+            _run("maspo", 2, None, None, stopped="non-finite"), _run("maspo", 3, 0.9, 0.5)]
+    [row] = paired_rows(runs, "grpo", "avg@2")
+    assert row["objective"] == "maspo" and sorted(row["seeds"]) == [0, 1]
+    assert row["final"]["n"] == 2 and row["final"]["mean"] == pytest.approx(0.2)
+    assert row["auc"]["mean"] == pytest.approx(0.1)
+    # two identical differences give a zero-width interval above 0 (t * 0 = 0)
+    assert row["final"]["low"] == pytest.approx(0.2) and row["final"]["verdict"] == BETTER
+
+
+def _write_run(path, objective, seed, spread):
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(json.dumps({"loss": {"name": objective, "params": {}},
+                                                  "train": {"seed": seed}}))
+    records = []
+    for step in range(1, 5):
+        record = {"step": step}
+        for sign in ("pos", "neg"):
+            for q, z in (("q05", -2.0), ("q25", -1.0), ("q50", 0.0), ("q75", 1.0),
+                         ("q95", 2.0)):
+                record[f"ratio/{sign}/{q}"] = math.exp(z * spread * step)
+        records.append(json.dumps(record))
+    (path / "metrics.jsonl").write_text("\n".join(records) + "\n")
+    return path
+
+
+def test_ratio_distribution_figure_is_a_valid_png(tmp_path):
+    groups = {"grpo": [_write_run(tmp_path / "g0", "grpo", 0, 0.05),
+                       _write_run(tmp_path / "g1", "grpo", 1, 0.06)],
+              "maspo": [_write_run(tmp_path / "m0", "maspo", 0, 0.2)]}
+    out = plot_ratio_distribution(groups, tmp_path / "figures" / "ratios.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    image = matplotlib.image.imread(out)
+    assert image.shape[0] > 100 and image.shape[1] > 200 and image.std() > 0

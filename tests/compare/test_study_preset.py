@@ -1,0 +1,23 @@
+"""The shipped study preset: loads, and every objective of the README's study runs on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maspo.compare import parse_variants, run_config
+from maspo.config import load_config
+
+PRESET = Path(__file__).resolve().parents[2] / "maspo" / "presets" / "study.yaml"
+STUDY = "grpo,clip_higher,dgpo,maspo,maspo:mass_adaptive=false,maspo:risk_control=false"
+
+
+def test_study_preset_is_a_trust_region_setting_for_every_objective(tmp_path):
+    base = load_config(PRESET)
+    assert 4 <= base.optim.updates_per_step <= 16  # many updates per rollout
+    assert base.optim.lr > 2e-5 and base.rollout.max_new_tokens >= 16
+    assert base.data.task_settings["digits"] >= 2  # answers take a few tokens of working
+    variants = parse_variants([STUDY])
+    assert len(variants) == 6
+    for variant in variants:
+        config = run_config(base, variant, 0, tmp_path / variant.slug)
+        assert config.loss.name == variant.name and config.optim == base.optim
