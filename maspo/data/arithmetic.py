@@ -1,5 +1,6 @@
-"""Arithmetic drill: "What is 7 x 8? Answer with just the number.", scored by the
-"arithmetic" reward: credit only for a finished reply that ends with the right integer."""
+"""Arithmetic drill: "What is 7 x 8? Reply briefly and end your reply with the number.",
+scored by the "arithmetic" reward: credit only for a finished reply that ends with the
+right integer, which is exactly the format the prompt asks for."""
 
 import dataclasses
 import random
@@ -12,7 +13,7 @@ from maspo.errors import UserError
 ALLOWED_OPS = "+-x"  # x is multiplication, written as people write it in prompts
 MAX_DIGITS = 9  # operands up to 999,999,999; beyond that it is a bignum test, not arithmetic
 MAX_OPERANDS = 8
-PROMPT = "What is {question}? Answer with just the number."
+PROMPT = "What is {question}? Reply briefly and end your reply with the number."
 
 
 def evaluate(operands: list[int], ops: list[str]) -> int:

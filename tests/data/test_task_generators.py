@@ -36,7 +36,7 @@ def test_demo_arithmetic_is_single_digit_plus_and_times() -> None:
     examples = heldout_set(get_task("arithmetic"), size=100)
     for example in examples:
         question = example.prompt.removeprefix("What is ").removesuffix(
-            "? Answer with just the number."
+            "? Reply briefly and end your reply with the number."
         )
         left, op, right = question.split(" ")
         assert op in "+x" and 0 <= int(left) <= 9 and 0 <= int(right) <= 9
