@@ -39,7 +39,7 @@ from maspo.data import Example, get_task, heldout_set, load_examples, render_pro
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, sample_and_score
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
-from maspo.losses import aggregate, get_spec, policy_loss
+from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
@@ -409,8 +409,7 @@ class Trainer:
             metrics[key] = (value, None if count is None else float(count))
         n_tok = float(mask.sum().item())
         if self.ref is not None:
-            delta = ref_logp[rows, :t] - stats.logprobs  # k3 = e^d - d - 1 >= 0
-            kl = torch.exp(delta) - delta - 1.0
+            kl = k3_kl(stats.logprobs, ref_logp[rows, :t])  # (b, t), clamped as verl does
             kl_loss = aggregate(kl, mask, self.aggregation, **counts)
             loss = loss + c.loss.kl_coef * kl_loss
             metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
