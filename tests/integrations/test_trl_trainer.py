@@ -9,7 +9,7 @@ import pytest
 import torch
 from integration_support import require
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.trl]
 
 trl = require("trl")
 from datasets import Dataset  # noqa: E402  (after the skip above)
