@@ -24,6 +24,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -67,7 +68,8 @@ class LoraSettings:
     )
     """Names of the linear layers that get adapters (Llama-style names by default)."""
     dropout: float = 0.0
-    """Dropout on the adapter input while training."""
+    """Dropout on the adapter input; must be 0: policy log-probs are computed with dropout
+    off (see `disable_dropout`), so a non-zero value would be silently ignored."""
 
     def __post_init__(self) -> None:
         if self.rank < 1:
@@ -76,6 +78,10 @@ class LoraSettings:
             raise UserError(f"lora alpha must be positive, got {self.alpha}.")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"lora dropout must be in [0, 1), got {self.dropout}.")
+        if self.dropout != 0.0:
+            raise UserError(
+                f"lora dropout must be 0 (got {self.dropout}): maspo computes every policy "
+                "log-prob with dropout off, so that pi_old is exactly the sampled policy.")
         if not self.target_modules:
             raise UserError("lora target_modules must name at least one module.")
 
@@ -137,8 +143,13 @@ def load_policy(
     """Load a causal LM and its tokenizer ready for RL: pad token set, left padding.
 
     With `lora`, the base weights are frozen and only adapters train (the returned
-    model is then a `peft.PeftModel`). The model comes back in eval mode; the trainer
-    switches it to train mode when it wants dropout.
+    model is then a `peft.PeftModel`). The model comes back in eval mode.
+
+    Dropout is switched off for good (`disable_dropout`), as TRL's `disable_dropout`
+    does: every objective weighs tokens by pi_theta / pi_old, and with dropout active the
+    old log-probs (scored once), the updated ones and the reference model's would each
+    see a different random sub-network, so the ratio is not 1 even before any update.
+    Train and eval mode then compute the same log-probs.
     """
     path = Path(path).expanduser()
     _check_model_dir(path)
@@ -156,7 +167,47 @@ def load_policy(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if lora is not None:
         model = _add_lora(model, lora)
+    disable_dropout(model)
     return model, tokenizer
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout probability in `model` to 0; return how many were non-zero.
+
+    Covers dropout layers (GPT-2's resid/embd/attn dropout, LoRA's adapter dropout), float
+    attributes whose name contains "dropout" (Llama-style attention reads
+    `self.attention_dropout`) and the matching config entries (`*dropout*`, `*_pdrop`), so
+    a model that reads its config at call time, or is saved and reloaded, stays dropout-free.
+    """
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            changed += module.p > 0
+            module.p = 0.0
+        for key, value in vars(module).items():
+            if "dropout" in key and isinstance(value, float) and value > 0:
+                setattr(module, key, 0.0)
+                changed += 1
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig):
+            changed += _disable_config_dropout(config)
+    if changed:
+        logger.info("dropout switched off in %d places (policy log-probs need pi_old exact)",
+                    changed)
+    return changed
+
+
+def _disable_config_dropout(config: PretrainedConfig) -> int:
+    """Zero the dropout probabilities of `config` and its sub-configs; return the count."""
+    changed = 0
+    for key, value in list(vars(config).items()):
+        if isinstance(value, PretrainedConfig):
+            changed += _disable_config_dropout(value)
+        elif (("dropout" in key or key.endswith("pdrop")) and isinstance(value, float)
+              and value > 0):
+            setattr(config, key, 0.0)
+            changed += 1
+    return changed
 
 
 def _add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:

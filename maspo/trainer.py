@@ -40,7 +40,7 @@ from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, sample_and_score
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
-from maspo.losses import aggregate, get_spec, policy_loss
+from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.paths import check_output_dir
@@ -481,8 +481,7 @@ class Trainer:
             metrics[key] = (value, None if count is None else float(count))
         n_tok = float(mask.sum().item())
         if self.ref is not None:
-            delta = ref_logp[rows, :t] - stats.logprobs  # k3 = e^d - d - 1 >= 0
-            kl = torch.exp(delta) - delta - 1.0
+            kl = k3_kl(stats.logprobs, ref_logp[rows, :t])  # (b, t), clamped as verl does
             kl_loss = aggregate(kl, mask, self.aggregation, **counts)
             loss = loss + c.loss.kl_coef * kl_loss
             metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 import maspo.models
 from maspo.errors import UserError
@@ -106,6 +112,44 @@ def test_lora_trains_only_the_adapters(tiny_dir):
     out.logprobs.sum().backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_dropout_is_off_after_loading_even_in_train_mode(tmp_path, arch):
+    # Llama reads a float attention_dropout at call time; GPT-2 has dropout layers.
+    torch.manual_seed(0)
+    if arch == "llama":
+        config = LlamaConfig(vocab_size=len(WORDS) + 2, hidden_size=16, intermediate_size=32,
+                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                             max_position_embeddings=32, attention_dropout=0.3)
+        LlamaForCausalLM(config).save_pretrained(tmp_path)
+    else:
+        config = GPT2Config(vocab_size=len(WORDS) + 2, n_embd=16, n_layer=1, n_head=2,
+                            n_positions=32, resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3)
+        GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    vocab = {"[UNK]": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="</s>") \
+        .save_pretrained(tmp_path)
+    model, tokenizer = load_policy(tmp_path)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert all(m.p == 0 for m in dropouts)
+    assert all(v == 0 for k, v in model.config.to_dict().items()
+               if "dropout" in k or k.endswith("pdrop"))
+    model.train()
+    batch = tokenizer(["the cat sat on a mat and then ran off"], return_tensors="pt")
+    first = token_logprobs(model, batch["input_ids"], batch["attention_mask"], 1).logprobs
+    second = token_logprobs(model, batch["input_ids"], batch["attention_mask"], 1).logprobs
+    assert torch.equal(first, second)  # train mode, yet deterministic: no dropout left
+    model.eval()
+    assert torch.equal(token_logprobs(model, batch["input_ids"], batch["attention_mask"],
+                                      1).logprobs, first)
+
+
+def test_lora_dropout_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="lora dropout must be 0.*dropout off"):
+        LoraSettings(dropout=0.1)
 
 
 def test_lora_rejects_a_module_the_model_lacks(tiny_dir):

@@ -15,7 +15,9 @@ term are applied and the result is reduced with TRL's normalisation for ``args.l
 
 ``loss_type`` therefore only picks the normalisation; TRL's own objectives ``cispo``,
 ``sapo`` and ``vespo`` are not normalisations (use ``objective="cispo"`` / ``"sapo"``).
-maspo's metrics are logged as ``<objective>/<metric>``.
+maspo's metrics are logged as ``<objective>/<metric>``, and ``policy_loss`` as TRL logs it (the
+policy term alone, when an entropy bonus is on). Log-probs come from TRL's own
+``_get_per_token_logps_and_entropies``, i.e. TRL's fused LM-head path.
 
 Deviations from TRL's GRPOTrainer: the objective takes its clip bounds from
 ``objective_params`` (``args.epsilon``, ``epsilon_high`` and ``delta`` are ignored, with a
@@ -154,19 +156,24 @@ class MaspoGRPOTrainer(GRPOTrainer):
 
         mode = "train" if self.model.training else "eval"
         accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        loss = self._normalise(per_token, mask, inputs["num_items_in_batch"], mode, accumulation)
+        loss, policy_value = self._normalise(per_token, mask, inputs["num_items_in_batch"], mode,
+                                             accumulation)
         if self.entropy_coef != 0.0:  # TRL's fixed entropy bonus: mean entropy of trained tokens
             active = mask if entropy_mask is None else mask * entropy_mask
             entropy = (entropies * active).sum() / active.sum().clamp(min=1.0)
             loss = loss - self.entropy_coef * entropy / accumulation
+            # as TRL: the policy term alone is logged when an entropy bonus is added to it
+            self._metrics[mode]["policy_loss"].append(
+                self.accelerator.gather(policy_value).nanmean().item())
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * aux_loss / accumulation
         self._log_loss_metrics(mode, out.metrics, entropies, per_token_kl, mask)
         return loss
 
     def _normalise(self, per_token: Tensor, mask: Tensor, num_items: Tensor, mode: str,
-                   accumulation: float) -> Tensor:
-        """TRL's reduction for ``loss_type`` (NORMALISATIONS), scaled for accumulation."""
+                   accumulation: float) -> tuple[Tensor, Tensor]:
+        """TRL's reduction for ``loss_type`` (NORMALISATIONS): (the loss scaled for
+        accumulation, the detached ``policy_loss`` TRL logs, before that scaling)."""
         agg_mode = NORMALISATIONS[self.loss_type]
         if self.loss_type == "dapo":
             # num_items counts the generation batch's tokens on all processes: TRL divides by
@@ -174,11 +181,12 @@ class MaspoGRPOTrainer(GRPOTrainer):
             tokens = num_items.clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train":
                 tokens = tokens * accumulation / self.args.steps_per_generation
-            return aggregate(per_token, mask, agg_mode, num_tokens=tokens)
+            loss = aggregate(per_token, mask, agg_mode, num_tokens=tokens)
+            return loss, loss.detach()
         # TRL averages over every completion, empty ones included: num_seqs = B.
         loss = aggregate(per_token, mask, agg_mode, num_seqs=per_token.size(0),
                          norm_len=self.max_completion_length)
-        return loss / accumulation
+        return loss / accumulation, loss.detach()
 
     def _log_loss_metrics(self, mode: str, metrics: Mapping[str, Tensor], entropies: Tensor,
                           per_token_kl: Tensor | None, mask: Tensor) -> None:

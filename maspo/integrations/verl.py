@@ -24,6 +24,7 @@ setting when those differ from verl's defaults); BAPO picks its bounds per micro
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,13 +72,15 @@ class MaspoPolicyLossConfig(PolicyLossConfig):
 
     Select it with ``actor_rollout_ref.actor.policy_loss._target_=`` this class's path. Each
     objective reads ``params[<objective>]``; sections given partially are completed with the
-    defaults, and unknown objectives or parameters are rejected by name at construction
-    (on the driver, before any model loads).
+    defaults, and unknown objectives or parameters, and a ``loss_mode`` verl has not
+    registered, are rejected by name at construction (on the driver, before any model
+    loads; verl itself would fail only at the first update).
     """
 
     params: dict[str, Any] = field(default_factory=default_params)  # {objective: {param: value}}
 
     def __post_init__(self) -> None:
+        check_loss_mode(self.loss_mode)
         given = dict(self.params or {})
         unknown = sorted(set(given) - set(names()))
         if unknown:
@@ -91,6 +94,17 @@ class MaspoPolicyLossConfig(PolicyLossConfig):
                                  f"got {section!r}")
             resolved[name] = dataclasses.asdict(make_params(name, dict(section)))
         object.__setattr__(self, "params", resolved)  # BaseConfig freezes set fields
+
+
+def check_loss_mode(loss_mode: str) -> None:
+    """Raise ValueError unless ``loss_mode`` is a registered verl policy loss (ours or verl's)."""
+    known = list(core_algos.POLICY_LOSS_REGISTRY)
+    if loss_mode in known:
+        return
+    close = difflib.get_close_matches(str(loss_mode), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"policy_loss.loss_mode={loss_mode!r} is not a registered verl policy "
+                     f"loss{hint}; known modes: {', '.join(known)}")
 
 
 def _objective_params(config: Any, objective: str) -> dict[str, Any]:

@@ -17,10 +17,18 @@ from torch import Tensor
 from maspo.losses import maspo, dgpo, clip, soft, cispo, aspo, gspo  # noqa: F401
 # isort: on
 from maspo.losses.aggregate import MODES, aggregate
-from maspo.losses.core import LossOutput, ObjectiveSpec, get_spec, make_params, names
+from maspo.losses.core import (
+    LossOutput,
+    ObjectiveSpec,
+    compute_dtype,
+    get_spec,
+    make_params,
+    names,
+)
+from maspo.losses.kl import k3_kl
 
-__all__ = ["MODES", "LossOutput", "ObjectiveSpec", "aggregate", "get_spec", "make_params",
-           "names", "policy_loss"]
+__all__ = ["MODES", "LossOutput", "ObjectiveSpec", "aggregate", "compute_dtype", "get_spec",
+           "k3_kl", "make_params", "names", "policy_loss"]
 
 
 def policy_loss(name: str, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
@@ -34,6 +42,10 @@ def policy_loss(name: str, logp: Tensor, old_logp: Tensor, advantages: Tensor, m
     mask: (B, T) 1/True on completion tokens.
     params: the objective's parameters (see ``get_spec(name).params``); unknown ones are
     rejected by name.
+
+    Precision: everything (ratio, gate, weight, per-token loss, metrics) is computed in
+    ``compute_dtype`` of the inputs: their promoted dtype, at least float32. Engines pass
+    bf16 ``logp`` beside fp32 ``old_logp`` (verl does); nothing is cast down to bf16.
     """
     spec = get_spec(name)
     cfg = make_params(name, params)
@@ -43,11 +55,13 @@ def policy_loss(name: str, logp: Tensor, old_logp: Tensor, advantages: Tensor, m
         if tensor.shape != logp.shape:
             raise ValueError(f"{arg} shape {tuple(tensor.shape)} != logp shape "
                              f"{tuple(logp.shape)}")
-    adv = advantages.detach().to(logp.dtype)
+    dtype = compute_dtype(logp, old_logp, advantages)
+    adv = advantages.detach().to(dtype)
     if adv.dim() == 1 and adv.shape[0] == logp.shape[0]:
         adv = adv[:, None]  # (B, 1): per-completion terms cost B, not B * T, operations
     elif adv.shape != logp.shape:
         raise ValueError(f"advantages must be (B,) or (B, T) matching logp {tuple(logp.shape)}, "
                          f"got {tuple(adv.shape)}")
     mask = mask.bool() if mask.dtype != torch.bool else mask
-    return spec.fn(logp, old_logp.detach().to(logp.dtype), adv, mask, cfg)
+    # The cast of logp is differentiable: the gradient reaches logp in its own dtype.
+    return spec.fn(logp.to(dtype), old_logp.detach().to(dtype), adv, mask, cfg)

@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# bf16 keeps 8 significant bits: ratios within ~0.4% of 1 round to 1 and the gates and
+# clips act on rounding noise; objectives compute in at least this dtype.
+MIN_COMPUTE_DTYPE = torch.float32
 LOG_RATIO_CLAMP = 20.0  # exp(20) ~ 5e8 keeps ratios (and their squares) finite in fp32
 TAIL_PROB = 0.1  # old probability below this: a "tail" token in the metrics
 HEAD_PROB = 0.9  # old probability at or above this: a "head" token in the metrics
@@ -143,6 +146,16 @@ def check_bool(obj: Any, field: str) -> None:
 
 # ---------------------------------------------------------------------------------------
 # Tensor helpers shared by the objectives.
+
+
+def compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype objectives compute in: the promoted floating dtype of ``tensors``, at least
+    float32 (MIN_COMPUTE_DTYPE). Non-floating tensors (integer advantages) do not count."""
+    dtype = MIN_COMPUTE_DTYPE
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
 
 
 def log_ratio(logp: Tensor, old_logp: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from integration_support import require
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.trl]
 
 trl = require("trl")
 from datasets import Dataset  # noqa: E402  (after the skip above)
@@ -143,6 +143,23 @@ def test_maspo_objective_matches_trl_loss_type_on_the_same_batch(
                         model=copy.deepcopy(model), objective=objective, objective_params=params)
     inputs = parity_inputs(model, beta=trl_settings.get("beta", 0.0))
     assert_same(loss_and_grads(ours, inputs), loss_and_grads(theirs, inputs))
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_policy_loss_is_logged_as_trl_logs_it_with_an_entropy_bonus(tmp_path, loss_type):
+    model = tiny_model(tmp_path / "tiny")
+    common = {"gradient_accumulation_steps": 2, "num_iterations": 2, "entropy_coef": 0.05,
+              "loss_type": loss_type}
+    theirs = make_trainer(GRPOTrainer, grpo_args(tmp_path, **common, epsilon_high=0.28),
+                          model=copy.deepcopy(model))
+    ours = make_trainer(MaspoGRPOTrainer, grpo_args(tmp_path, **common),
+                        model=copy.deepcopy(model), objective="grpo",
+                        objective_params={"clip_low": 0.2, "clip_high": 0.28, "dual_clip": None})
+    inputs = parity_inputs(model)
+    assert_same(loss_and_grads(ours, inputs), loss_and_grads(theirs, inputs))
+    logged = [t._metrics["train"]["policy_loss"] for t in (ours, theirs)]
+    assert len(logged[0]) == len(logged[1]) == 1
+    assert logged[0][0] == pytest.approx(logged[1][0], rel=1e-5)
 
 
 def test_fully_on_policy_configuration_warns_and_names_the_fix(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from integration_support import require
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.verl]
 
 verl = require("verl")
 from hydra import compose, initialize_config_dir  # noqa: E402  (after the skip above)
@@ -163,6 +163,29 @@ def test_config_overrides_reach_the_objective_and_defaults_fill_the_rest():
 def test_bad_parameters_are_rejected_by_name_when_the_config_is_built(override, culprit):
     with pytest.raises(InstantiationException, match=culprit):
         actor_config([override])
+
+
+def test_a_misspelled_loss_mode_fails_when_the_config_is_built_naming_the_known_modes():
+    with pytest.raises(InstantiationException) as caught:
+        actor_config(["actor_rollout_ref.actor.policy_loss.loss_mode=maspoo"])
+    message = str(caught.value)
+    assert "loss_mode='maspoo'" in message and "did you mean 'maspo'" in message
+    for mode in ("vanilla", "maspo", "dgpo", "maspo_gspo", "gspo"):
+        assert mode in message
+
+
+def test_verl_info_prints_what_verl_sees_and_why_the_plugin_is_missing():
+    command = [sys.executable, "-m", "maspo.integrations.verl_info"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"verl: {verl.__version__}" in done.stdout
+    assert "maspo plugin: loaded by 'import verl'" in done.stdout
+    assert "maspo_gspo (gspo)" in done.stdout and "dr_grpo" in done.stdout
+    assert "WARNING: trl" not in done.stdout  # this environment keeps TRL out, as it must
+    off = subprocess.run(command, capture_output=True, text=True, check=False,
+                         env={**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none"})
+    assert off.returncode == 1
+    assert "NOT loaded: VERL_USE_EXTERNAL_PLUGINS=none" in off.stdout
 
 
 @pytest.mark.parametrize("name", names())
