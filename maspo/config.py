@@ -19,6 +19,8 @@ import yaml
 
 from maspo.errors import UserError
 
+PRECISIONS = ("fp32", "bf16")  # train.precision values
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -98,6 +100,7 @@ class TrainConfig:
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
+    precision: str = "fp32"  # "bf16": autocast matmuls to bf16 (weights, optimizer, loss fp32)
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,13 @@ def validate(config: Config) -> None:
         _positive("model.logprob_chunk", config.model.logprob_chunk)
     if not 0 < r.top_p <= 1:
         raise UserError(f"config key 'rollout.top_p' must be in (0, 1], got {r.top_p!r}")
+    if r.top_p < 1:
+        raise UserError(f"config key 'rollout.top_p' is {r.top_p!r}, but training needs 1: "
+                        "log-probs score the full softmax(logits / T), so a nucleus sample "
+                        "would not come from the policy being scored")
+    if t.precision not in PRECISIONS:
+        raise UserError(f"config key 'train.precision' must be one of {', '.join(PRECISIONS)}, "
+                        f"got {t.precision!r}")
     if r.group_size < 2:
         raise UserError("config key 'rollout.group_size' must be >= 2: group advantages "
                         "need at least two completions per prompt")
