@@ -60,10 +60,20 @@ def next_token_logprobs(logits: Tensor, settings: SamplingSettings) -> Tensor:
 
 
 def draw(logp: Tensor, settings: SamplingSettings, generator: torch.Generator) -> Tensor:
-    """(b,) token ids drawn from the (b, V) log-probabilities (argmax when greedy)."""
+    """(b,) token ids drawn from the (b, V) log-probabilities (argmax when greedy).
+
+    Inverse CDF: one uniform per row against the fp64 running sum of the probabilities.
+    It draws from the same categorical as ``torch.multinomial``, which instead draws an
+    exponential variate for every vocabulary entry (a quarter of the decode step's time
+    on CPU at V = 49152). The running sum is scaled by its total, so the fp32 rounding of
+    the normalisation does not bias the draw; zero-probability tokens are never drawn.
+    """
     if settings.greedy:
         return logp.argmax(-1)
-    return torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+    cdf = logp.exp().double().cumsum(-1)  # (b, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device)
+    token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (b, 1): first cdf > u
+    return token.squeeze(-1).clamp(max=cdf.shape[1] - 1)
 
 
 @torch.no_grad()
