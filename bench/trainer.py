@@ -16,6 +16,7 @@ against these raw building blocks.
 
     python bench/trainer.py [--model default] [--rounds 2] [--steps 3] [--prompts 8]
                             [--group 8] [--tokens 8] [--updates 2] [--threads 2]
+                            [--reps 3] [--generate-only]
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def raw_blocks(args, model_path: Path) -> dict[str, float]:
     times: dict[str, list[float]] = {"sampler": [], "generate": [], "forward": [],
                                      "forward_backward": [], "sampler_tokens": [],
                                      "generate_tokens": []}
-    for rep in range(3):
+    for rep in range(args.reps):
         t0 = time.perf_counter()
         rollout = sample(model, tokenizer, prompts, args.group, max_new_tokens=args.tokens,
                          temperature=1.0, seed=rep)
@@ -143,6 +144,8 @@ def raw_blocks(args, model_path: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         times["generate_tokens"].append(hf_generate(model, tokenizer, prompts, args, rep))
         times["generate"].append(time.perf_counter() - t0)
+        if args.generate_only:
+            continue
         ids, att, start = rollout.input_ids, rollout.attention_mask, rollout.prompt_len
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -154,7 +157,15 @@ def raw_blocks(args, model_path: Path) -> dict[str, float]:
             (logp * rollout.completion_mask[rows]).sum().backward()
         times["forward_backward"].append(time.perf_counter() - t0)
         model.zero_grad(set_to_none=True)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items() if v}
+
+
+def print_generate(args, raw: dict[str, float]) -> None:
+    print(f"\nsampler vs HF generate, same {args.prompts} prompts x {args.group}, "
+          f"{args.tokens} new tokens, {torch.get_num_threads()} threads, medians of "
+          f"{args.reps} alternated: maspo {raw['sampler']:.2f} s ({raw['sampler_tokens']:.0f} "
+          f"tokens kept), HF {raw['generate']:.2f} s ({raw['generate_tokens']:.0f} decoded "
+          f"incl. padding); ratio {raw['sampler'] / raw['generate']:.2f}   (target <= 0.5)")
 
 
 def main() -> None:
@@ -167,6 +178,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--updates", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--reps", type=int, default=3, help="sampler / generate alternations")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="only the sampler vs HF generate comparison (no trainers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
@@ -174,6 +188,9 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     model_path = resolve_model(args.model)
+    if args.generate_only:
+        print_generate(args, raw_blocks(args, model_path))
+        return
     ours: list[dict[str, float]] = []
     theirs: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,10 +209,7 @@ def main() -> None:
     print(f"ratio maspo / TRL = {step / trl:.2f}   (target <= 0.5)")
     phases = {k: statistics.median(r[f"time/{k}"] for r in ours)
               for k in ("generate", "score", "old_logprobs", "update")}
-    print(f"\nsampler vs HF generate, same {args.prompts} prompts x {args.group}, medians of 3 "
-          f"alternated: maspo {raw['sampler']:.2f} s ({raw['sampler_tokens']:.0f} tokens "
-          f"kept), HF {raw['generate']:.2f} s ({raw['generate_tokens']:.0f} decoded incl. "
-          f"padding); ratio {raw['sampler'] / raw['generate']:.2f}   (target <= 0.5)")
+    print_generate(args, raw)
     print("\nmaspo phase vs raw HF building block on the same batch:")
     rows = [("generate", phases["generate"], raw["generate"], "HF generate"),
             ("old log-probs", phases["old_logprobs"], raw["forward"], "forward + log_softmax"),
