@@ -8,12 +8,15 @@ top-k), loss (GRPO clip, no KL), and the same number of optimizer updates per ro
 maspo's K mini-batches == TRL's steps_per_generation = K with per-device batch P*G/K.
 One maspo step (a rollout + K updates) is compared with K TRL optimizer steps.
 
-Then, on one maspo rollout batch, it times the raw building blocks: HF `generate` on the
-same prompts, and a plain forward (+ backward) with full-vocabulary log_softmax, and
-prints maspo's phase times against them (target: overhead <= 10%).
+Then, on the same P prompts, it alternates maspo's sampler (each prompt encoded once,
+its G samples on the shared cache) with raw HF `generate(num_return_sequences=G)` at the
+same sampling settings and length cap, and on one maspo rollout batch times a plain
+forward (+ backward) with full-vocabulary log_softmax; it prints maspo's phase times
+against these raw building blocks.
 
     python bench/trainer.py [--model default] [--rounds 2] [--steps 3] [--prompts 8]
-                            [--group 8] [--tokens 8] [--updates 2]
+                            [--group 8] [--tokens 8] [--updates 2] [--threads 2]
+                            [--reps 3] [--generate-only]
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ import warnings
 from pathlib import Path
 
 import torch
+from transformers import GenerationConfig
 
 from maspo.config import load_config
 from maspo.data import get_task, render_prompt, train_stream
 from maspo.models import load_policy, resolve_model
 from maspo.rollout import sample
+from maspo.rollout.sampler import stop_token_ids
 from maspo.trainer import Trainer, prepare_run_dir
 
 
@@ -43,6 +48,7 @@ def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[st
         f"rollout.max_new_tokens={args.tokens}", f"optim.updates_per_step={args.updates}",
         f"optim.micro_batch_size={args.prompts * args.group // args.updates}",
         "loss.name=grpo", "train.save_every=0", "data.test_size=50",
+        f"train.threads={args.threads}",
     ]
     config = load_config(None, overrides)
     trainer = Trainer(config, prepare_run_dir(config, workdir / tag, resume=False))
@@ -107,18 +113,39 @@ def naive_logprobs(model, ids, att, start):
     return torch.log_softmax(logits, -1).gather(-1, ids[:, start:, None])[..., 0]
 
 
+def hf_generate(model, tokenizer, prompts: list[str], args, seed: int) -> int:
+    """Raw HF `generate` with G return sequences per prompt; returns the tokens decoded."""
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    stops = stop_token_ids(model, tokenizer)
+    config = GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                              max_new_tokens=args.tokens, num_return_sequences=args.group,
+                              eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(**enc, generation_config=config)
+    return out.shape[0] * (out.shape[1] - enc["input_ids"].shape[1])
+
+
 def raw_blocks(args, model_path: Path) -> dict[str, float]:
-    """Raw HF generate and forward/backward times on one batch of the same shape."""
+    """Sampler vs raw HF generate, and forward/backward times, on one batch of prompts."""
     model, tokenizer = load_policy(model_path)
     task = get_task("arithmetic")
     stream = train_stream(task, seed=0, test_size=50)
     prompts = [render_prompt(tokenizer, next(stream).prompt) for _ in range(args.prompts)]
-    times: dict[str, list[float]] = {"generate": [], "forward": [], "forward_backward": []}
-    for rep in range(3):
+    times: dict[str, list[float]] = {"sampler": [], "generate": [], "forward": [],
+                                     "forward_backward": [], "sampler_tokens": [],
+                                     "generate_tokens": []}
+    for rep in range(args.reps):
         t0 = time.perf_counter()
         rollout = sample(model, tokenizer, prompts, args.group, max_new_tokens=args.tokens,
                          temperature=1.0, seed=rep)
+        times["sampler"].append(time.perf_counter() - t0)
+        times["sampler_tokens"].append(rollout.completion_mask.sum().item())
+        t0 = time.perf_counter()
+        times["generate_tokens"].append(hf_generate(model, tokenizer, prompts, args, rep))
         times["generate"].append(time.perf_counter() - t0)
+        if args.generate_only:
+            continue
         ids, att, start = rollout.input_ids, rollout.attention_mask, rollout.prompt_len
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -130,7 +157,15 @@ def raw_blocks(args, model_path: Path) -> dict[str, float]:
             (logp * rollout.completion_mask[rows]).sum().backward()
         times["forward_backward"].append(time.perf_counter() - t0)
         model.zero_grad(set_to_none=True)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items() if v}
+
+
+def print_generate(args, raw: dict[str, float]) -> None:
+    print(f"\nsampler vs HF generate, same {args.prompts} prompts x {args.group}, "
+          f"{args.tokens} new tokens, {torch.get_num_threads()} threads, medians of "
+          f"{args.reps} alternated: maspo {raw['sampler']:.2f} s ({raw['sampler_tokens']:.0f} "
+          f"tokens kept), HF {raw['generate']:.2f} s ({raw['generate_tokens']:.0f} decoded "
+          f"incl. padding); ratio {raw['sampler'] / raw['generate']:.2f}   (target <= 0.5)")
 
 
 def main() -> None:
@@ -142,12 +177,20 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--updates", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--reps", type=int, default=3, help="sampler / generate alternations")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="only the sampler vs HF generate comparison (no trainers)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     model_path = resolve_model(args.model)
+    if args.generate_only:
+        print_generate(args, raw_blocks(args, model_path))
+        return
     ours: list[dict[str, float]] = []
     theirs: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,9 +206,10 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; medians over {len(ours)} steps each")
     print(f"maspo step  {step:7.2f} s")
     print(f"TRL step    {trl:7.2f} s   (K={args.updates} optimizer steps)")
-    print(f"ratio maspo / TRL = {step / trl:.2f}   (target <= 0.7)")
+    print(f"ratio maspo / TRL = {step / trl:.2f}   (target <= 0.5)")
     phases = {k: statistics.median(r[f"time/{k}"] for r in ours)
               for k in ("generate", "score", "old_logprobs", "update")}
+    print_generate(args, raw)
     print("\nmaspo phase vs raw HF building block on the same batch:")
     rows = [("generate", phases["generate"], raw["generate"], "HF generate"),
             ("old log-probs", phases["old_logprobs"], raw["forward"], "forward + log_softmax"),

@@ -30,6 +30,8 @@ import yaml
 from maspo.devices import check_device_name
 from maspo.errors import UserError
 
+PRECISIONS = ("fp32", "bf16")  # train.precision values
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -113,6 +115,7 @@ class TrainConfig:
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
+    precision: str = "fp32"  # "bf16": autocast matmuls to bf16 (weights, optimizer, loss fp32)
 
 
 @dataclass(frozen=True)
@@ -483,6 +486,13 @@ def validate(config: Config) -> None:
     check_bounds(config)  # first: needs no imports
     r, o, t, loss = config.rollout, config.optim, config.train, config.loss
     check_device_name(t.device, "config key 'train.device'")
+    if r.top_p < 1:
+        raise UserError(f"config key 'rollout.top_p' is {r.top_p!r}, but training needs 1: "
+                        "log-probs score the full softmax(logits / T), so a nucleus sample "
+                        "would not come from the policy being scored")
+    if t.precision not in PRECISIONS:
+        raise UserError(f"config key 'train.precision' must be one of {', '.join(PRECISIONS)}, "
+                        f"got {t.precision!r}")
     if o.updates_per_step > r.prompts_per_step:
         raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
                         f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "

@@ -10,11 +10,13 @@ runs under activation checkpointing, so backward recomputes one block at a time 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import inspect
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers import DynamicCache
 
 CPU_CHUNK_ELEMENTS = 1 << 22
 """Logits per chunk on CPU (16 MiB fp32; 85 tokens at V = 49152). Small blocks stay under
@@ -64,7 +66,7 @@ def token_logprobs(
     batch, length = input_ids.shape  # (B, L)
     if not 1 <= completion_start < length:
         raise ValueError(f"completion_start {completion_start} must be in [1, {length})")
-    decoder, lm_head = _decoder_and_head(model)
+    decoder, lm_head = decoder_and_head(model)
 
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
     hidden = decoder(
@@ -105,18 +107,18 @@ def shared_prompt_logprobs(
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    decoder, lm_head = _decoder_and_head(model)
+    decoder, lm_head = decoder_and_head(model)
+    cache, cache_arg = new_cache(model, decoder)
     prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (U, S)
     prefix = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos,
-                     use_cache=True)
-    cache = prefix.past_key_values
+                     use_cache=True, **cache_arg)
     cache.reorder_cache(prompt_index)  # (U, ...) -> (B, ...): each completion's prompt
     full_mask = torch.cat([prompt_mask[prompt_index], completion_mask], dim=1)  # (B, S + T)
     start = prompt_mask.sum(-1)[prompt_index, None]  # (B, 1) real prompt tokens
     completion_pos = start + torch.arange(completion_ids.shape[1], device=start.device)
     hidden = decoder(input_ids=completion_ids, attention_mask=full_mask,
-                     position_ids=completion_pos, past_key_values=cache,
-                     use_cache=True).last_hidden_state  # (B, T, H)
+                     position_ids=completion_pos, use_cache=True,
+                     **cache_arg).last_hidden_state  # (B, T, H)
     # completion token 0 is predicted by the prompt's last position, token j by hidden j-1
     states = torch.cat([prefix.last_hidden_state[prompt_index, -1:], hidden[:, :-1]], dim=1)
     return _head_stats(lm_head, states, completion_ids, completion_mask.bool(), temperature,
@@ -185,7 +187,23 @@ def _chunk_stats(
     return logp, entropy
 
 
-def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+def new_cache(model: nn.Module, decoder: nn.Module) -> tuple[DynamicCache, dict[str, Any]]:
+    """An empty key/value cache for `decoder`, and the keyword that passes it in.
+
+    We create the cache and keep our own handle on it (the decoder fills it in place), so
+    no output field is read: transformers < 5.24 names the argument (and the output field)
+    `past_key_values`; 5.24 renames both to `cache` and warns on the old name until 5.40,
+    which removes it. The name is read from the decoder's signature.
+    """
+    cache = DynamicCache(config=model.config)
+    params = inspect.signature(decoder.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return cache, {name: cache}
+    raise NotImplementedError(f"{type(decoder).__name__}.forward takes no key/value cache")
+
+
+def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """The hidden-state trunk and the output projection of a (possibly peft) causal LM."""
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):

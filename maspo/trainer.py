@@ -1,10 +1,11 @@
 """The RLVR loop, top to bottom: sample -> score -> advantages -> old log-probs -> K updates.
 
-Per step: take P prompts, sample G completions each (HF generate, temperature/top-p, stop
-at EOS), score them with each example's verifier, compute group advantages, compute the
-old policy's log-probs once without gradients, then make K optimizer updates on K
-disjoint mini-batches of the rollout (each holds whole prompt groups). From the second
-update on the policy has moved, the ratio leaves 1 and the objective's gate/clip acts.
+Per step: take P prompts, ask the rollout engine (``maspo.rollout``) for G completions
+each (softmax(logits / T), each prompt encoded once for its G samples, stop at EOS),
+score them with each example's verifier, compute group advantages, compute the old
+policy's log-probs once without gradients, then make K optimizer updates on K disjoint
+mini-batches of the rollout (each holds whole prompt groups). From the second update on
+the policy has moved, the ratio leaves 1 and the objective's gate/clip acts.
 Each mini-batch is split into micro-batches whose gradients accumulate to exactly the
 mini-batch gradient: the loss is aggregated with the mini-batch's token / completion
 counts (``maspo.losses.aggregate``).
@@ -21,6 +22,7 @@ GPU, kernels are not bitwise deterministic: a resumed run is equivalent, not ide
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -46,7 +48,7 @@ from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.paths import check_output_dir
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
-from maspo.rollout import Rollout, sample
+from maspo.rollout import LocalSampler, Rollout, RolloutEngine, SamplingSettings
 
 RATIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # logged per advantage sign (ratio/<sign>/qNN)
 RATIO_RANGE = (0.5, 2.0)  # ratio/<sign>/outside: fraction of tokens whose ratio leaves it
@@ -262,10 +264,23 @@ class Trainer:
         self.aggregation = c.loss.aggregation or get_spec(c.loss.name).aggregation
         self.samples: list[dict[str, Any]] = []  # the last step's saved completions
         self.log_ratios: dict[str, list[torch.Tensor]] = {"pos": [], "neg": []}
+        r = c.rollout
+        self.sampler: RolloutEngine = LocalSampler(self.model, self.tokenizer, SamplingSettings(
+            max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p))
         self.state: dict[str, Any] = {"examples_seen": 0, "bad_streak": 0,
                                       "skipped_updates": 0, "eval_before": None}
 
     # -- one rollout step ----------------------------------------------------------------
+
+    def precision(self):
+        """Autocast context for the forward passes: bf16 matmuls with ``train.precision=bf16``.
+
+        Kept in fp32 either way: weights, gradients, optimizer state, the logits once
+        computed (softmax, log-probs, entropies) and the loss.
+        """
+        if self.config.train.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def step_seed(self, step: int) -> int:
         return self.config.train.seed * STEP_SEED_STRIDE + step
@@ -279,11 +294,12 @@ class Trainer:
         c, r = self.config, self.config.rollout
         times: dict[str, float] = {}
         t0 = time.perf_counter()
+        torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
         examples = [next(stream) for _ in range(r.prompts_per_step)]
         self.state["examples_seen"] += len(examples)
-        rollout = sample(self.model, self.tokenizer, self.render(examples), r.group_size,
-                         max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                         top_p=r.top_p, seed=self.step_seed(step))
+        with self.precision():
+            rollout = self.sampler.generate(self.render(examples), r.group_size,
+                                            seed=self.step_seed(step))
         times["generate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -295,14 +311,16 @@ class Trainer:
         times["score"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        old_logp, entropy, ref_logp = self.score_old(rollout)  # (B, T) each
+        with self.precision():
+            old_logp, entropy, ref_logp = self.score_old(rollout)  # (B, T) each
         mask = rollout.completion_mask
         if c.loss.entropy_advantage:
             advantages = adv_lib.entropy_advantage(advantages, entropy, mask)  # (B, T)
         times["old_logprobs"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        update_metrics = self.update(step, rollout, old_logp, ref_logp, advantages)
+        with self.precision():
+            update_metrics = self.update(step, rollout, old_logp, ref_logp, advantages)
         times["update"] = time.perf_counter() - t0
 
         lengths = mask.sum(-1).float()
@@ -531,9 +549,10 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
             trainer.state.pop(key, None)
     write_run_config(paths, config)  # only now: a failed start leaves nothing behind
     dtype = next(trainer.model.parameters()).dtype
+    autocast = ", bf16 autocast" if config.train.precision == "bf16" else ""
     print(f"maspo: training {config.loss.name} on {trainer.device} "
-          f"({str(dtype).removeprefix('torch.')})" + (f", resuming from {checkpoint.name}"
-                                                      if checkpoint is not None else ""))
+          f"({str(dtype).removeprefix('torch.')} weights{autocast})"
+          + (f", resuming from {checkpoint.name}" if checkpoint is not None else ""))
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
     log = MetricsLog(paths, (start if checkpoint is not None else -1) if resume else None)

@@ -1,5 +1,10 @@
-"""Samplers that turn prompts into completions: HF `generate` (CPU/GPU)."""
+"""Rollout engines: the trainer asks one for completions (`RolloutEngine.generate`).
 
-from maspo.rollout.hf import Rollout, sample
+`LocalSampler` samples in process (CPU or GPU) with each prompt's prefix shared by its G
+samples; an inference server (vLLM) would be another engine with the same contract.
+"""
 
-__all__ = ["Rollout", "sample"]
+from maspo.rollout.engine import Rollout, RolloutEngine, SamplingSettings
+from maspo.rollout.sampler import LocalSampler, sample
+
+__all__ = ["LocalSampler", "Rollout", "RolloutEngine", "SamplingSettings", "sample"]

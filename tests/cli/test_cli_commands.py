@@ -90,7 +90,7 @@ def test_the_device_and_dtype_are_said_at_the_start(tiny_model_dir, tmp_path, ca
     assert main(["train", *tiny_overrides(tiny_model_dir, out, **{"train.steps": 1}),
                  "--no-progress"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == "maspo: training maspo on cpu (float32)"
+    assert first == "maspo: training maspo on cpu (float32 weights)"
 
 
 def test_a_reward_function_that_raises_is_named_with_its_line(tiny_model_dir, tmp_path,

@@ -1,0 +1,186 @@
+"""Prefix-shared sampling in process (CPU or GPU): each distinct prompt is encoded once.
+
+Each distinct prompt runs through the decoder once; its key/value cache is then copied to
+its G rows (the cache is expanded, not the prompt) and the rows decode together. Rows that
+reach a stop token leave the batch (their cache rows are dropped), so the batch shrinks as
+completions finish instead of decoding padding to the longest one.
+
+Tokens are drawn from exactly the distribution the trainer scores: softmax(logits / T) in
+fp32 from the same decoder / lm_head split as ``maspo.logprobs`` (optionally truncated to
+the top_p nucleus and renormalised, for evaluation). This is a short loop of our own
+rather than HF ``generate``: ``generate`` fills every field we leave unset from the
+model's ``generation_config.json`` (repetition_penalty, top_k, no_repeat_ngram_size,
+min_p, ...) and would sample from a distribution nobody scores, it has no way to start
+from one prompt's cache for G rows, and it keeps decoding rows that have finished. Here
+no logits processor exists to be switched on: only the model's EOS ids are read.
+
+Randomness comes from a generator seeded by the caller's seed (the global RNG is not
+touched), so a step sampled again after a resume is bit-identical on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from maspo.logprobs import decoder_and_head, new_cache
+from maspo.rollout.engine import Rollout, SamplingSettings
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every token that ends a completion: the generation config's EOS ids and the tokenizer's."""
+    config = getattr(model, "generation_config", None)
+    ids = config.eos_token_id if config is not None else None
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def next_token_logprobs(logits: Tensor, settings: SamplingSettings) -> Tensor:
+    """(b, V) log-probabilities of the sampling distribution, from fp32 logits (b, V).
+
+    softmax(logits / T), computed as ``maspo.logprobs`` scores it; with top_p < 1, the
+    smallest set of most likely tokens whose mass reaches top_p, renormalised.
+    """
+    if settings.greedy:
+        return torch.log_softmax(logits, dim=-1)
+    if settings.temperature != 1.0:
+        logits = logits / settings.temperature
+    logp = torch.log_softmax(logits, dim=-1)  # (b, V)
+    if settings.top_p < 1.0:
+        sorted_logp, order = logp.sort(dim=-1, descending=True)
+        mass_before = sorted_logp.exp().cumsum(-1) - sorted_logp.exp()  # (b, V)
+        drop_sorted = mass_before >= settings.top_p  # the top token is always kept
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logp = torch.log_softmax(logp.masked_fill(drop, -torch.inf), dim=-1)
+    return logp
+
+
+def draw(logp: Tensor, settings: SamplingSettings, generator: torch.Generator) -> Tensor:
+    """(b,) token ids drawn from the (b, V) log-probabilities (argmax when greedy).
+
+    Inverse CDF: one uniform per row against the fp64 running sum of the probabilities.
+    It draws from the same categorical as ``torch.multinomial``, which instead draws an
+    exponential variate for every vocabulary entry (a quarter of the decode step's time
+    on CPU at V = 49152). The running sum is scaled by its total, so the fp32 rounding of
+    the normalisation does not bias the draw; zero-probability tokens are never drawn.
+    """
+    if settings.greedy:
+        return logp.argmax(-1)
+    cdf = logp.exp().double().cumsum(-1)  # (b, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device)
+    token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (b, 1): first cdf > u
+    return token.squeeze(-1).clamp(max=cdf.shape[1] - 1)
+
+
+@torch.no_grad()
+def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, index: Tensor,
+                  settings: SamplingSettings, stop_ids: list[int], pad_id: int,
+                  generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Decode one completion per entry of ``index`` (B,), which names its prompt among the
+    U distinct prompts ``(U, S)`` (left-padded); each prompt is run once.
+
+    Returns (tokens, logprobs, mask), each (B, T') with T' <= max_new_tokens the longest
+    completion; ``mask`` is True up to and including a row's stop token, and tokens are
+    ``pad_id`` after it.
+    """
+    decoder, lm_head = decoder_and_head(model)
+    cache, cache_arg = new_cache(model, decoder)
+    device = prompt_ids.device
+    prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (U, S)
+    hidden = decoder(input_ids=prompt_ids, attention_mask=prompt_mask,
+                     position_ids=prompt_pos, use_cache=True,
+                     **cache_arg).last_hidden_state[:, -1]  # (U, H)
+    logits = lm_head(hidden).float()  # (U, V)
+
+    cache.reorder_cache(index)  # (U, ...) -> (B, ...): G rows share each prompt's prefix
+    logits = logits[index]  # (B, V)
+    batch, steps = index.shape[0], settings.max_new_tokens
+    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)  # (B, T)
+    logprobs = torch.zeros(batch, steps, device=device)  # (B, T)
+    lengths = torch.zeros(batch, dtype=torch.long, device=device)  # (B,)
+    stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
+
+    rows = torch.arange(batch, device=device)  # (b,) the rows still decoding
+    mask = prompt_mask[index]  # (b, S + t)
+    position = prompt_mask.sum(-1)[index]  # (b,) position of the next token
+    for t in range(steps):
+        logp = next_token_logprobs(logits, settings)  # (b, V)
+        token = draw(logp, settings, generator)  # (b,)
+        tokens[rows, t] = token
+        logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
+        lengths[rows] = t + 1
+        going = ~torch.isin(token, stops)  # (b,)
+        if t == steps - 1 or not going.any():
+            break
+        if not going.all():  # finished rows leave the batch (and the cache)
+            keep = going.nonzero().squeeze(-1)
+            cache.reorder_cache(keep)
+            rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        hidden = decoder(input_ids=token[:, None], attention_mask=mask,
+                         position_ids=position[:, None], use_cache=True,
+                         **cache_arg).last_hidden_state[:, -1]  # (b, H)
+        logits = lm_head(hidden).float()  # (b, V)
+        position = position + 1
+
+    width = int(lengths.max().item())
+    completion_mask = torch.arange(width, device=device) < lengths[:, None]  # (B, T')
+    return tokens[:, :width], logprobs[:, :width], completion_mask
+
+
+def sample(model, tokenizer, prompts: list[str], n: int, *, max_new_tokens: int,
+           temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+           greedy: bool = False) -> Rollout:
+    """``n`` completions per rendered prompt; deterministic for a given ``seed`` on CPU."""
+    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, greedy=greedy)
+    return LocalSampler(model, tokenizer, settings).generate(prompts, n, seed=seed)
+
+
+@dataclass
+class LocalSampler:
+    """The in-process rollout engine: the policy itself, on its own device."""
+
+    model: nn.Module
+    tokenizer: object
+    settings: SamplingSettings
+
+    def generate(self, prompts: list[str], n: int, *, seed: int) -> Rollout:
+        model, tokenizer = self.model, self.tokenizer
+        distinct = list(dict.fromkeys(prompts))  # each distinct prompt is encoded once
+        where = {prompt: i for i, prompt in enumerate(distinct)}
+        device = next(model.parameters()).device
+        enc = tokenizer(distinct, return_tensors="pt", padding=True, add_special_tokens=False)
+        unique_ids = enc["input_ids"].to(device)  # (U, S)
+        unique_mask = enc["attention_mask"].to(device)  # (U, S)
+        # row i * n + j is sample j of prompts[i] (a prompt listed twice gets 2n fresh rows)
+        index = torch.tensor([where[p] for p in prompts], device=device).repeat_interleave(n)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        was_training = model.training
+        model.eval()
+        try:
+            tokens, logprobs, completion_mask = sample_tokens(
+                model, unique_ids, unique_mask, index, self.settings,
+                stop_token_ids(model, tokenizer), tokenizer.pad_token_id, generator)
+        finally:
+            model.train(was_training)
+        prompt_ids, prompt_mask = unique_ids[index], unique_mask[index]  # (B, S)
+        stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
+        truncated = ~(torch.isin(tokens, stops) & completion_mask).any(-1)  # (B,)
+        texts = tokenizer.batch_decode(
+            [row[m] for row, m in zip(tokens, completion_mask, strict=True)],
+            skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return Rollout(
+            input_ids=torch.cat([prompt_ids, tokens], dim=1),
+            attention_mask=torch.cat([prompt_mask, completion_mask.long()], dim=1),
+            completion_mask=completion_mask,
+            prompt_len=prompt_ids.shape[1],
+            texts=texts,
+            truncated=truncated,
+            group_size=n,
+            logprobs=logprobs,
+        )
