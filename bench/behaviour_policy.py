@@ -17,29 +17,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from maspo.config import load_config
 from maspo.losses import aggregate, policy_loss
-from maspo.testing import tiny_overrides, tiny_tokenizer
+from maspo.testing import GPT2_DROPOUT, save_dropout_model, tiny_overrides
 from maspo.trainer import train
-
-DROPOUT = 0.1  # GPT-2's own default for resid/embd/attn dropout
-
-
-def save_dropout_model(path: Path) -> Path:
-    tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                        resid_pdrop=DROPOUT, embd_pdrop=DROPOUT, attn_pdrop=DROPOUT,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                        bos_token_id=tok.eos_token_id)
-    model = GPT2LMHeadModel(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def ratio_max_with_dropout() -> float:
@@ -90,7 +72,7 @@ def rel(grad, ref) -> float:
 
 
 def main() -> None:
-    print(f"(a) obj/ratio_max, dropout {DROPOUT}, 1 update per rollout: "
+    print(f"(a) obj/ratio_max, dropout {GPT2_DROPOUT}, 1 update per rollout: "
           f"{ratio_max_with_dropout()!r}")
     logp, old, adv, mask = verl_inputs()
     grpo_loss, grpo_grad = maspo_loss("grpo", logp, old, adv, mask)

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 from maspo.losses.core import LossOutput
 
@@ -58,6 +64,26 @@ def save_tiny_model(path: str | Path, seed: int = 0, **kwargs) -> Path:
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+GPT2_DROPOUT = 0.1  # GPT-2's own default for resid / embd / attn dropout
+
+
+def save_dropout_model(path: str | Path, dropout: float = GPT2_DROPOUT) -> Path:
+    """A tiny GPT-2-style model whose config has ``dropout`` everywhere, saved at ``path``."""
+    path = Path(path)
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256,
+                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                        bos_token_id=tok.eos_token_id)
+    model = GPT2LMHeadModel(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
 

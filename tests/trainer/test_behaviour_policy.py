@@ -7,32 +7,17 @@ import json
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from maspo.config import load_config
 from maspo.rollout import sample
-from maspo.testing import tiny_overrides, tiny_tokenizer
+from maspo.testing import save_dropout_model, tiny_overrides
 from maspo.trainer import Trainer, prepare_run_dir, train
-
-DROPOUT = 0.1  # GPT-2's default resid / embd / attn dropout
 
 
 @pytest.fixture(scope="module")
 def dropout_model_dir(tmp_path_factory):
     """A tiny GPT-2-style model whose config has dropout 0.1 everywhere."""
-    path = tmp_path_factory.mktemp("gpt2") / "model"
-    tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                        resid_pdrop=DROPOUT, embd_pdrop=DROPOUT, attn_pdrop=DROPOUT,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                        bos_token_id=tok.eos_token_id)
-    model = GPT2LMHeadModel(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_dropout_model(tmp_path_factory.mktemp("gpt2") / "model")
 
 
 def test_dropout_model_with_one_update_per_rollout_has_ratio_exactly_one(dropout_model_dir,
