@@ -143,7 +143,9 @@ def _eval(args: argparse.Namespace) -> int:
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = SamplingSettings(
-        n=n, temperature=args.temperature, top_p=args.top_p, greedy=args.greedy,
+        n=n, temperature=args.temperature if args.temperature is not None else (
+            run.train.eval_temperature if run else 1.0),
+        top_p=args.top_p, greedy=args.greedy,
         max_new_tokens=args.max_new_tokens if args.max_new_tokens is not None else (
             run.rollout.max_new_tokens if run else DEFAULT_EVAL_MAX_NEW_TOKENS),
         seed=args.seed, prompts_per_batch=args.batch_size,
@@ -333,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "1 with --greedy)")
     ev.add_argument("--k", help="comma-separated k values for Pass@k / Maj@k, each <= n; "
                     "'n' means n (default 1,n)")
-    ev.add_argument("--temperature", type=_finite, default=1.0)
+    ev.add_argument("--temperature", type=_finite,
+                    help="sampling temperature (default: a run's train.eval_temperature, else 1)")
     ev.add_argument("--top-p", type=_finite, default=1.0)
     ev.add_argument("--greedy", action="store_true", help="argmax decoding (needs --n 1)")
     ev.add_argument("--max-new-tokens", type=int, help="completion cap (default: the run's, "

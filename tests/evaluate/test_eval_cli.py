@@ -165,3 +165,14 @@ def test_readme_eval_data_specs_resolve_as_written(tmp_path, monkeypatch):
     assert (aime.name, [e.answer for e in aime.examples]) == ("aime24", ["24", "073", "104."])
     assert (math500.name, [e.answer for e in math500.examples]) == (
         "math500", ["4", "62.5\\%", "\\textbf{(C) }18"])
+
+
+def test_eval_of_a_run_samples_at_the_runs_eval_temperature(tiny_run, tmp_path):
+    # the run's train.eval_temperature (0.7 by default), not a hidden 1.0; --temperature wins
+    args = ["--n", "1", "--no-progress"]
+    assert main(["eval", str(tiny_run), "--out", str(tmp_path / "a"), *args]) == 0
+    settings = json.loads((tmp_path / "a" / "eval.json").read_text())["settings"]
+    assert settings["temperature"] == 0.7
+    assert main(["eval", str(tiny_run), "--out", str(tmp_path / "b"), "--temperature", "1.3",
+                 *args]) == 0
+    assert json.loads((tmp_path / "b" / "eval.json").read_text())["settings"]["temperature"] == 1.3
