@@ -48,6 +48,8 @@ def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[st
         f"rollout.max_new_tokens={args.tokens}", f"optim.updates_per_step={args.updates}",
         f"optim.micro_batch_size={args.prompts * args.group // args.updates}",
         "loss.name=grpo", "train.save_every=0", "data.test_size=50",
+        # TRL's side samples at temperature 1 and grades cut completions too: match both
+        "rollout.temperature=1.0", "reward.score_truncated=true",
         f"train.threads={args.threads}",
     ]
     config = load_config(None, overrides)
