@@ -36,7 +36,8 @@ done
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "${pip[@]}" install "torch==2.13.0"
 fi
-torch_version=$("$VENV/bin/python" -c "import torch; print(torch.__version__.split('+')[0])")
+# read the version without importing torch (numpy may not be installed yet: torch warns)
+torch_version=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('torch').split('+')[0])")
 echo "torch==$torch_version" > "$VENV/constraints.txt"
 # Both test environments get the transformers verl 0.9.1 pins: newer ones (5.2x) deprecate
 # the past_key_values= argument maspo.logprobs passes, and the gradient_checkpointing
