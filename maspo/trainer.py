@@ -168,12 +168,16 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
         f.write("".join(json.dumps(record) + "\n" for record in records))
 
 
-def read_samples(run_dir: Path) -> list[dict[str, Any]]:
-    """The saved completions of a run (samples.jsonl), [] if it has none."""
-    path = RunPaths(Path(run_dir)).samples
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file, [] if it does not exist."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_samples(run_dir: Path) -> list[dict[str, Any]]:
+    """The saved completions of a run (samples.jsonl), [] if it has none."""
+    return read_jsonl(RunPaths(Path(run_dir)).samples)
 
 
 def sample_rows(prompts: int, group_size: int, count: int) -> list[int]:
@@ -213,17 +217,14 @@ class MetricsLog:
         self.writer = SummaryWriter(str(paths.tensorboard), purge_step=purge)
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(self.path, [record])
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(key, value, record["step"])
         self.writer.flush()
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        return read_jsonl(self.path)
 
     def close(self) -> None:
         self.writer.close()
