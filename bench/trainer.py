@@ -4,9 +4,10 @@ Not a test: prints numbers measured in one process, alternating the two trainers
 (maspo, TRL, maspo, TRL, ...) so machine noise hits both. Both train the same model
 (the embedded SmolLM2-135M-Instruct by default), on the same prompts (single-digit + and
 x), with the same group size, completion length, sampling (temperature 1, top-p 1, no
-top-k), loss (GRPO clip, no KL), and the same number of optimizer updates per rollout:
-maspo's K mini-batches == TRL's steps_per_generation = K with per-device batch P*G/K.
-One maspo step (a rollout + K updates) is compared with K TRL optimizer steps.
+top-k), precision (fp32), loss (GRPO clip, no KL), and the same number of optimizer
+updates per rollout: maspo's K mini-batches == TRL's steps_per_generation = K with
+per-device batch P*G/K. One maspo step (a rollout + K updates) is compared with K TRL
+optimizer steps.
 
 Then, on the same P prompts, it alternates maspo's sampler (each prompt encoded once,
 its G samples on the shared cache) with raw HF `generate(num_return_sequences=G)` at the
@@ -91,6 +92,10 @@ def trl_steps(args, model_path: Path, workdir: Path, tag: str) -> list[float]:
         learning_rate=2e-5, beta=0.0, loss_type="bnpo", epsilon=0.2, epsilon_high=0.2,
         max_steps=(args.steps + 1) * args.updates, logging_steps=1, report_to="none",
         use_cpu=True, save_strategy="no", seed=0, disable_tqdm=True, shuffle_dataset=False,
+        # fp32 weights and math, as maspo's side: GRPOConfig defaults to bf16=True (bf16
+        # autocast), whose matmuls fall back to slow kernels on a CPU without bf16 units
+        # (here one TRL optimizer step took 5-8 minutes with it, against about 1 without)
+        bf16=False, fp16=False,
     )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
