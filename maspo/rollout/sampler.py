@@ -160,16 +160,17 @@ class LocalSampler:
         # row i * n + j is sample j of prompts[i] (a prompt listed twice gets 2n fresh rows)
         index = torch.tensor([where[p] for p in prompts], device=device).repeat_interleave(n)
         generator = torch.Generator(device=device).manual_seed(seed)
+        stop_ids = stop_token_ids(model, tokenizer)
         was_training = model.training
         model.eval()
         try:
             tokens, logprobs, completion_mask = sample_tokens(
                 model, unique_ids, unique_mask, index, self.settings,
-                stop_token_ids(model, tokenizer), tokenizer.pad_token_id, generator)
+                stop_ids, tokenizer.pad_token_id, generator)
         finally:
             model.train(was_training)
         prompt_ids, prompt_mask = unique_ids[index], unique_mask[index]  # (B, S)
-        stops = torch.tensor(stop_token_ids(model, tokenizer), device=device)
+        stops = torch.tensor(stop_ids, device=device)
         truncated = ~(torch.isin(tokens, stops) & completion_mask).any(-1)  # (B,)
         texts = tokenizer.batch_decode(
             [row[m] for row, m in zip(tokens, completion_mask, strict=True)],
