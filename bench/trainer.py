@@ -38,7 +38,8 @@ from maspo.data import get_task, render_prompt, train_stream
 from maspo.models import load_policy, resolve_model
 from maspo.rollout import sample
 from maspo.rollout.sampler import stop_token_ids
-from maspo.trainer import Trainer, prepare_run_dir
+from maspo.run import prepare_run_dir
+from maspo.trainer import Trainer
 
 
 def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[str, float]]:

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, load_model, save_file
 
 from maspo.errors import UserError
 from maspo.manifest import manifest_problem, write_manifest
+from maspo.paths import write_atomic
 
 LATEST = "latest"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -53,16 +54,6 @@ def verify_checkpoint(path: Path, files: tuple[str, ...] | None = None) -> None:
     problem = checkpoint_problem(path, files)
     if problem:
         raise UserError(f"checkpoint {str(path)!r} is damaged: {problem}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor],

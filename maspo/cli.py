@@ -45,16 +45,17 @@ def _finite(text: str) -> float:
 
 def _config(args: argparse.Namespace):
     """The config `maspo train` would run: a preset + overrides, or a run's saved config."""
-    from maspo.config import load_config, load_run_config, override_value
+    from maspo.config import load_config, override_value
+    from maspo.run import resume_config
 
     if not args.resume:
         return load_config(args.config, args.overrides)
     if args.config is not None:
-        raise UserError("--resume continues a run with its saved config.yaml; drop --config")
+        raise UserError("--resume continues a run with the config it saved; drop --config")
     run_dir = override_value(args.overrides, "train.output_dir")
     if not run_dir:
         raise UserError("--resume needs the run directory: add train.output_dir=<run folder>")
-    return load_run_config(str(run_dir), args.overrides)
+    return resume_config(str(run_dir), args.overrides)
 
 
 def _show_config(args: argparse.Namespace) -> int:
@@ -74,13 +75,15 @@ def _train(args: argparse.Namespace) -> int:
     check_output_dir(config.train.output_dir or "runs", "train.output_dir")
     check_model_spec(config.model.path)
 
-    from maspo.trainer import read_samples, train
+    from maspo.run import RunDir
+    from maspo.trainer import train
 
     summary = train(config, resume=args.resume, progress=not args.no_progress)
-    samples = read_samples(Path(summary["run_dir"]))
+    run = RunDir(Path(summary["run_dir"]))
+    samples = run.read_samples()
     last = [s for s in samples if s["step"] == samples[-1]["step"]] if samples else []
     if last:
-        print(f"\ncompletions of step {last[0]['step']} (all saved in samples.jsonl):")
+        print(f"\ncompletions of step {last[0]['step']} (all saved in {run.samples.name}):")
     for sample in last[:SHOWN_SAMPLES]:
         prompt = sample["prompt"] if isinstance(sample["prompt"], str) else (
             sample["prompt"][-1]["content"])
@@ -95,8 +98,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"  before training: {before:.3f}")
     print(f"  after {summary['steps']} steps:  {after:.3f}"
           + (f"   ({after - before:+.3f})" if before is not None else ""))
-    print(f"run directory: {summary['run_dir']} (metrics.jsonl, tensorboard/, checkpoints/)")
-    print(f"learning curves: {Path(summary['run_dir']) / 'curves.png'}")
+    print(f"run directory: {run.root} ({run.metrics.name}, {run.tensorboard.name}/, "
+          f"{run.checkpoints.name}/)")
+    print(f"learning curves: {run.curves}")
     return 0
 
 
@@ -271,7 +275,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     """What `train` and `config` share: a preset, --resume and the overrides."""
-    from maspo.config import RESUMABLE_KEYS, preset_names
+    from maspo.config import preset_names
+    from maspo.run import RESUMABLE_KEYS
 
     parser.add_argument("--config", metavar="PRESET", help="a preset shipped with maspo ("
                         f"{', '.join(preset_names())}) or a YAML file path")

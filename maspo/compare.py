@@ -6,10 +6,10 @@ Each (objective spec, seed) is one ordinary trainer run in
 ``train.output_dir`` changed. The same ``train.seed`` for every objective at a seed index
 gives identical prompts and sampling seeds. Runs go one after another, seed by seed, so a
 comparison stopped early already holds complete seeds. Restarting the same command picks
-up where it stopped: a finished run (``summary.json``) is skipped, a killed one resumes
-from its last checkpoint (``train(..., resume=True)``), a finished final evaluation
-(``final_eval.json`` with the same sampling settings) is kept. A run the trainer stops
-(repeated non-finite updates) is recorded in ``stopped.txt`` and counted as stopped in
+up where it stopped (``maspo.run.RunDir.status``): a finished run is skipped, a killed
+one resumes from its last checkpoint (``train(..., resume=True)``), a final evaluation
+cached with the same sampling settings is kept. A run the trainer stops (repeated
+non-finite updates) is recorded as stopped in its folder and counted as stopped in
 the table rather than ending the comparison.
 
 The final held-out score of a run is ``maspo eval`` of its final model on its held-out set:
@@ -38,17 +38,16 @@ from typing import Any
 
 import yaml
 
-from maspo.checkpoint import write_atomic
 from maspo.config import Config, to_dict, validate
 from maspo.errors import UserError
 from maspo.evaluate import SamplingSettings, metric_names, sample_dataset, verdict_metrics
 from maspo.paired import curve_area, paired_difference
+from maspo.paths import write_atomic
+from maspo.run import RunDir
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
 from maspo.trainer import TrainingStopped, load_data, train
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
-FINAL_EVAL_FILE = "final_eval.json"  # per run: verdicts of the final held-out evaluation
-STOPPED_FILE = "stopped.txt"  # per run: why the trainer stopped it (delete to retry)
 PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
 
 
@@ -189,7 +188,7 @@ class RunResult:
     variant: Variant
     seed: int
     run_dir: Path
-    summary: dict[str, Any]  # the trainer's summary.json ({} if stopped)
+    summary: dict[str, Any]  # the trainer's summary ({} if stopped)
     correct: list[list[bool]]  # final held-out verdicts, (problems, n) ([] if stopped)
     answers: list[list[str | None]]  # their extracted answers
     stopped: str | None = None  # why the trainer stopped the run (non-finite updates)
@@ -216,34 +215,32 @@ def _record(out: Path, base: Config, variants: Sequence[Variant], seeds: Sequenc
     write_atomic(path, yaml.safe_dump(record, sort_keys=False))
 
 
-def _train_run(config: Config, run_dir: Path, progress: bool) -> dict[str, Any]:
+def _train_run(config: Config, run: RunDir, progress: bool) -> dict[str, Any]:
     """Train, resume or skip (finished) one run; returns its summary."""
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        return json.loads(summary.read_text())
-    resume = (run_dir / "config.yaml").is_file()
-    return train(config, resume=resume, progress=progress, output_dir=run_dir)
+    status = run.status()
+    if status == "done":
+        return run.read_summary()
+    return train(config, resume=status == "resumable", progress=progress,
+                 output_dir=run.root)
 
 
-def _final_eval(config: Config, run_dir: Path, settings: SamplingSettings,
+def _final_eval(config: Config, run: RunDir, settings: SamplingSettings,
                 device: str) -> dict[str, Any]:
-    """Held-out verdicts of the run's final model (cached in final_eval.json)."""
+    """Held-out verdicts of the run's final model (cached in the run folder)."""
     from maspo.eval_inputs import load_eval_model, locate_model
 
-    path = run_dir / FINAL_EVAL_FILE
     wanted = dataclasses.asdict(settings)
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("settings") == wanted:
-            return saved
-    model, tokenizer = load_eval_model(locate_model(str(run_dir)), device=device)
+    saved = run.read_final_eval(wanted)
+    if saved is not None:
+        return saved
+    model, tokenizer = load_eval_model(locate_model(str(run.root)), device=device)
     examples = load_data(config)[1]
     t0 = time.perf_counter()
     results = sample_dataset(model, tokenizer, examples, settings)
     record = {"settings": wanted, "problems": len(results),
               "correct": [r.correct for r in results], "answers": [r.answers for r in results],
               "eval_time_s": time.perf_counter() - t0}
-    write_atomic(path, json.dumps(record) + "\n")
+    run.write_final_eval(record)
     return record
 
 
@@ -260,25 +257,22 @@ def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[in
     results = []
     for i, (variant, seed) in enumerate(grid, start=1):
         config = configs[(variant.slug, seed)]
-        run_dir = Path(config.train.output_dir)
-        stopped = run_dir / STOPPED_FILE
-        state = ("stopped" if stopped.is_file() else
-                 "done" if (run_dir / "summary.json").is_file() else
-                 "resuming" if (run_dir / "config.yaml").is_file() else "training")
-        log(f"[{i}/{len(grid)}] {variant.spec} seed {seed}: {state} ({run_dir})")
-        if not stopped.is_file():
+        run = RunDir(Path(config.train.output_dir))
+        state = {"new": "training", "resumable": "resuming"}.get(run.status(), run.status())
+        log(f"[{i}/{len(grid)}] {variant.spec} seed {seed}: {state} ({run.root})")
+        if run.stopped_reason() is None:
             try:
-                summary = _train_run(config, run_dir, progress)
+                summary = _train_run(config, run, progress)
             except TrainingStopped as err:  # a diverged run is a result, not a crash
-                write_atomic(stopped, f"{err}\n")
-        if stopped.is_file():
-            reason = stopped.read_text().strip()
-            log(f"    stopped: {reason} (counted as stopped; delete {stopped} to retry)")
-            results.append(RunResult(variant, seed, run_dir, {}, [], [], stopped=reason))
+                run.write_stopped(str(err))
+        reason = run.stopped_reason()
+        if reason is not None:
+            log(f"    stopped: {reason} (counted as stopped; delete {run.stopped} to retry)")
+            results.append(RunResult(variant, seed, run.root, {}, [], [], stopped=reason))
             continue
         # the same evaluation seed for every objective at a seed index
-        final = _final_eval(config, run_dir, dataclasses.replace(settings, seed=seed), device)
-        results.append(RunResult(variant, seed, run_dir, summary, final["correct"],
+        final = _final_eval(config, run, dataclasses.replace(settings, seed=seed), device)
+        results.append(RunResult(variant, seed, run.root, summary, final["correct"],
                                  final["answers"]))
     return results
 

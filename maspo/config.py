@@ -111,7 +111,7 @@ class TrainConfig:
     eval_temperature: float = 0.7  # held-out sampling temperature (> 0)
     save_every: int = 4  # checkpoint period in steps (the final step is always saved)
     keep_checkpoints: int = 1  # newest checkpoints kept (each ~3x the fp32 weights)
-    samples_per_step: int = 8  # completions saved per step to samples.jsonl (0: none)
+    samples_per_step: int = 8  # completions saved per step in the run folder (0: none)
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -319,16 +319,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 
 # ---------------------------------------------------------------------------------------
-# Resuming: the run's saved config, with only what may change overridable.
-
-RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
-                  "train.threads", "train.output_dir")
-"""Keys a resume may change: none of them alters the updates already made or to come."""
+# A saved config (a run's) read back, and overrides applied to a built config.
 
 
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """A saved config (e.g. a run's config.yaml) completed with today's defaults."""
+    """A saved config (e.g. a run's) completed with today's defaults."""
     return _merge(to_dict(Config()), data)
+
+
+def config_from_saved(text: str, what: str) -> Config:
+    """The Config of saved YAML ``text`` (``what`` names it in errors), completed with
+    today's defaults; not validated (see ``validate``)."""
+    saved = with_defaults(_read_yaml(text, what))
+    try:
+        return _build(Config, saved)
+    except UserError as err:
+        raise UserError(f"{what} is no longer valid: {err}") from None
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """``config`` with ``section.key=value`` overrides applied; not validated."""
+    data = to_dict(config)
+    for text in overrides:
+        data = _merge_override(data, parse_override(text))
+    return _build(Config, data)
 
 
 def override_value(overrides: list[str], key: str) -> Any:
@@ -360,42 +374,6 @@ def config_changes(old: Config | dict[str, Any], new: Config | dict[str, Any]
     a = flatten(old if isinstance(old, dict) else to_dict(old))
     b = flatten(new if isinstance(new, dict) else to_dict(new))
     return [(k, a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
-
-
-def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
-    """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
-    for key, was, now in config_changes(saved, new):
-        if key not in RESUMABLE_KEYS:
-            raise UserError(f"cannot resume with {key}={now!r}: the run was started with "
-                            f"{was!r} and only {', '.join(RESUMABLE_KEYS)} may change; drop "
-                            "the override or start a new run in another train.output_dir")
-
-
-def load_run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
-    """A run's saved ``config.yaml`` with ``overrides`` applied, for ``--resume``.
-
-    Overrides of ``RESUMABLE_KEYS`` change the run (e.g. more ``train.steps``); any other
-    override must repeat the saved value (so a full original command line also resumes).
-    """
-    run_dir = Path(run_dir)
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise UserError(f"cannot resume: {str(run_dir)!r} has no config.yaml (is "
-                        "train.output_dir the run's directory?)")
-    saved = with_defaults(_read_yaml(saved_path.read_text(), f"run config {str(saved_path)!r}"))
-    try:
-        base = _build(Config, saved)
-    except UserError as err:
-        raise UserError(f"run config {str(saved_path)!r} is no longer valid: {err}") from None
-    data = to_dict(base)
-    for text in overrides:
-        data = _merge_override(data, parse_override(text))
-    data["train"]["output_dir"] = str(run_dir)
-    config = _build(Config, data)
-    check_resumable(dataclasses.replace(base, train=dataclasses.replace(
-        base.train, output_dir=str(run_dir))), config)
-    validate(config)
-    return config
 
 
 # ---------------------------------------------------------------------------------------

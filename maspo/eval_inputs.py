@@ -2,9 +2,9 @@
 
 Model specs:
 - an HF model directory (``config.json``), or "default" (the embedded model);
-- a run directory (``config.yaml``): its ``final_model/``, else its latest checkpoint;
-- a checkpoint ``<run>/checkpoints/step-N``: the base model named by the run's
-  ``config.yaml`` (``model.path``, LoRA settings) with ``weights.safetensors`` loaded on
+- a run directory (``maspo.run.RunDir``): its final model, else its latest checkpoint;
+- a checkpoint ``<run>/checkpoints/step-N``: the base model named by the run's config
+  (``model.path``, LoRA settings) with ``weights.safetensors`` loaded on
   top. Loading uses safetensors and YAML only: nothing is unpickled.
 
 Dataset specs (``--data``, repeatable):
@@ -26,11 +26,12 @@ from typing import Any
 import torch
 import yaml
 
-from maspo.checkpoint import WEIGHTS_FILE, latest_checkpoint, verify_checkpoint
-from maspo.config import Config, load_config
+from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
+from maspo.config import Config
 from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
 from maspo.errors import UserError
 from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
+from maspo.run import RunDir
 
 RUN_HELDOUT = "heldout"  # --data spec: the run's own held-out set
 
@@ -48,7 +49,7 @@ class ModelSource:
         if self.checkpoint is not None:
             return f"checkpoint {self.checkpoint}"
         if self.run_config is not None:
-            return f"run {Path(self.model_dir).parent} (final_model)"
+            return f"run {Path(self.model_dir).parent} ({Path(self.model_dir).name})"
         return f"model {self.spec}"
 
 
@@ -59,14 +60,6 @@ class EvalDataset:
     examples: list[Example]
 
 
-def run_config(run_dir: Path) -> Config:
-    """The config a run was trained with (its ``config.yaml``), validated."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    return load_config(path)
-
-
 def locate_model(spec: str) -> ModelSource:
     """Classify ``spec`` (see the module docstring); reads configs only, no weights."""
     path = Path(spec).expanduser()
@@ -74,15 +67,16 @@ def locate_model(spec: str) -> ModelSource:
         return ModelSource(spec, spec, None, None)
     if (path / WEIGHTS_FILE).is_file():  # <run>/checkpoints/step-N
         verify_checkpoint(path, (WEIGHTS_FILE,))  # altered bytes: named, never evaluated
-        return ModelSource(spec, None, path, run_config(path.parent.parent))
-    if (path / "config.yaml").is_file():  # a run directory
-        config = run_config(path)
-        if (path / "final_model" / "config.json").is_file():
-            return ModelSource(spec, str(path / "final_model"), None, config)
-        checkpoint = latest_checkpoint(path / "checkpoints")  # LoRA runs, unfinished runs
+        return ModelSource(spec, None, path, RunDir.of_checkpoint(path).read_config())
+    run = RunDir(path)
+    if run.config.is_file():  # a run directory
+        config = run.read_config()
+        if run.has_final_model():
+            return ModelSource(spec, str(run.final_model), None, config)
+        checkpoint = run.latest_checkpoint()  # LoRA runs, unfinished runs
         if checkpoint is None:
-            raise UserError(f"run {str(path)!r} has neither a final_model/ nor a checkpoint "
-                            "to evaluate")
+            raise UserError(f"run {str(path)!r} has neither a {run.final_model.name}/ nor "
+                            "a checkpoint to evaluate")
         return ModelSource(spec, None, checkpoint, config)
     resolve_model(spec)  # raises the UserError that names what is missing
     raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")

@@ -1,4 +1,4 @@
-"""Output paths checked before anything is written or any model loads.
+"""Output paths checked before anything is written or any model loads, and atomic writes.
 
 ``check_output_dir`` answers "can a folder be created (or used) here?" without creating
 it: the nearest existing ancestor must be a writable folder, and nothing on the way may
@@ -52,3 +52,13 @@ def check_output_file(path: str | Path, what: str) -> Path:
         raise UserError(f"{what} {str(path)!r} cannot be overwritten (read-only); choose "
                         "another path")
     return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so readers see the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,7 +1,7 @@
 """PNG figures of training runs, one line per objective with a band over seeds.
 
 - ``plot_run``: the training dynamics of one or more runs (``maspo plot``, and each run's
-  curves.png): held-out accuracy, reward, entropy, response length, gradient utilisation,
+  curves): held-out accuracy, reward, entropy, response length, gradient utilisation,
   mean gradient weight.
 - ``plot_learning_curves``: the four learning curves of a comparison (like Figure 3 of the
   MASPO paper): mean over seeds with a +/- 1 std band.
@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from maspo.errors import UserError
+from maspo.run import RunDir
 
-CURVE_PANELS = (  # (metrics.jsonl key, title)
+CURVE_PANELS = (  # (metrics key, title)
     ("eval/accuracy", "held-out accuracy"),
     ("reward", "training reward"),
     ("entropy", "entropy (nats/token)"),
@@ -47,18 +47,7 @@ Records = list[dict[str, Any]]
 
 
 def read_metrics(run_dir: Path) -> Records:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise UserError(f"{str(run_dir)!r} is not a run directory (no metrics.jsonl)")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise UserError(f"line {number} of {str(path)!r} is not valid JSON") from None
-    return records
+    return RunDir(run_dir).read_metrics()
 
 
 def series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -66,18 +55,9 @@ def series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def _config(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        return {}
-    import yaml
-
-    return yaml.safe_load(path.read_text()) or {}
-
-
 def run_label(run_dir: Path) -> str:
-    """``objective[:param=value,...]`` from the run's config.yaml, else the folder name."""
-    loss = _config(run_dir).get("loss")
+    """``objective[:param=value,...]`` from the run's saved config, else the folder name."""
+    loss = RunDir(run_dir).config_dict().get("loss")
     if not loss:
         return Path(run_dir).name
     params = ",".join(f"{k}={v}" for k, v in (loss.get("params") or {}).items())
@@ -89,7 +69,7 @@ def group_runs(run_dirs: Sequence[Path]) -> dict[str, list[Path]]:
     (another setting of the same objective gets its own line, labelled by its folder)."""
     by_setting: dict[str, list[Path]] = {}
     for run_dir in map(Path, run_dirs):
-        config = _config(run_dir)
+        config = RunDir(run_dir).config_dict()
         train = {k: v for k, v in config.get("train", {}).items()
                  if k not in ("seed", "output_dir")}
         setting = (json.dumps({**config, "train": train}, sort_keys=True, default=str)

@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from maspo import advantages as adv_lib
-from maspo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_atomic
-from maspo.config import Config, check_resumable, to_dict, with_defaults
+from maspo.checkpoint import load_checkpoint, save_checkpoint
+from maspo.config import Config
 from maspo.data import Example, get_task, heldout_set, load_examples, render_prompt, train_stream
 from maspo.devices import resolve_device
 from maspo.errors import UserError
@@ -45,10 +42,10 @@ from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
-from maspo.paths import check_output_dir
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, Rollout, RolloutEngine, SamplingSettings
+from maspo.run import RunDir, RunLog, check_run_dir, default_output_dir
 
 RATIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # logged per advantage sign (ratio/<sign>/qNN)
 RATIO_RANGE = (0.5, 2.0)  # ratio/<sign>/outside: fraction of tokens whose ratio leaves it
@@ -58,67 +55,6 @@ STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across se
 
 class TrainingStopped(RuntimeError):
     """The run cannot go on (repeated non-finite updates); the message says why."""
-
-
-@dataclass
-class RunPaths:
-    root: Path
-    config: Path = field(init=False)
-    metrics: Path = field(init=False)
-    samples: Path = field(init=False)
-    checkpoints: Path = field(init=False)
-    tensorboard: Path = field(init=False)
-    curves: Path = field(init=False)
-    summary: Path = field(init=False)
-    model: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.config = self.root / "config.yaml"
-        self.metrics = self.root / "metrics.jsonl"
-        self.samples = self.root / "samples.jsonl"
-        self.checkpoints = self.root / "checkpoints"
-        self.tensorboard = self.root / "tensorboard"
-        self.curves = self.root / "curves.png"
-        self.summary = self.root / "summary.json"
-        self.model = self.root / "final_model"
-
-
-# ---------------------------------------------------------------------------------------
-# Run directory: created (or checked for resume) before any model loads.
-
-
-def default_output_dir(config: Config) -> Path:
-    return Path("runs") / f"{config.loss.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def check_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
-    """The run's paths, checked without writing anything: a new run needs a free, writable
-    folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``."""
-    paths = RunPaths(check_output_dir(output_dir, "train.output_dir"))
-    if resume:
-        if not paths.config.is_file():
-            raise UserError(f"cannot resume: {str(paths.root)!r} has no config.yaml "
-                            "(is train.output_dir the run's directory?)")
-        saved = yaml.safe_load(paths.config.read_text()) or {}
-        check_resumable(with_defaults(saved), to_dict(config))
-    elif paths.metrics.exists() or paths.checkpoints.exists():  # (a config alone: a failed start)
-        raise UserError(f"output directory {str(paths.root)!r} already holds a run; pass "
-                        "--resume to continue it or choose another train.output_dir")
-    return paths
-
-
-def write_run_config(paths: RunPaths, config: Config) -> None:
-    """Create the run folder and write the config it runs with."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(paths.config, yaml.safe_dump(to_dict(config), sort_keys=False))
-
-
-def prepare_run_dir(config: Config, output_dir: Path, resume: bool) -> RunPaths:
-    """``check_run_dir``, then ``write_run_config`` (the trainer does the two apart, with
-    the model loaded in between, so a failed start writes nothing)."""
-    paths = check_run_dir(config, output_dir, resume)
-    write_run_config(paths, config)
-    return paths
 
 
 def load_data(config: Config) -> tuple[Any, list[Example]]:
@@ -151,35 +87,6 @@ def load_data(config: Config) -> tuple[Any, list[Example]]:
     return cycle, test
 
 
-# ---------------------------------------------------------------------------------------
-# Metrics sink: JSONL (truncated to the checkpoint on resume) + TensorBoard.
-
-
-def truncate_jsonl(path: Path, step: int) -> None:
-    """Keep only the records of ``path`` whose ``step`` is <= ``step`` (on resume)."""
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        write_atomic(path, "".join(line + "\n" for line in kept))
-
-
-def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    with open(path, "a") as f:
-        f.write("".join(json.dumps(record) + "\n" for record in records))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file, [] if it does not exist."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def read_samples(run_dir: Path) -> list[dict[str, Any]]:
-    """The saved completions of a run (samples.jsonl), [] if it has none."""
-    return read_jsonl(RunPaths(Path(run_dir)).samples)
-
-
 def sample_rows(prompts: int, group_size: int, count: int) -> list[int]:
     """``count`` rollout rows, the first completion of every prompt first, then the
     second, ...: a fixed, seed-free choice that covers as many prompts as it can."""
@@ -205,39 +112,14 @@ def ratio_quantiles(log_ratios: dict[str, list[torch.Tensor]]) -> dict[str, floa
     return out
 
 
-class MetricsLog:
-    def __init__(self, paths: RunPaths, resume_step: int | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path = paths.metrics
-        if resume_step is not None:
-            truncate_jsonl(self.path, resume_step)
-            truncate_jsonl(paths.samples, resume_step)
-        purge = None if resume_step is None else resume_step + 1
-        self.writer = SummaryWriter(str(paths.tensorboard), purge_step=purge)
-
-    def write(self, record: dict[str, Any]) -> None:
-        append_jsonl(self.path, [record])
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(key, value, record["step"])
-        self.writer.flush()
-
-    def records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 # ---------------------------------------------------------------------------------------
 # The trainer.
 
 
 class Trainer:
-    def __init__(self, config: Config, paths: RunPaths) -> None:
+    def __init__(self, config: Config, run: RunDir) -> None:
         self.config = config
-        self.paths = paths
+        self.run = run
         c = config
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
@@ -521,13 +403,13 @@ class Trainer:
         return avg_accuracy(results)
 
     def save(self, step: int) -> None:
-        save_checkpoint(self.paths.checkpoints, step, self.model, self.optimizer,
+        save_checkpoint(self.run.checkpoints, step, self.model, self.optimizer,
                         self.scheduler, self.state, keep=self.config.train.keep_checkpoints)
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
           output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns the summary also written to summary.json."""
+    """Run (or resume) training; returns the summary it also writes to the run folder."""
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
@@ -538,9 +420,9 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         if resume:
             raise UserError("--resume needs the run directory: set train.output_dir")
         output_dir = default_output_dir(config)
-    paths = check_run_dir(config, Path(output_dir or config.train.output_dir), resume)
-    checkpoint = latest_checkpoint(paths.checkpoints) if resume else None  # verified
-    trainer = Trainer(config, paths)
+    run = check_run_dir(config, Path(output_dir or config.train.output_dir), resume)
+    checkpoint = run.latest_checkpoint() if resume else None  # verified
+    trainer = Trainer(config, run)
     start = 0
     if checkpoint is not None:
         trainer.state = load_checkpoint(checkpoint, trainer.model, trainer.optimizer,
@@ -548,7 +430,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         start = trainer.state.pop("step")
         for key in ("scheduler", "optimizer_groups", "python_rng"):
             trainer.state.pop(key, None)
-    write_run_config(paths, config)  # only now: a failed start leaves nothing behind
+    run.write_config(config)  # only now: a failed start leaves nothing behind
     dtype = next(trainer.model.parameters()).dtype
     autocast = ", bf16 autocast" if config.train.precision == "bf16" else ""
     print(f"maspo: training {config.loss.name} on {trainer.device} "
@@ -556,7 +438,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
           + (f", resuming from {checkpoint.name}" if checkpoint is not None else ""))
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
-    log = MetricsLog(paths, (start if checkpoint is not None else -1) if resume else None)
+    log = RunLog(run, (start if checkpoint is not None else -1) if resume else None)
     stream = trainer.new_stream()
     for _ in range(trainer.state["examples_seen"]):
         next(stream)
@@ -579,8 +461,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
                 t0 = time.perf_counter()
                 record["eval/accuracy"] = trainer.evaluate()
                 record["time/eval"] = time.perf_counter() - t0
-            log.write(record)
-            append_jsonl(paths.samples, trainer.samples)
+            log.write(record, trainer.samples)
             post = {"reward": f"{record['reward']:.3f}", "acc": f"{record['accuracy']:.3f}"}
             if "eval/accuracy" in record:
                 post["eval_acc"] = f"{record['eval/accuracy']:.3f}"
@@ -593,11 +474,11 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         bar.close()
         log.close()
 
-    records = log.records()
+    records = run.read_metrics()
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
-    trainer.model.save_pretrained(paths.model, safe_serialization=True)
-    trainer.tokenizer.save_pretrained(paths.model)
-    seal_model_dir(paths.model)  # checksums: altered bytes are named when it is loaded
+    trainer.model.save_pretrained(run.final_model, safe_serialization=True)
+    trainer.tokenizer.save_pretrained(run.final_model)
+    seal_model_dir(run.final_model)  # checksums: altered bytes are named when it is loaded
     summary = {
         "objective": config.loss.name,
         "steps": steps,
@@ -608,8 +489,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         "skipped_updates": trainer.state["skipped_updates"],
         "train_time_s": sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0)
                             for r in records),
-        "run_dir": str(paths.root),
+        "run_dir": str(run.root),
     }
-    write_atomic(paths.summary, json.dumps(summary, indent=1) + "\n")
-    plot_run([paths.root], paths.curves)
+    run.write_summary(summary)
+    plot_run([run.root], run.curves)
     return summary

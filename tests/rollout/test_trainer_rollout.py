@@ -7,8 +7,9 @@ import torch
 
 from maspo.config import load_config
 from maspo.errors import UserError
+from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, prepare_run_dir
+from maspo.trainer import Trainer
 
 
 def _trainer(tiny_model_dir, out, **extra) -> Trainer:

@@ -10,8 +10,9 @@ import torch
 
 from maspo.config import load_config
 from maspo.rollout import sample
+from maspo.run import prepare_run_dir
 from maspo.testing import save_dropout_model, tiny_overrides
-from maspo.trainer import Trainer, prepare_run_dir, train
+from maspo.trainer import Trainer, train
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from maspo.cli import main
 from maspo.config import load_config
 from maspo.rollout import sample
+from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, TrainingStopped, prepare_run_dir, train
+from maspo.trainer import Trainer, TrainingStopped, train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,0 +1,284 @@
+"""The run folder: every file of a run, read and written here alone, and the resume rules.
+
+    <run>/
+      config.yaml       the config the run trains with (written once its model has loaded)
+      metrics.jsonl     one record per step; step 0 is the held-out evaluation before training
+      samples.jsonl     completions saved at each step (``train.samples_per_step``)
+      tensorboard/      the numeric metrics again, for TensorBoard
+      checkpoints/      ``step-NNNNNN/`` folders and a ``latest`` pointer (``maspo.checkpoint``)
+      summary.json      written when training finishes
+      curves.png        the run's training curves
+      final_model/      the trained model as an HF folder, with a checksum manifest
+      final_eval.json   ``maspo compare``: verdicts of the final held-out evaluation
+      stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
+
+A run is *new* (no config.yaml), *resumable* (a config, not finished), *done*
+(summary.json) or *stopped* (stopped.txt). Resuming takes the saved config; only
+``RESUMABLE_KEYS`` may change. On resume the JSONL files are cut back to the checkpoint's
+step, so every step is logged exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maspo.config import (
+    Config,
+    apply_overrides,
+    config_changes,
+    config_from_saved,
+    load_config,
+    to_dict,
+    validate,
+    with_defaults,
+)
+from maspo.errors import UserError
+from maspo.paths import check_output_dir, write_atomic
+
+RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
+                  "train.threads", "train.output_dir")
+"""Keys a resume may change: none of them alters the updates already made or to come."""
+
+Records = list[dict[str, Any]]
+
+
+# ---------------------------------------------------------------------------------------
+# JSON Lines: one record a line, appended as a run goes, cut back on resume.
+
+
+def read_jsonl(path: Path) -> Records:
+    """The records of a JSONL file ([] if it does not exist); a bad line is a UserError."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise UserError(f"line {number} of {str(path)!r} is not valid JSON") from None
+    return records
+
+
+def append_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(record) + "\n" for record in records))
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only the records of ``path`` whose ``step`` is <= ``step`` (on resume)."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+# ---------------------------------------------------------------------------------------
+# The folder.
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder; its attributes are the paths of the files listed above."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.yaml")
+    metrics = property(lambda self: self.root / "metrics.jsonl")
+    samples = property(lambda self: self.root / "samples.jsonl")
+    tensorboard = property(lambda self: self.root / "tensorboard")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    summary = property(lambda self: self.root / "summary.json")
+    curves = property(lambda self: self.root / "curves.png")
+    final_model = property(lambda self: self.root / "final_model")
+    final_eval = property(lambda self: self.root / "final_eval.json")
+    stopped = property(lambda self: self.root / "stopped.txt")
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunDir:
+        """The run a ``<run>/checkpoints/step-N`` folder belongs to."""
+        return cls(Path(checkpoint).parent.parent)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def status(self) -> str:
+        """"stopped", "done", "resumable" (started, not finished) or "new"."""
+        if self.stopped.is_file():
+            return "stopped"
+        if self.summary.is_file():
+            return "done"
+        return "resumable" if self.config.is_file() else "new"
+
+    def holds_training(self) -> bool:
+        """Whether training has logged or saved anything here (a config alone is a start
+        that failed before its first step)."""
+        return self.metrics.exists() or self.checkpoints.exists()
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest intact checkpoint (``maspo.checkpoint.latest_checkpoint``)."""
+        from maspo.checkpoint import latest_checkpoint  # (torch: imported only when needed)
+
+        return latest_checkpoint(self.checkpoints)
+
+    def has_final_model(self) -> bool:
+        return (self.final_model / "config.json").is_file()
+
+    # -- config ----------------------------------------------------------------------------
+
+    def read_config(self) -> Config:
+        """The config the run trained with, validated."""
+        if not self.config.is_file():
+            raise UserError(f"{str(self.root)!r} is not a run directory (no config.yaml)")
+        return load_config(self.config)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The saved config as plain YAML data ({} if there is none), for labels."""
+        if not self.config.is_file():
+            return {}
+        return yaml.safe_load(self.config.read_text()) or {}
+
+    def write_config(self, config: Config) -> None:
+        """Create the folder and write the config the run trains with."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.config, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+    # -- records ---------------------------------------------------------------------------
+
+    def read_metrics(self) -> Records:
+        if not self.metrics.is_file():
+            raise UserError(f"{str(self.root)!r} is not a run directory (no metrics.jsonl)")
+        return read_jsonl(self.metrics)
+
+    def read_samples(self) -> Records:
+        """The saved completions, [] if the run saved none."""
+        return read_jsonl(self.samples)
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(self.summary.read_text())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_atomic(self.summary, json.dumps(summary, indent=1) + "\n")
+
+    def read_final_eval(self, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached final evaluation if it was made with ``settings``, else None."""
+        if not self.final_eval.is_file():
+            return None
+        saved = json.loads(self.final_eval.read_text())
+        return saved if saved.get("settings") == settings else None
+
+    def write_final_eval(self, record: dict[str, Any]) -> None:
+        write_atomic(self.final_eval, json.dumps(record) + "\n")
+
+    def stopped_reason(self) -> str | None:
+        return self.stopped.read_text().strip() if self.stopped.is_file() else None
+
+    def write_stopped(self, reason: str) -> None:
+        write_atomic(self.stopped, f"{reason}\n")
+
+
+class RunLog:
+    """Where a training run's steps go: metrics.jsonl, samples.jsonl and TensorBoard.
+
+    Opened for a resume at ``resume_step``, it first cuts both JSONL files back to that
+    step (-1: to nothing) and tells TensorBoard to drop the later events.
+    """
+
+    def __init__(self, run: RunDir, resume_step: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run = run
+        if resume_step is not None:
+            truncate_jsonl(run.metrics, resume_step)
+            truncate_jsonl(run.samples, resume_step)
+        purge = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge)
+
+    def write(self, record: dict[str, Any], samples: Sequence[dict[str, Any]] = ()) -> None:
+        append_jsonl(self.run.metrics, [record])
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(key, value, record["step"])
+        self.writer.flush()
+        if samples:
+            append_jsonl(self.run.samples, samples)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Starting and resuming.
+
+
+def default_output_dir(config: Config) -> Path:
+    return Path("runs") / f"{config.loss.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
+    """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
+    for key, was, now in config_changes(saved, new):
+        if key not in RESUMABLE_KEYS:
+            raise UserError(f"cannot resume with {key}={now!r}: the run was started with "
+                            f"{was!r} and only {', '.join(RESUMABLE_KEYS)} may change; drop "
+                            "the override or start a new run in another train.output_dir")
+
+
+def _no_run_to_resume(run: RunDir) -> UserError:
+    return UserError(f"cannot resume: {str(run.root)!r} has no config.yaml (is "
+                     "train.output_dir the run's directory?)")
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """A run's saved config with ``overrides`` applied, for ``--resume``.
+
+    Overrides of ``RESUMABLE_KEYS`` change the run (e.g. more ``train.steps``); any other
+    override must repeat the saved value (so a full original command line also resumes).
+    """
+    run = RunDir(Path(run_dir))
+    if not run.config.is_file():
+        raise _no_run_to_resume(run)
+    saved = config_from_saved(run.config.read_text(), f"run config {str(run.config)!r}")
+    base = dataclasses.replace(saved, train=dataclasses.replace(
+        saved.train, output_dir=str(run.root)))
+    config = apply_overrides(base, overrides)
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, output_dir=str(run.root)))
+    check_resumable(base, config)
+    validate(config)
+    return config
+
+
+def check_run_dir(config: Config, output_dir: str | Path, resume: bool) -> RunDir:
+    """The run's folder, checked without writing anything: a new run needs a free,
+    writable folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``."""
+    run = RunDir(check_output_dir(output_dir, "train.output_dir"))
+    if resume:
+        if not run.config.is_file():
+            raise _no_run_to_resume(run)
+        saved = yaml.safe_load(run.config.read_text()) or {}
+        check_resumable(with_defaults(saved), to_dict(config))
+    elif run.holds_training():
+        raise UserError(f"output directory {str(run.root)!r} already holds a run; pass "
+                        "--resume to continue it or choose another train.output_dir")
+    return run
+
+
+def prepare_run_dir(config: Config, output_dir: str | Path, resume: bool = False) -> RunDir:
+    """``check_run_dir``, then ``write_config`` (the trainer does the two apart, with the
+    model loaded in between, so a failed start writes nothing)."""
+    run = check_run_dir(config, output_dir, resume)
+    run.write_config(config)
+    return run
