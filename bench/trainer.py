@@ -56,7 +56,7 @@ def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[st
     ]
     config = load_config(None, overrides)
     trainer = Trainer(config, prepare_run_dir(config, workdir / tag, resume=False))
-    stream = trainer.new_stream()
+    stream = trainer.splits.train_stream()
     records = [trainer.train_step(step, stream) for step in range(args.steps + 1)][1:]
     del trainer
     gc.collect()

@@ -39,13 +39,14 @@ from typing import Any
 import yaml
 
 from maspo.config import Config, to_dict, validate
+from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.evaluate import SamplingSettings, metric_names, sample_dataset, verdict_metrics
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
 from maspo.run import RunDir
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
-from maspo.trainer import TrainingStopped, load_data, train
+from maspo.trainer import TrainingStopped, train
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
 PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
@@ -234,7 +235,7 @@ def _final_eval(config: Config, run: RunDir, settings: SamplingSettings,
     if saved is not None:
         return saved
     model, tokenizer = load_eval_model(locate_model(str(run.root)), device=device)
-    examples = load_data(config)[1]
+    examples = data_splits(config.data, config.train.seed).heldout
     t0 = time.perf_counter()
     results = sample_dataset(model, tokenizer, examples, settings)
     record = {"settings": wanted, "problems": len(results),

@@ -29,6 +29,7 @@ import yaml
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
 from maspo.config import Config
 from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
+from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
 from maspo.run import RunDir
@@ -150,9 +151,8 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         if run is None:
             raise UserError("--data heldout needs a run or checkpoint to take the held-out "
                             "set from; pass a dataset file or task instead")
-        from maspo.trainer import load_data  # the trainer's own split, not a copy of it
-
-        examples, source = load_data(run)[1], "the run's held-out set"
+        examples = data_splits(run.data, run.train.seed).heldout
+        source = "the run's held-out set"
     elif path.exists():
         examples = load_examples(path, fields, answer_format=answer_format,
                                  answer_check=answer_check)

@@ -34,7 +34,8 @@ import torch
 from maspo import advantages as adv_lib
 from maspo.checkpoint import load_checkpoint, save_checkpoint
 from maspo.config import Config
-from maspo.data import Example, get_task, heldout_set, load_examples, render_prompt, train_stream
+from maspo.data import Example, render_prompt
+from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, sample_and_score
@@ -55,36 +56,6 @@ STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across se
 
 class TrainingStopped(RuntimeError):
     """The run cannot go on (repeated non-finite updates); the message says why."""
-
-
-def load_data(config: Config) -> tuple[Any, list[Example]]:
-    """(endless train iterator factory, held-out examples) for the configured data."""
-    d = config.data
-    if d.path is None:
-        task = get_task(d.task, **d.task_settings)
-        test = heldout_set(task, seed=config.train.seed, size=d.test_size)
-
-        def stream():
-            return train_stream(task, seed=config.train.seed, test_size=d.test_size)
-        return stream, test
-    reading = {"answer_format": d.answer_format, "answer_check": d.answer_check}
-    rows = load_examples(d.path, d.fields, **reading)
-    if d.test_path is not None:
-        test, train_rows = load_examples(d.test_path, d.fields, **reading), rows
-    else:
-        test, train_rows = rows[:d.test_size], rows[d.test_size:]
-    if not train_rows:
-        raise UserError(f"data file {d.path!r} has no rows left for training after "
-                        f"{d.test_size} held-out rows; lower data.test_size")
-
-    def cycle():
-        epoch = 0
-        while True:  # reshuffled every epoch, deterministically
-            order = torch.randperm(len(train_rows),
-                                   generator=torch.Generator().manual_seed(epoch))
-            yield from (train_rows[i] for i in order.tolist())
-            epoch += 1
-    return cycle, test
 
 
 def sample_rows(prompts: int, group_size: int, count: int) -> list[int]:
@@ -124,7 +95,7 @@ class Trainer:
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
         torch.manual_seed(c.train.seed)
-        self.new_stream, self.test = load_data(c)  # bad data rows fail before the model loads
+        self.splits = data_splits(c.data, c.train.seed)  # bad rows fail before the model loads
         lora = None
         if c.model.lora.enabled:
             lora = LoraSettings(rank=c.model.lora.rank, alpha=c.model.lora.alpha,
@@ -396,7 +367,7 @@ class Trainer:
     def evaluate(self) -> float:
         c = self.config
         results = sample_and_score(
-            self.model, self.tokenizer, self.test, self.scorer, n=c.train.eval_samples,
+            self.model, self.tokenizer, self.splits.heldout, self.scorer, n=c.train.eval_samples,
             max_new_tokens=c.rollout.max_new_tokens, temperature=c.train.eval_temperature,
             top_p=c.rollout.top_p, seed=c.train.seed + EVAL_SEED_OFFSET,
             system_prompt=c.data.system_prompt, chat_template=c.data.chat_template)
@@ -439,9 +410,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
     log = RunLog(run, (start if checkpoint is not None else -1) if resume else None)
-    stream = trainer.new_stream()
-    for _ in range(trainer.state["examples_seen"]):
-        next(stream)
+    stream = trainer.splits.train_stream(skip=trainer.state["examples_seen"])
 
     steps = config.train.steps
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", unit="step",
@@ -484,7 +453,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         "steps": steps,
         "eval_accuracy_before": trainer.state["eval_before"],
         "eval_accuracy_after": final,
-        "eval_prompts": len(trainer.test),
+        "eval_prompts": len(trainer.splits.heldout),
         "eval_samples_per_prompt": config.train.eval_samples,
         "skipped_updates": trainer.state["skipped_updates"],
         "train_time_s": sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0)

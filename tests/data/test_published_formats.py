@@ -104,7 +104,7 @@ README = Path(__file__).parents[2] / "README.md"
 
 
 def test_readme_gsm8k_line_as_written(tmp_path: Path, monkeypatch) -> None:
-    from maspo.trainer import load_data
+    from maspo.data.splits import data_splits
 
     [line] = [line for line in README.read_text().splitlines()
               if line.startswith("maspo train data.path=gsm8k.jsonl")]
@@ -113,10 +113,11 @@ def test_readme_gsm8k_line_as_written(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "gsm8k.jsonl").write_text((PUBLISHED / "gsm8k.jsonl").read_text())
     config = load_config(None, [*overrides, "data.test_size=1"])
     assert config.data.answer_check == "lenient"
-    stream, test = load_data(config)
+    splits = data_splits(config.data, config.train.seed)
+    test = splits.heldout
     assert {e.reward for e in test} == {"math"}
     assert [(e.prompt[:7], e.answer) for e in test] == [("A baker", "14")]
-    assert sorted(e.answer for e in _take(stream(), 2)) == ["12", "1200"]
+    assert sorted(e.answer for e in _take(splits.train_stream(), 2)) == ["12", "1200"]
 
 
 def _take(iterator, count: int) -> list:

@@ -26,7 +26,7 @@ def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision)
         "optim.updates_per_step": 1, "optim.micro_batch_size": 3,
         "rollout.prompts_per_step": 3, "train.precision": precision,
         "rollout.temperature": 0.8})
-    stream = trainer.new_stream()
+    stream = trainer.splits.train_stream()
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     record = trainer.train_step(1, stream)
     assert record["obj/ratio_max"] == 1.0
@@ -44,7 +44,7 @@ def test_steps_are_seeded_by_step_not_by_history(tiny_model_dir, tmp_path):
     starts at step 2 with the same weights samples the same completions."""
     first = _trainer(tiny_model_dir, tmp_path / "a")
     second = _trainer(tiny_model_dir, tmp_path / "b")
-    prompts = first.render(first.test[:2])
+    prompts = first.render(first.splits.heldout[:2])
     torch.manual_seed(99)  # whatever the global RNG holds
     a = first.sampler.generate(prompts, 4, seed=first.step_seed(2))
     b = second.sampler.generate(prompts, 4, seed=second.step_seed(2))

@@ -43,8 +43,9 @@ def test_an_extreme_reference_token_does_not_make_the_update_non_finite(tiny_mod
     config = load_config(None, tiny_overrides(tiny_model_dir, tmp_path / "kl",
                                               **{"loss.kl_coef": 0.1}))
     trainer = Trainer(config, prepare_run_dir(config, tmp_path / "kl", resume=False))
-    rollout = sample(trainer.model, trainer.tokenizer, trainer.render(trainer.test[:2]), 4,
-                     max_new_tokens=6, temperature=1.0, seed=3)
+    prompts = trainer.render(trainer.splits.heldout[:2])
+    rollout = sample(trainer.model, trainer.tokenizer, prompts, 4, max_new_tokens=6,
+                     temperature=1.0, seed=3)
     old, _, ref = trainer.score_old(rollout)  # (B, T) each
     mask = rollout.completion_mask
     first = mask[0].nonzero()[0, 0]

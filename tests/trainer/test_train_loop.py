@@ -56,7 +56,7 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
                                                                          tmp_path):
     whole = _trainer(tiny_model_dir, tmp_path / "a", **{"optim.micro_batch_size": 8})
     split = _trainer(tiny_model_dir, tmp_path / "b", **{"optim.micro_batch_size": 3})
-    rollout = sample(whole.model, whole.tokenizer, whole.render(whole.test[:2]), 4,
+    rollout = sample(whole.model, whole.tokenizer, whole.render(whole.splits.heldout[:2]), 4,
                      max_new_tokens=6, temperature=1.0, seed=3)
     old, _, _ = whole.score_old(rollout)
     # an older policy than the current one, so the ratio is off 1 and the gate acts
@@ -87,7 +87,7 @@ def test_non_finite_updates_are_skipped_and_repeated_ones_stop_the_run(
                        **{"loss.name": diverging_objective, "optim.max_bad_updates": 3,
                           "optim.updates_per_step": 2})
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    stream = trainer.new_stream()
+    stream = trainer.splits.train_stream()
     record = trainer.train_step(1, stream)  # two updates, both skipped
     assert record["skipped_updates"] == 2
     with pytest.raises(TrainingStopped, match="3 consecutive"):
@@ -136,7 +136,7 @@ def test_each_step_saves_its_samples_and_train_prints_some(tiny_model_dir, tmp_p
     assert main(argv) == 0
     samples = _jsonl(out / "samples.jsonl")
     assert [s["step"] for s in samples] == [1] * 5 + [2] * 5
-    test_prompts = {str(ex.prompt) for ex in _trainer(tiny_model_dir, tmp_path / "x").test}
+    test_prompts = {str(ex.prompt) for ex in _trainer(tiny_model_dir, tmp_path / "x").splits.heldout}
     for saved in samples:
         assert set(saved) == {"step", "prompt", "answer", "completion", "reward", "correct",
                               "truncated", "tokens"}
