@@ -36,7 +36,7 @@ from transformers import GenerationConfig
 from maspo.config import load_config
 from maspo.data import get_task, render_prompt, train_stream
 from maspo.models import load_policy, resolve_model
-from maspo.rollout import sample
+from maspo.rollout import SamplingSettings, sample
 from maspo.rollout.sampler import stop_token_ids
 from maspo.run import prepare_run_dir
 from maspo.trainer import Trainer
@@ -145,8 +145,8 @@ def raw_blocks(args, model_path: Path) -> dict[str, float]:
                                      "generate_tokens": []}
     for rep in range(args.reps):
         t0 = time.perf_counter()
-        rollout = sample(model, tokenizer, prompts, args.group, max_new_tokens=args.tokens,
-                         temperature=1.0, seed=rep)
+        rollout = sample(model, tokenizer, prompts, args.group,
+                         SamplingSettings(max_new_tokens=args.tokens, temperature=1.0), seed=rep)
         times["sampler"].append(time.perf_counter() - t0)
         times["sampler_tokens"].append(rollout.completion_mask.sum().item())
         t0 = time.perf_counter()

@@ -19,7 +19,6 @@ from maspo.errors import EXIT_USER_ERROR, UserError
 
 EXIT_TRAINING_STOPPED = 1
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
-DEFAULT_EVAL_MAX_NEW_TOKENS = 512  # completion cap for a plain model (a run: its own)
 EVAL_OUTPUTS = ("eval.json", "eval.csv", "eval.md", "samples.jsonl")  # what write_eval writes
 DEFAULT_BASELINE = "grpo"  # what `maspo compare` sets every other objective against
 SHOWN_SAMPLES = 4  # completions of the last step printed at the end of `maspo train`
@@ -132,13 +131,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from maspo.devices import resolve_device
     from maspo.eval_inputs import RUN_HELDOUT, load_eval_model, locate_model, resolve_datasets
-    from maspo.evaluate import (
-        SamplingSettings,
-        eval_table,
-        evaluate_datasets,
-        parse_ks,
-        write_eval,
-    )
+    from maspo.evaluate import eval_settings, eval_table, evaluate_datasets, parse_ks, write_eval
     from maspo.model_files import check_model_spec
 
     source = locate_model(args.model)  # configs only: every input error before loading
@@ -146,17 +139,11 @@ def _eval(args: argparse.Namespace) -> int:
         check_model_spec(source.model_dir)  # missing, partial or truncated files
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
-    settings = SamplingSettings(
-        n=n, temperature=args.temperature if args.temperature is not None else (
-            run.train.eval_temperature if run else 1.0),
-        top_p=args.top_p, greedy=args.greedy,
-        max_new_tokens=args.max_new_tokens if args.max_new_tokens is not None else (
-            run.rollout.max_new_tokens if run else DEFAULT_EVAL_MAX_NEW_TOKENS),
-        seed=args.seed, prompts_per_batch=args.batch_size,
-        system_prompt=args.system_prompt if args.system_prompt is not None else (
-            run.data.system_prompt if run else None),
-        chat_template=not args.no_chat_template and (run.data.chat_template if run else True))
-    settings.check()
+    settings = eval_settings(
+        run, n=n, seed=args.seed, max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, top_p=args.top_p, greedy=args.greedy,
+        prompts_per_batch=args.batch_size, system_prompt=args.system_prompt,
+        chat_template=False if args.no_chat_template else None)
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     if not args.data and run is None:
         raise UserError("pass --data (a built-in task or a JSONL/Parquet/dataset path) to "
@@ -174,8 +161,9 @@ def _eval(args: argparse.Namespace) -> int:
                                 progress=not args.no_progress)
     _check_eval_out(out)  # again: another process may have written there meanwhile
     paths = write_eval(out, reports, settings, ks, source.describe())
-    mode = "greedy" if settings.greedy else (f"temperature {settings.temperature}, "
-                                            f"top-p {settings.top_p}")
+    sampling = settings.sampling
+    mode = "greedy" if sampling.greedy else (f"temperature {sampling.temperature}, "
+                                            f"top-p {sampling.top_p}")
     print(f"\n{source.describe()}: {n} sample{'s' * (n > 1)} per problem ({mode})\n")
     print(eval_table(reports, n, ks))
     print(f"\nwrote {paths['json']}, {paths['csv'].name}, {paths['markdown'].name}, "
@@ -231,7 +219,7 @@ def _compare(args: argparse.Namespace) -> int:
         write_results,
     )
     from maspo.config import load_config
-    from maspo.evaluate import SamplingSettings, parse_ks
+    from maspo.evaluate import eval_settings, parse_ks
 
     check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
@@ -244,13 +232,8 @@ def _compare(args: argparse.Namespace) -> int:
     if args.baseline is not None or any(v.spec == DEFAULT_BASELINE for v in variants):
         baseline = find_baseline(variants, args.baseline or DEFAULT_BASELINE).spec
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
-    settings = SamplingSettings(
-        n=n, max_new_tokens=base.rollout.max_new_tokens, greedy=args.greedy,
-        temperature=(args.eval_temperature if args.eval_temperature is not None
-                     else base.train.eval_temperature),
-        top_p=base.rollout.top_p, prompts_per_batch=args.batch_size,
-        system_prompt=base.data.system_prompt, chat_template=base.data.chat_template)
-    settings.check()
+    settings = eval_settings(base, n=n, temperature=args.eval_temperature, greedy=args.greedy,
+                             prompts_per_batch=args.batch_size)
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     if args.target is not None and not 0 <= args.target <= 1:
         raise UserError(f"--target is an accuracy in [0, 1], got {args.target}")
@@ -296,6 +279,8 @@ def _keys_epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from maspo.config import EVAL_MAX_NEW_TOKENS
+
     parser = _Parser(prog="maspo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"maspo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -342,10 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "'n' means n (default 1,n)")
     ev.add_argument("--temperature", type=_finite,
                     help="sampling temperature (default: a run's train.eval_temperature, else 1)")
-    ev.add_argument("--top-p", type=_finite, default=1.0)
+    ev.add_argument("--top-p", type=_finite, help="nucleus sampling (default: a run's "
+                    "rollout.top_p, else 1)")
     ev.add_argument("--greedy", action="store_true", help="argmax decoding (needs --n 1)")
     ev.add_argument("--max-new-tokens", type=int, help="completion cap (default: the run's, "
-                    f"else {DEFAULT_EVAL_MAX_NEW_TOKENS})")
+                    f"else {EVAL_MAX_NEW_TOKENS})")
     ev.add_argument("--seed", type=int, default=0, help="sampling seed")
     ev.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     ev.add_argument("--limit", type=int, help="evaluate only the first N problems of each")

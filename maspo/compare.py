@@ -41,7 +41,7 @@ import yaml
 from maspo.config import Config, to_dict, validate
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
-from maspo.evaluate import SamplingSettings, metric_names, sample_dataset, verdict_metrics
+from maspo.evaluate import EvalSettings, metric_names, sample_and_score, verdict_metrics
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
 from maspo.run import RunDir
@@ -196,11 +196,11 @@ class RunResult:
 
 
 def _record(out: Path, base: Config, variants: Sequence[Variant], seeds: Sequence[int],
-            settings: SamplingSettings) -> None:
+            settings: EvalSettings) -> None:
     """Write compare.yaml; a directory holding another comparison is an error."""
     path = out / RECORD_FILE
     record = {"objectives": [v.spec for v in variants], "seeds": list(seeds),
-              "final_eval": {k: v for k, v in dataclasses.asdict(settings).items()
+              "final_eval": {k: v for k, v in settings.record().items()
                              if k != "seed"},  # its seed is each run's seed
               "base_config": to_dict(base)}
     if path.is_file():
@@ -225,19 +225,19 @@ def _train_run(config: Config, run: RunDir, progress: bool) -> dict[str, Any]:
                  output_dir=run.root)
 
 
-def _final_eval(config: Config, run: RunDir, settings: SamplingSettings,
+def _final_eval(config: Config, run: RunDir, settings: EvalSettings,
                 device: str) -> dict[str, Any]:
     """Held-out verdicts of the run's final model (cached in the run folder)."""
     from maspo.eval_inputs import load_eval_model, locate_model
 
-    wanted = dataclasses.asdict(settings)
+    wanted = settings.record()
     saved = run.read_final_eval(wanted)
     if saved is not None:
         return saved
     model, tokenizer = load_eval_model(locate_model(str(run.root)), device=device)
     examples = data_splits(config.data, config.train.seed).heldout
     t0 = time.perf_counter()
-    results = sample_dataset(model, tokenizer, examples, settings)
+    results = sample_and_score(model, tokenizer, examples, settings)
     record = {"settings": wanted, "problems": len(results),
               "correct": [r.correct for r in results], "answers": [r.answers for r in results],
               "eval_time_s": time.perf_counter() - t0}
@@ -246,11 +246,10 @@ def _final_eval(config: Config, run: RunDir, settings: SamplingSettings,
 
 
 def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[int], out: Path,
-                   settings: SamplingSettings, *, progress: bool = True, device: str = "cpu",
+                   settings: EvalSettings, *, progress: bool = True, device: str = "cpu",
                    log: Callable[[str], Any] = print) -> list[RunResult]:
     """Train and evaluate every (variant, seed) run under ``out`` (resumable, see above)."""
     out = Path(out)
-    settings.check()
     grid = [(v, s) for s in seeds for v in variants]
     configs = {(v.slug, s): run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}")
                for v, s in grid}  # every spec validated before any training starts

@@ -31,6 +31,7 @@ from maspo.devices import check_device_name
 from maspo.errors import UserError
 
 PRECISIONS = ("fp32", "bf16")  # train.precision values
+EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
 
 
 @dataclass(frozen=True)

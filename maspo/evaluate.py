@@ -20,18 +20,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from maspo.config import EVAL_MAX_NEW_TOKENS
 from maspo.data import Example, render_prompt
 from maspo.errors import UserError
 from maspo.rewards import default_verifier, extract_answer, final_boxed
 from maspo.rewards.scoring import Scorer
-from maspo.rollout import sample
+from maspo.rollout import LocalSampler, SamplingSettings
 from maspo.tables import markdown_table, write_csv
 
 if TYPE_CHECKING:
+    from maspo.config import Config
     from maspo.eval_inputs import EvalDataset
 
 
@@ -113,35 +115,6 @@ class ProblemResult:
             self.answers = [None if c is None else self.extracted[c] for c in classes]
 
 
-def sample_and_score(model, tokenizer, examples: Sequence[Example], scorer: Scorer, *,
-                     n: int, max_new_tokens: int, temperature: float = 1.0,
-                     top_p: float = 1.0, greedy: bool = False, seed: int = 0,
-                     prompts_per_batch: int = 16, system_prompt: str | None = None,
-                     chat_template: bool = True,
-                     progress: Callable[[int], Any] | None = None) -> list[ProblemResult]:
-    """``n`` completions for each example (deterministic per seed), scored by ``scorer``.
-
-    ``progress`` is called with the number of problems finished after each batch.
-    """
-    results: list[ProblemResult] = []
-    for start in range(0, len(examples), prompts_per_batch):
-        batch = list(examples[start:start + prompts_per_batch])
-        prompts = [render_prompt(tokenizer, ex.prompt, system_prompt, chat_template)
-                   for ex in batch]
-        rollout = sample(model, tokenizer, prompts, n, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_p=top_p, greedy=greedy,
-                         seed=seed + start)
-        repeated = [ex for ex in batch for _ in range(n)]
-        scores = scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
-        for j, ex in enumerate(batch):
-            rows = slice(j * n, (j + 1) * n)
-            results.append(ProblemResult(ex, rollout.texts[rows], scores.correct[rows],
-                                         scores.reward[rows]))
-        if progress is not None:
-            progress(len(batch))
-    return results
-
-
 def avg_accuracy(results: Sequence[ProblemResult]) -> float:
     """Avg@n: mean correctness over every sample of every problem."""
     total = sum(len(r.correct) for r in results)
@@ -213,45 +186,93 @@ def average_metrics(per_dataset: Sequence[dict[str, float]]) -> dict[str, float]
 
 
 @dataclass(frozen=True)
-class SamplingSettings:
+class EvalSettings:
+    """How an evaluation samples: the rollout's ``SamplingSettings`` and what evaluation adds.
+
+    The one description used by the trainer's held-out evaluation, ``maspo eval`` and
+    ``maspo compare``'s final evaluation; build it with ``eval_settings``.
+    """
+
+    sampling: SamplingSettings  # length cap, temperature, top_p, greedy
     n: int = 8  # completions per problem
-    max_new_tokens: int = 512  # completion length cap
-    temperature: float = 1.0  # sampling temperature (ignored when greedy)
-    top_p: float = 1.0  # nucleus sampling (ignored when greedy)
-    greedy: bool = False  # argmax decoding (then n must be 1: samples would be identical)
     seed: int = 0  # sampling seed; the same seed gives the same completions on CPU
-    prompts_per_batch: int = 16  # prompts per generate call (x n completions each)
+    prompts_per_batch: int = 16  # prompts per rollout call (x n completions each)
     system_prompt: str | None = None  # None: the chat template's default
     chat_template: bool = True  # render prompts with the tokenizer's chat template
 
-    def check(self) -> None:
-        """One-sentence UserError for an impossible setting."""
-        if self.n < 1:
-            raise UserError(f"--n must be >= 1, got {self.n}")
-        if self.greedy and self.n > 1:
-            raise UserError("--greedy makes every sample identical; use --n 1 with it")
-        if self.max_new_tokens < 1:
-            raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        if not self.greedy and self.temperature <= 0:
-            raise UserError(f"--temperature must be > 0, got {self.temperature} "
-                            "(use --greedy for argmax decoding)")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.prompts_per_batch < 1:
-            raise UserError(f"--batch-size must be >= 1, got {self.prompts_per_batch}")
+    def record(self) -> dict[str, Any]:
+        """Flat JSON form, as eval.json and a comparison's cached final evaluations keep it."""
+        s = self.sampling
+        return {"n": self.n, "max_new_tokens": s.max_new_tokens, "temperature": s.temperature,
+                "top_p": s.top_p, "greedy": s.greedy, "seed": self.seed,
+                "prompts_per_batch": self.prompts_per_batch,
+                "system_prompt": self.system_prompt, "chat_template": self.chat_template}
 
 
-def sample_dataset(model, tokenizer, examples: Sequence[Example], settings: SamplingSettings,
-                   scorer: Scorer | None = None,
-                   progress: Callable[[int], Any] | None = None) -> list[ProblemResult]:
-    """``sample_and_score`` with ``settings`` and the trainer's verifier (no extra rewards)."""
-    s = settings
-    return sample_and_score(model, tokenizer, examples, scorer or Scorer(), n=s.n,
-                            max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                            top_p=s.top_p, greedy=s.greedy, seed=s.seed,
-                            prompts_per_batch=s.prompts_per_batch,
-                            system_prompt=s.system_prompt, chat_template=s.chat_template,
-                            progress=progress)
+def eval_settings(run: Config | None = None, *, n: int, seed: int = 0,
+                  max_new_tokens: int | None = None, temperature: float | None = None,
+                  top_p: float | None = None, greedy: bool = False,
+                  prompts_per_batch: int = 16, system_prompt: str | None = None,
+                  chat_template: bool | None = None) -> EvalSettings:
+    """Evaluation settings; what is not given comes from ``run`` (its length cap, top_p,
+    ``train.eval_temperature``, system prompt and chat template), else the defaults.
+
+    An impossible value is a one-sentence UserError naming the ``maspo eval`` option.
+    """
+    if max_new_tokens is None:
+        max_new_tokens = run.rollout.max_new_tokens if run else EVAL_MAX_NEW_TOKENS
+    if temperature is None:
+        temperature = run.train.eval_temperature if run else 1.0
+    if top_p is None:
+        top_p = run.rollout.top_p if run else 1.0
+    if system_prompt is None and run is not None:
+        system_prompt = run.data.system_prompt
+    if chat_template is None:
+        chat_template = run.data.chat_template if run else True
+    if n < 1:
+        raise UserError(f"--n must be >= 1, got {n}")
+    if greedy and n > 1:
+        raise UserError("--greedy makes every sample identical; use --n 1 with it")
+    if max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+    if not greedy and temperature <= 0:
+        raise UserError(f"--temperature must be > 0, got {temperature} "
+                        "(use --greedy for argmax decoding)")
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
+    if prompts_per_batch < 1:
+        raise UserError(f"--batch-size must be >= 1, got {prompts_per_batch}")
+    sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, greedy=greedy)
+    return EvalSettings(sampling, n=n, seed=seed, prompts_per_batch=prompts_per_batch,
+                        system_prompt=system_prompt, chat_template=chat_template)
+
+
+def sample_and_score(model, tokenizer, examples: Sequence[Example], settings: EvalSettings,
+                     scorer: Scorer | None = None,
+                     progress: Callable[[int], Any] | None = None) -> list[ProblemResult]:
+    """``settings.n`` completions for each example (deterministic per seed), scored by
+    ``scorer`` (default: the trainer's verifier, no extra rewards).
+
+    ``progress`` is called with the number of problems finished after each batch.
+    """
+    s, scorer = settings, scorer or Scorer()
+    engine = LocalSampler(model, tokenizer, s.sampling)
+    results: list[ProblemResult] = []
+    for start in range(0, len(examples), s.prompts_per_batch):
+        batch = list(examples[start:start + s.prompts_per_batch])
+        prompts = [render_prompt(tokenizer, ex.prompt, s.system_prompt, s.chat_template)
+                   for ex in batch]
+        rollout = engine.generate(prompts, s.n, seed=s.seed + start)
+        repeated = [ex for ex in batch for _ in range(s.n)]
+        scores = scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
+        for j, ex in enumerate(batch):
+            rows = slice(j * s.n, (j + 1) * s.n)
+            results.append(ProblemResult(ex, rollout.texts[rows], scores.correct[rows],
+                                         scores.reward[rows]))
+        if progress is not None:
+            progress(len(batch))
+    return results
 
 
 @dataclass
@@ -265,7 +286,7 @@ class DatasetReport:
 
 
 def evaluate_datasets(model, tokenizer, datasets: Sequence[EvalDataset],
-                      settings: SamplingSettings, ks: Sequence[int],
+                      settings: EvalSettings, ks: Sequence[int],
                       progress: bool = True) -> list[DatasetReport]:
     """Sample and score every dataset with one progress bar over all problems."""
     from tqdm.auto import tqdm
@@ -277,8 +298,8 @@ def evaluate_datasets(model, tokenizer, datasets: Sequence[EvalDataset],
         for dataset in datasets:
             bar.set_description(dataset.name)
             timeouts, errors = stats.timeouts, stats.errors
-            results = sample_dataset(model, tokenizer, dataset.examples, settings,
-                                     progress=bar.update)
+            results = sample_and_score(model, tokenizer, dataset.examples, settings,
+                                       progress=bar.update)
             reports.append(DatasetReport(dataset.name, dataset.source, results,
                                          dataset_metrics(results, ks),
                                          stats.timeouts - timeouts, stats.errors - errors))
@@ -319,7 +340,7 @@ def eval_table(reports: Sequence[DatasetReport], n: int, ks: Sequence[int]) -> s
     return markdown_table([f"{header[0]} (%)", *header[1:]], text)
 
 
-def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: SamplingSettings,
+def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: EvalSettings,
                ks: Sequence[int], model: str) -> dict[str, Path]:
     """Write eval.json, eval.csv and eval.md (``paper_table``), and samples.jsonl (every
     completion, its extracted answer, vote label and verdict) under ``out_dir``; returns
@@ -328,7 +349,7 @@ def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: Sampli
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {
         "model": model,
-        "settings": asdict(settings),
+        "settings": settings.record(),
         "ks": list(ks),
         "datasets": {r.name: {"source": r.source, "problems": len(r.results),
                               "metrics": r.metrics,

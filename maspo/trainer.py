@@ -38,7 +38,7 @@ from maspo.data import Example, render_prompt
 from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
-from maspo.evaluate import avg_accuracy, sample_and_score
+from maspo.evaluate import avg_accuracy, eval_settings, sample_and_score
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.model_files import seal_model_dir
@@ -116,6 +116,8 @@ class Trainer:
         self.scorer = Scorer(c.reward.functions, c.reward.format_weight,
                              c.reward.score_truncated)
         self.aggregation = c.loss.aggregation or get_spec(c.loss.name).aggregation
+        self.eval_settings = eval_settings(config, n=c.train.eval_samples,
+                                           seed=c.train.seed + EVAL_SEED_OFFSET)
         self.samples: list[dict[str, Any]] = []  # the last step's saved completions
         self.log_ratios: dict[str, list[torch.Tensor]] = {"pos": [], "neg": []}
         r = c.rollout
@@ -365,12 +367,8 @@ class Trainer:
     # -- evaluation and checkpoints -----------------------------------------------------
 
     def evaluate(self) -> float:
-        c = self.config
-        results = sample_and_score(
-            self.model, self.tokenizer, self.splits.heldout, self.scorer, n=c.train.eval_samples,
-            max_new_tokens=c.rollout.max_new_tokens, temperature=c.train.eval_temperature,
-            top_p=c.rollout.top_p, seed=c.train.seed + EVAL_SEED_OFFSET,
-            system_prompt=c.data.system_prompt, chat_template=c.data.chat_template)
+        results = sample_and_score(self.model, self.tokenizer, self.splits.heldout,
+                                   self.eval_settings, self.scorer)
         return avg_accuracy(results)
 
     def save(self, step: int) -> None:

@@ -132,12 +132,9 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     return tokens[:, :width], logprobs[:, :width], completion_mask
 
 
-def sample(model, tokenizer, prompts: list[str], n: int, *, max_new_tokens: int,
-           temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-           greedy: bool = False) -> Rollout:
+def sample(model, tokenizer, prompts: list[str], n: int, settings: SamplingSettings, *,
+           seed: int = 0) -> Rollout:
     """``n`` completions per rendered prompt; deterministic for a given ``seed`` on CPU."""
-    settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
-                                top_p=top_p, greedy=greedy)
     return LocalSampler(model, tokenizer, settings).generate(prompts, n, seed=seed)
 
 

@@ -15,7 +15,7 @@ import yaml
 from maspo.cli import main
 from maspo.compare import parse_variants, run_comparison, run_config
 from maspo.config import load_config
-from maspo.evaluate import SamplingSettings
+from maspo.evaluate import eval_settings
 from maspo.trainer import train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -156,7 +156,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_end(tiny_base, t
     shutil.rmtree(run_dir / "final_model")
 
     lines = []
-    [result] = run_comparison(base, [variant], [0], out, SamplingSettings(n=2, max_new_tokens=6),
+    [result] = run_comparison(base, [variant], [0], out, eval_settings(n=2, max_new_tokens=6),
                               progress=False, log=lines.append)
     assert "resuming" in lines[0]
     assert [r["step"] for r in _records(run_dir)] == [0, 1, 2]

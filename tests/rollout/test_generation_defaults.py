@@ -14,7 +14,7 @@ import torch
 
 from maspo.logprobs import token_logprobs
 from maspo.models import load_policy
-from maspo.rollout import sample
+from maspo.rollout import SamplingSettings, sample
 from maspo.testing import save_tiny_model
 
 TEMPERATURE = 0.7
@@ -55,8 +55,8 @@ def test_repeats_appear_at_the_softmax_rate_despite_the_saved_penalties(defaults
     expected = probs[seen].sum().item()
     assert expected > 0.5  # repeats are what this model mostly does
 
-    rollout = sample(model, tokenizer, [PROMPT], DRAWS, max_new_tokens=1,
-                     temperature=TEMPERATURE, seed=0)
+    rollout = sample(model, tokenizer, [PROMPT], DRAWS,
+                     SamplingSettings(max_new_tokens=1, temperature=TEMPERATURE), seed=0)
     first = rollout.completion_ids[:, 0]
     rate = torch.isin(first, seen).float().mean().item()
     se = (expected * (1 - expected) / DRAWS) ** 0.5
@@ -72,8 +72,8 @@ def test_later_tokens_are_scored_exactly_as_sampled(defaults_model):
     """At every step of longer completions the sampling distribution is softmax(logits / T)
     as the log-prob pass computes it, so the first update's ratio is exactly 1."""
     model, tokenizer = defaults_model
-    rollout = sample(model, tokenizer, [PROMPT, "hi"], 4, max_new_tokens=8,
-                     temperature=TEMPERATURE, seed=1)
+    rollout = sample(model, tokenizer, [PROMPT, "hi"], 4,
+                     SamplingSettings(max_new_tokens=8, temperature=TEMPERATURE), seed=1)
     scored = token_logprobs(model, rollout.input_ids, rollout.attention_mask,
                             rollout.prompt_len, temperature=TEMPERATURE).logprobs
     torch.testing.assert_close(rollout.logprobs, scored.detach(), atol=1e-5, rtol=0)

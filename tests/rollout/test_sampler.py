@@ -67,8 +67,8 @@ def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]
 def test_sampled_tokens_have_the_scored_logprobs(model, tokenizer):
     """What the sampler drew each token from is what the trainer's log-prob pass scores,
     for prompts of different lengths (left-padded together) and early stops."""
-    rollout = sample(model, tokenizer, PROMPTS, 4, max_new_tokens=12,
-                     temperature=TEMPERATURE, seed=0)
+    rollout = sample(model, tokenizer, PROMPTS, 4,
+                     SamplingSettings(max_new_tokens=12, temperature=TEMPERATURE), seed=0)
     lengths = rollout.completion_mask.sum(-1)
     assert lengths.min() < lengths.max() == 12  # stops at different steps, and truncation
     s, g = rollout.prompt_len, rollout.group_size
@@ -88,8 +88,8 @@ def test_sampled_tokens_have_the_scored_logprobs(model, tokenizer):
 
 def test_rows_end_at_their_stop_token_and_pad_after_it(model, tokenizer):
     stop = stop_token(tokenizer)
-    rollout = sample(model, tokenizer, PROMPTS, 6, max_new_tokens=10,
-                     temperature=TEMPERATURE, seed=1)
+    rollout = sample(model, tokenizer, PROMPTS, 6,
+                     SamplingSettings(max_new_tokens=10, temperature=TEMPERATURE), seed=1)
     ids, mask = rollout.completion_ids, rollout.completion_mask
     for row, m, truncated, text in zip(ids, mask, rollout.truncated, rollout.texts,
                                        strict=True):
@@ -107,8 +107,8 @@ def test_rows_end_at_their_stop_token_and_pad_after_it(model, tokenizer):
 def test_first_tokens_follow_softmax_over_temperature(model, tokenizer):
     """Over 20,000 draws the first token's frequencies match softmax(logits / T)."""
     prompt = PROMPTS[0]
-    rollout = sample(model, tokenizer, [prompt, PROMPTS[2]], 10_000, max_new_tokens=1,
-                     temperature=TEMPERATURE, seed=2)
+    rollout = sample(model, tokenizer, [prompt, PROMPTS[2]], 10_000,
+                     SamplingSettings(max_new_tokens=1, temperature=TEMPERATURE), seed=2)
     vocab = model.config.vocab_size
     for k, text in enumerate([prompt, PROMPTS[2]]):
         first = rollout.completion_ids[k * 10_000:(k + 1) * 10_000, 0]
@@ -127,8 +127,8 @@ def test_second_tokens_follow_the_exact_two_step_distribution(model, tokenizer):
     prompt = PROMPTS[1]
     stop = stop_token(tokenizer)
     draws = 20_000
-    rollout = sample(model, tokenizer, [prompt], draws, max_new_tokens=2,
-                     temperature=TEMPERATURE, seed=4)
+    rollout = sample(model, tokenizer, [prompt], draws,
+                     SamplingSettings(max_new_tokens=2, temperature=TEMPERATURE), seed=4)
     vocab = model.config.vocab_size
     first_probs = prompt_distribution(model, tokenizer, prompt, [])
     stopped = vocab  # an extra cell: the row ended at its first token
@@ -147,8 +147,8 @@ def test_second_tokens_follow_the_exact_two_step_distribution(model, tokenizer):
 
 def test_nucleus_draws_only_from_the_top_p_set_renormalised(model, tokenizer):
     prompt, top_p, draws = PROMPTS[0], 0.6, 10_000
-    rollout = sample(model, tokenizer, [prompt], draws, max_new_tokens=1,
-                     temperature=TEMPERATURE, top_p=top_p, seed=5)
+    settings = SamplingSettings(max_new_tokens=1, temperature=TEMPERATURE, top_p=top_p)
+    rollout = sample(model, tokenizer, [prompt], draws, settings, seed=5)
     probs = prompt_distribution(model, tokenizer, prompt, [])
     order = probs.argsort(descending=True)
     before = probs[order].cumsum(0) - probs[order]
@@ -164,7 +164,8 @@ def test_nucleus_draws_only_from_the_top_p_set_renormalised(model, tokenizer):
 
 
 def test_greedy_takes_the_most_likely_token_every_step(model, tokenizer):
-    rollout = sample(model, tokenizer, PROMPTS, 1, max_new_tokens=5, greedy=True, seed=0)
+    rollout = sample(model, tokenizer, PROMPTS, 1,
+                     SamplingSettings(max_new_tokens=5, greedy=True), seed=0)
     for k, prompt in enumerate(PROMPTS):
         tokens = rollout.completion_ids[k][rollout.completion_mask[k]].tolist()
         for t, token in enumerate(tokens):
@@ -190,8 +191,8 @@ def test_same_seed_same_rollout_whatever_happened_before(model, tokenizer):
 
 
 def test_a_prompt_listed_twice_gets_independent_samples(model, tokenizer):
-    rollout = sample(model, tokenizer, ["hi", "hi"], 8, max_new_tokens=6,
-                     temperature=TEMPERATURE, seed=6)
+    rollout = sample(model, tokenizer, ["hi", "hi"], 8,
+                     SamplingSettings(max_new_tokens=6, temperature=TEMPERATURE), seed=6)
     assert rollout.input_ids.shape[0] == 16
     assert rollout.texts[:8] != rollout.texts[8:]
     assert torch.equal(rollout.input_ids[0, :rollout.prompt_len],
@@ -201,7 +202,7 @@ def test_a_prompt_listed_twice_gets_independent_samples(model, tokenizer):
 def test_the_model_is_left_in_its_training_mode(model, tokenizer):
     model.train()
     try:
-        sample(model, tokenizer, PROMPTS[:1], 2, max_new_tokens=2, seed=0)
+        sample(model, tokenizer, PROMPTS[:1], 2, SamplingSettings(max_new_tokens=2), seed=0)
         assert model.training
     finally:
         model.eval()

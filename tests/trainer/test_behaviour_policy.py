@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maspo.config import load_config
-from maspo.rollout import sample
+from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
 from maspo.testing import save_dropout_model, tiny_overrides
 from maspo.trainer import Trainer, train
@@ -44,8 +44,8 @@ def test_an_extreme_reference_token_does_not_make_the_update_non_finite(tiny_mod
                                               **{"loss.kl_coef": 0.1}))
     trainer = Trainer(config, prepare_run_dir(config, tmp_path / "kl", resume=False))
     prompts = trainer.render(trainer.splits.heldout[:2])
-    rollout = sample(trainer.model, trainer.tokenizer, prompts, 4, max_new_tokens=6,
-                     temperature=1.0, seed=3)
+    rollout = sample(trainer.model, trainer.tokenizer, prompts, 4,
+                     SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old, _, ref = trainer.score_old(rollout)  # (B, T) each
     mask = rollout.completion_mask
     first = mask[0].nonzero()[0, 0]

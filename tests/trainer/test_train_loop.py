@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from maspo.cli import main
 from maspo.config import load_config
-from maspo.rollout import sample
+from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
 from maspo.trainer import Trainer, TrainingStopped, train
@@ -57,7 +57,7 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
     whole = _trainer(tiny_model_dir, tmp_path / "a", **{"optim.micro_batch_size": 8})
     split = _trainer(tiny_model_dir, tmp_path / "b", **{"optim.micro_batch_size": 3})
     rollout = sample(whole.model, whole.tokenizer, whole.render(whole.splits.heldout[:2]), 4,
-                     max_new_tokens=6, temperature=1.0, seed=3)
+                     SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old, _, _ = whole.score_old(rollout)
     # an older policy than the current one, so the ratio is off 1 and the gate acts
     old = old + 0.3 * torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
@@ -136,7 +136,8 @@ def test_each_step_saves_its_samples_and_train_prints_some(tiny_model_dir, tmp_p
     assert main(argv) == 0
     samples = _jsonl(out / "samples.jsonl")
     assert [s["step"] for s in samples] == [1] * 5 + [2] * 5
-    test_prompts = {str(ex.prompt) for ex in _trainer(tiny_model_dir, tmp_path / "x").splits.heldout}
+    heldout = _trainer(tiny_model_dir, tmp_path / "x").splits.heldout
+    test_prompts = {str(ex.prompt) for ex in heldout}
     for saved in samples:
         assert set(saved) == {"step", "prompt", "answer", "completion", "reward", "correct",
                               "truncated", "tokens"}
