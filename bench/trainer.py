@@ -39,7 +39,7 @@ from maspo.models import load_policy, resolve_model
 from maspo.rollout import SamplingSettings, sample
 from maspo.rollout.sampler import stop_token_ids
 from maspo.run import prepare_run_dir
-from maspo.trainer import Trainer
+from maspo.trainer import Trainer, TrainState
 
 
 def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[str, float]]:
@@ -56,8 +56,9 @@ def maspo_steps(args, model_path: Path, workdir: Path, tag: str) -> list[dict[st
     ]
     config = load_config(None, overrides)
     trainer = Trainer(config, prepare_run_dir(config, workdir / tag, resume=False))
-    stream = trainer.splits.train_stream()
-    records = [trainer.train_step(step, stream) for step in range(args.steps + 1)][1:]
+    state, stream = TrainState(), trainer.splits.train_stream()
+    records = [trainer.train_step(step, state, stream).record
+               for step in range(args.steps + 1)][1:]
     del trainer
     gc.collect()
     return records

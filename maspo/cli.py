@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
         return 0
     except Exception as err:
-        from maspo.trainer import TrainingStopped
+        from maspo.update import TrainingStopped
 
         if isinstance(err, TrainingStopped):
             print(f"maspo: {err}", file=sys.stderr)

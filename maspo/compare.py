@@ -46,7 +46,8 @@ from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
 from maspo.run import RunDir
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
-from maspo.trainer import TrainingStopped, train
+from maspo.trainer import train
+from maspo.update import TrainingStopped
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
 PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides

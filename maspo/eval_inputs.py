@@ -95,13 +95,8 @@ def load_eval_model(source: ModelSource | str, device: str = "cpu",
                                        device=device)
         return model.eval(), tokenizer
     config = source.run_config
-    lora = None
-    if config.model.lora.enabled:
-        c = config.model.lora
-        lora = LoraSettings(rank=c.rank, alpha=c.alpha, dropout=c.dropout,
-                            target_modules=c.target_modules)
     model, tokenizer = load_policy(resolve_model(config.model.path), dtype=dtype,
-                                   device=device, lora=lora)
+                                   device=device, lora=LoraSettings.of(config.model.lora))
     weights = source.checkpoint / WEIGHTS_FILE
     try:
         missing, unexpected = load_model(model, weights, strict=False, device=str(device))

@@ -85,6 +85,15 @@ class LoraSettings:
         if not self.target_modules:
             raise UserError("lora target_modules must name at least one module.")
 
+    @classmethod
+    def of(cls, lora) -> LoraSettings | None:
+        """The settings of a run's ``model.lora`` config (``maspo.config.LoraConfig``),
+        None when it is not enabled."""
+        if not lora.enabled:
+            return None
+        return cls(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout,
+                   target_modules=lora.target_modules)
+
 
 def cache_root() -> Path:
     """The maspo cache directory: `$MASPO_CACHE` if set, else `~/.cache/maspo`."""

@@ -9,7 +9,7 @@ from maspo.config import load_config
 from maspo.errors import UserError
 from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer
+from maspo.trainer import Trainer, TrainState
 
 
 def _trainer(tiny_model_dir, out, **extra) -> Trainer:
@@ -28,14 +28,14 @@ def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision)
         "rollout.temperature": 0.8})
     stream = trainer.splits.train_stream()
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    record = trainer.train_step(1, stream)
+    record = trainer.train_step(1, TrainState(), stream).record
     assert record["obj/ratio_max"] == 1.0
     assert record["obj/ratio_mean"] == 1.0
     assert record["grad_norm"] > 0
     moved = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
     assert moved  # the update happened
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
-    assert all(s.dtype == torch.float32 for state in trainer.optimizer.state.values()
+    assert all(s.dtype == torch.float32 for state in trainer.learner.optimizer.state.values()
                for s in state.values() if torch.is_tensor(s) and s.dim())
 
 

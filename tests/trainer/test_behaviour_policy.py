@@ -13,6 +13,7 @@ from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
 from maspo.testing import save_dropout_model, tiny_overrides
 from maspo.trainer import Trainer, train
+from maspo.update import micro_loss, old_policy_stats
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,16 @@ def test_an_extreme_reference_token_does_not_make_the_update_non_finite(tiny_mod
     prompts = trainer.render(trainer.splits.heldout[:2])
     rollout = sample(trainer.model, trainer.tokenizer, prompts, 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
-    old, _, ref = trainer.score_old(rollout)  # (B, T) each
+    old = old_policy_stats(trainer.learner, rollout, trainer.update_settings)  # (B, T) each
     mask = rollout.completion_mask
     first = mask[0].nonzero()[0, 0]
-    ref[0, first] = old[0, first] + 200.0  # exp(200) overflows float32
+    old.ref_logprobs[0, first] = old.logprobs[0, first] + 200.0  # exp(200) overflows float32
     counts = {"num_tokens": mask.sum(), "num_seqs": mask.shape[0], "norm_len": 6}
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
-    loss, metrics = trainer.micro_loss(rollout, torch.arange(8), old, ref, adv, counts)
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad).all() for p in trainer.params if p.grad is not None)
-    assert 0 < metrics["kl_ref"][0] < float("inf")
+    micro = micro_loss(trainer.model, rollout, torch.arange(8), old, adv, counts,
+                       trainer.update_settings)
+    micro.loss.backward()
+    assert torch.isfinite(micro.loss)
+    assert all(torch.isfinite(p.grad).all() for p in trainer.learner.params
+               if p.grad is not None)
+    assert 0 < micro.metrics["kl_ref"][0] < float("inf")

@@ -14,7 +14,8 @@ from maspo.config import load_config
 from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, TrainingStopped, train
+from maspo.trainer import Trainer, TrainingStopped, TrainState, train
+from maspo.update import minibatch_backward, old_policy_stats
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,19 +59,20 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
     split = _trainer(tiny_model_dir, tmp_path / "b", **{"optim.micro_batch_size": 3})
     rollout = sample(whole.model, whole.tokenizer, whole.render(whole.splits.heldout[:2]), 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
-    old, _, _ = whole.score_old(rollout)
+    old = old_policy_stats(whole.learner, rollout, whole.update_settings)
     # an older policy than the current one, so the ratio is off 1 and the gate acts
-    old = old + 0.3 * torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
-    old = torch.where(rollout.completion_mask, old, 0.0)
+    shifted = old.logprobs + 0.3 * torch.randn(old.logprobs.shape,
+                                               generator=torch.Generator().manual_seed(0))
+    old.logprobs = torch.where(rollout.completion_mask, shifted, 0.0)
     adv = torch.tensor([1.0, -1.0, 0.5, 0.0, -0.5, 2.0, -2.0, 0.3])
     rows = torch.arange(8)
     losses, metrics = [], []
     for t in (whole, split):
-        totals, weights = {}, {}
-        loss, active = t.backward_minibatch(rollout, rows, old, None, adv, totals, weights)
-        assert active.tolist() == [0, 1, 2, 4, 5, 6, 7]  # the zero-advantage row is skipped
-        losses.append(loss)
-        metrics.append(totals["gate_frac"] / weights["gate_frac"])
+        grad = minibatch_backward(t.learner, rollout, rows, old, adv, t.update_settings)
+        assert grad.active.tolist() == [0, 1, 2, 4, 5, 6, 7]  # the zero-advantage row: skipped
+        losses.append(grad.loss)
+        gate = [m.metrics["gate_frac"] for m in grad.micro]  # (value, tokens) per micro-batch
+        metrics.append(sum(v * n for v, n in gate) / sum(n for _, n in gate))
     assert torch.allclose(losses[0], losses[1], rtol=1e-6)
     assert 0 < metrics[0] < 1 and metrics[0] == pytest.approx(metrics[1])
     for (name, p), q in zip(whole.model.named_parameters(), split.model.parameters(),
@@ -87,11 +89,12 @@ def test_non_finite_updates_are_skipped_and_repeated_ones_stop_the_run(
                        **{"loss.name": diverging_objective, "optim.max_bad_updates": 3,
                           "optim.updates_per_step": 2})
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    stream = trainer.splits.train_stream()
-    record = trainer.train_step(1, stream)  # two updates, both skipped
+    stream, state = trainer.splits.train_stream(), TrainState()
+    record = trainer.train_step(1, state, stream).record  # two updates, both skipped
     assert record["skipped_updates"] == 2
+    assert (state.bad_streak, state.skipped_updates) == (2, 2)
     with pytest.raises(TrainingStopped, match="3 consecutive"):
-        trainer.train_step(2, stream)
+        trainer.train_step(2, state, stream)
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[key]), key
 

@@ -1,0 +1,313 @@
+"""Old-policy statistics and the K-mini-batch policy update, as functions of what they use.
+
+``old_policy_stats`` scores a rollout once without gradients: the old policy's token
+log-probs and entropies, and the reference policy's log-probs when a KL term is on.
+``policy_update`` then makes K optimizer updates on K disjoint mini-batches of the rollout,
+each holding whole prompt groups, prompts shuffled by the step's seed. From the second
+update on the policy has moved, the ratio leaves 1 and the objective's gate/clip acts.
+Each mini-batch is split into micro-batches whose gradients accumulate to exactly the
+mini-batch gradient: the loss is aggregated with the mini-batch's token / completion
+counts (``maspo.losses.aggregate``). Log-probs run each distinct prompt once and its G
+completions on the shared key/value cache (``maspo.logprobs.shared_prompt_logprobs``).
+
+Deviations from a textbook PPO update, all exact: completions whose advantage is 0 (groups
+with equal rewards) are skipped when no KL/entropy term is on, since every objective gives
+them zero loss and gradient; they still count in the mini-batch's normalisation, so the
+update is unchanged. An update whose loss or gradient is not finite is skipped (the
+weights stay as they were); ``max_bad_updates`` of them in a row stop the run.
+
+Dimensions: B completions, T completion tokens, b / t those of a micro-batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from maspo.config import Config
+from maspo.logprobs import TokenStats, shared_prompt_logprobs
+from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
+from maspo.rollout import Rollout
+
+RATIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # logged per advantage sign (ratio/<sign>/qNN)
+RATIO_RANGE = (0.5, 2.0)  # ratio/<sign>/outside: fraction of tokens whose ratio leaves it
+
+
+class TrainingStopped(RuntimeError):
+    """The run cannot go on (repeated non-finite updates); the message says why."""
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """What the update reads from a run's config, read once."""
+
+    objective: str  # registered loss (``maspo.losses``)
+    params: dict[str, Any]  # its parameters
+    aggregation: str  # how per-token losses reduce (``maspo.losses.aggregate``)
+    kl_coef: float  # k3 KL penalty to the reference policy (0: none)
+    entropy_coef: float  # entropy bonus (0: none)
+    updates_per_step: int  # K mini-batches, one optimizer update each
+    micro_batch_size: int  # completions per forward/backward
+    grad_clip: float  # max global gradient norm (0: no clipping)
+    max_bad_updates: int  # consecutive non-finite updates that stop the run
+    temperature: float  # the sampling temperature the log-probs are taken at
+    max_new_tokens: int  # completion cap (the fixed normaliser of some aggregations)
+    logprob_chunk: int | None  # tokens per lm_head chunk (None: maspo.logprobs' default)
+
+    @classmethod
+    def of(cls, config: Config) -> UpdateSettings:
+        c = config
+        return cls(objective=c.loss.name, params=c.loss.params,
+                   aggregation=c.loss.aggregation or get_spec(c.loss.name).aggregation,
+                   kl_coef=c.loss.kl_coef, entropy_coef=c.loss.entropy_coef,
+                   updates_per_step=c.optim.updates_per_step,
+                   micro_batch_size=c.optim.micro_batch_size, grad_clip=c.optim.grad_clip,
+                   max_bad_updates=c.optim.max_bad_updates,
+                   temperature=c.rollout.temperature, max_new_tokens=c.rollout.max_new_tokens,
+                   logprob_chunk=c.model.logprob_chunk)
+
+    @property
+    def scores_every_row(self) -> bool:
+        """Whether rows with advantage 0 still have a loss (a KL or entropy term)."""
+        return self.kl_coef > 0 or self.entropy_coef > 0
+
+
+@dataclass
+class Learner:
+    """The policy being trained and what moves it."""
+
+    model: torch.nn.Module
+    ref: torch.nn.Module | None  # frozen initial policy for the KL term (None: no KL)
+    params: list[torch.nn.Parameter]  # the trainable weights
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+
+
+# ---------------------------------------------------------------------------------------
+# Log-probs of a rollout's completions.
+
+
+def completion_logprobs(model, rollout: Rollout, rows: Tensor, settings: UpdateSettings,
+                        with_entropy: bool = False) -> TokenStats:
+    """(b, t) log-probs (and entropies) of the completions ``rows`` under ``model``.
+
+    Each distinct prompt among the rows runs once (``shared_prompt_logprobs``): with G
+    completions per prompt that removes most of the compute for short completions.
+    Columns that are padding in every row are trimmed off; t is the longest completion.
+    """
+    s, g = rollout.prompt_len, rollout.group_size
+    groups = torch.div(rows, g, rounding_mode="floor")  # (b,) prompt of each row
+    unique, prompt_index = torch.unique(groups, return_inverse=True)  # (u,), (b,)
+    prompt_mask = rollout.attention_mask[unique * g, :s]  # (u, S)
+    lead = int((prompt_mask.sum(0) == 0).long().cumprod(0).sum().item())  # pad columns
+    t = max(int(rollout.completion_mask[rows].sum(-1).max().item()), 1)
+    device = rollout.input_ids.device
+    return shared_prompt_logprobs(
+        model, rollout.input_ids[unique * g, lead:s], prompt_mask[:, lead:],
+        rollout.input_ids[rows, s:s + t], rollout.attention_mask[rows, s:s + t],
+        prompt_index.to(device), temperature=settings.temperature,
+        with_entropy=with_entropy, chunk_size=settings.logprob_chunk)
+
+
+@dataclass
+class OldPolicyStats:
+    """The rollout scored once, before any update of this step."""
+
+    logprobs: Tensor  # (B, T) log pi_old of each completion token (0 on padding)
+    entropy: Tensor  # (B, T) entropy of pi_old's next-token distribution
+    ref_logprobs: Tensor | None  # (B, T) log pi_ref, when a KL term is on
+
+
+def _pad_to(values: Tensor, width: int) -> Tensor:
+    return torch.nn.functional.pad(values, (0, width - values.shape[1]))
+
+
+@torch.no_grad()
+def old_policy_stats(learner: Learner, rollout: Rollout,
+                     settings: UpdateSettings) -> OldPolicyStats:
+    """Old-policy log-probs and entropies (and reference log-probs), micro-batched."""
+    width = rollout.completion_mask.shape[1]
+    logps, ents, refs = [], [], []
+    for rows in torch.arange(len(rollout.texts)).split(settings.micro_batch_size):
+        stats = completion_logprobs(learner.model, rollout, rows, settings, with_entropy=True)
+        logps.append(_pad_to(stats.logprobs, width))
+        ents.append(_pad_to(stats.entropy, width))
+        if learner.ref is not None:
+            ref = completion_logprobs(learner.ref, rollout, rows, settings).logprobs
+            refs.append(_pad_to(ref, width))
+    return OldPolicyStats(torch.cat(logps), torch.cat(ents), torch.cat(refs) if refs else None)
+
+
+# ---------------------------------------------------------------------------------------
+# The loss of a micro-batch, the gradient of a mini-batch, the K updates of a step.
+
+
+@dataclass
+class MicroLoss:
+    """One micro-batch's loss and what it logs."""
+
+    loss: Tensor  # () its share of the mini-batch loss
+    metrics: dict[str, tuple[float, float | None]]  # name -> (value, token count; None: a max)
+    log_ratios: dict[str, Tensor]  # "pos" / "neg" -> (N,) log pi / pi_old per advantage sign
+
+
+def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advantages: Tensor,
+               counts: dict[str, Any], settings: UpdateSettings) -> MicroLoss:
+    """The objective (plus KL and entropy terms) on completions ``rows`` of a mini-batch
+    whose ``counts`` normalise it."""
+    s = settings
+    stats = completion_logprobs(model, rollout, rows, s, with_entropy=s.entropy_coef > 0)
+    t = stats.logprobs.shape[1]
+    mask = rollout.completion_mask[rows, :t]  # (b, t)
+    old_logp = old.logprobs[rows, :t]  # (b, t)
+    adv = advantages[rows] if advantages.dim() == 1 else advantages[rows, :t]
+    out = policy_loss(s.objective, stats.logprobs, old_logp, adv, mask, **s.params)
+    loss = aggregate(out.per_token, mask, s.aggregation, **counts)
+    log_ratio = stats.logprobs.detach() - old_logp  # (b, t)
+    sign = adv.expand_as(mask) if adv.dim() == 2 else adv[:, None].expand_as(mask)
+    log_ratios = {"pos": log_ratio[mask & (sign > 0)].cpu(),
+                  "neg": log_ratio[mask & (sign < 0)].cpu()}
+    keys = list(out.metrics)
+    values = torch.stack([out.metrics[k].float() for k in keys]).tolist() if keys else []
+    metrics: dict[str, tuple[float, float | None]] = {}
+    for key, value in zip(keys, values, strict=True):
+        count = out.metric_count(key)
+        metrics[key] = (value, None if count is None else float(count))
+    n_tok = float(mask.sum().item())
+    if old.ref_logprobs is not None:
+        kl = k3_kl(stats.logprobs, old.ref_logprobs[rows, :t])  # (b, t), clamped as verl does
+        loss = loss + s.kl_coef * aggregate(kl, mask, s.aggregation, **counts)
+        metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
+    if s.entropy_coef > 0:
+        loss = loss - s.entropy_coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
+    return MicroLoss(loss, metrics, log_ratios)
+
+
+@dataclass
+class MinibatchGradient:
+    """A mini-batch's accumulated gradient (left in the parameters' ``.grad``)."""
+
+    loss: Tensor  # () the mini-batch loss
+    active: Tensor  # (n,) the rows that were computed
+    micro: list[MicroLoss] = field(default_factory=list)  # each micro-batch, in order
+
+
+def minibatch_backward(learner: Learner, rollout: Rollout, minibatch: Tensor,
+                       old: OldPolicyStats, advantages: Tensor,
+                       settings: UpdateSettings) -> MinibatchGradient:
+    """Accumulate the mini-batch's gradient micro-batch by micro-batch."""
+    mask = rollout.completion_mask
+    counts = {"num_tokens": mask[minibatch].sum(),
+              "num_seqs": (mask[minibatch].sum(-1) > 0).sum(),
+              "norm_len": settings.max_new_tokens}
+    active = minibatch
+    if not settings.scores_every_row:
+        # zero-advantage rows contribute exactly nothing: skip them (counts keep them)
+        row_adv = advantages.reshape(mask.shape[0], -1)  # (B, 1) or (B, T)
+        active = minibatch[(row_adv[minibatch] != 0).any(-1).cpu()]
+    result = MinibatchGradient(torch.zeros((), device=learner.device), active)
+    for rows in active.split(settings.micro_batch_size) if len(active) else ():
+        micro = micro_loss(learner.model, rollout, rows, old, advantages, counts, settings)
+        micro.loss.backward()
+        result.loss += micro.loss.detach()
+        result.micro.append(micro)
+    return result
+
+
+@dataclass
+class UpdateResult:
+    """What a step's K updates did."""
+
+    metrics: dict[str, float]  # loss, grad_norm, skipped_updates, obj/*, ratio/*
+    skipped: int  # updates skipped for a non-finite loss or gradient
+    bad_streak: int  # non-finite updates in a row, this step's included
+
+
+def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advantages: Tensor,
+                  settings: UpdateSettings, *, seed: int, bad_streak: int,
+                  step: int) -> UpdateResult:
+    """K optimizer updates on K disjoint mini-batches, each micro-batched exactly.
+
+    ``bad_streak`` counts the non-finite updates in a row before this step; reaching
+    ``max_bad_updates`` raises ``TrainingStopped`` (naming ``step``).
+    """
+    g = rollout.group_size
+    prompts = rollout.completion_mask.shape[0] // g
+    gen = torch.Generator().manual_seed(seed)
+    # mini-batches of whole groups (all G completions of a prompt together), prompts
+    # shuffled: a group's rows share their prompt, which the log-prob pass exploits
+    order = torch.randperm(prompts, generator=gen).tensor_split(settings.updates_per_step)
+    minibatches = [(p[:, None] * g + torch.arange(g)).reshape(-1) for p in order]
+    totals: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    log_ratios: dict[str, list[Tensor]] = {"pos": [], "neg": []}
+    losses, norms, skipped = [], [], 0
+    learner.model.train()
+    for minibatch in minibatches:
+        grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings)
+        for micro in grad.micro:
+            _add_metrics(totals, weights, micro.metrics)
+            for sign, values in micro.log_ratios.items():
+                log_ratios[sign].append(values)
+        norm = torch.nn.utils.clip_grad_norm_(learner.params, settings.grad_clip or math.inf)
+        if len(grad.active) and not (torch.isfinite(grad.loss) and torch.isfinite(norm)):
+            skipped += 1  # leave the weights as they were
+            bad_streak += 1
+            learner.optimizer.zero_grad(set_to_none=True)
+            if bad_streak >= settings.max_bad_updates:
+                raise TrainingStopped(
+                    f"stopped at step {step}: {bad_streak} consecutive updates had a "
+                    "non-finite loss or gradient; lower optim.lr or check the reward and "
+                    "objective parameters")
+            continue
+        if len(grad.active):  # (a mini-batch of zero-advantage rows only: nothing to do)
+            bad_streak = 0
+            learner.optimizer.step()
+            learner.scheduler.step()
+            losses.append(grad.loss.item())
+            norms.append(norm.item())
+        learner.optimizer.zero_grad(set_to_none=True)
+    # a group no token fell into this step (e.g. no head token with A < 0) is omitted
+    out = {f"obj/{k}": totals[k] / weights[k] for k in totals if weights[k]}
+    out["loss"] = sum(losses) / len(losses) if losses else 0.0
+    out["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
+    out["skipped_updates"] = skipped
+    out.update(ratio_quantiles(log_ratios))
+    return UpdateResult(out, skipped, bad_streak)
+
+
+def _add_metrics(totals: dict[str, float], weights: dict[str, float],
+                 metrics: dict[str, tuple[float, float | None]]) -> None:
+    """Fold one micro-batch's metrics into running sums: a mean over ``count`` tokens is
+    combined exactly across micro-batches, a maximum (count None) by max."""
+    for key, (value, count) in metrics.items():
+        if count is None:
+            totals[key] = max(totals.get(key, -math.inf), value)
+            weights[key] = 1.0
+        else:
+            totals[key] = totals.get(key, 0.0) + value * count
+            weights[key] = weights.get(key, 0.0) + count
+
+
+def ratio_quantiles(log_ratios: dict[str, Sequence[Tensor]]) -> dict[str, float]:
+    """``ratio/<sign>/qNN``, ``min``, ``max``, ``outside`` of the token importance ratios
+    r = pi / pi_old met in a step's updates, per advantage sign (pos: A > 0, neg: A < 0)."""
+    out: dict[str, float] = {}
+    low, high = RATIO_RANGE
+    for sign, chunks in log_ratios.items():
+        if not chunks:
+            continue
+        ratio = torch.cat(list(chunks)).double().exp()  # (N,) every token with this sign
+        values = torch.quantile(ratio, torch.tensor(RATIO_QUANTILES, dtype=torch.float64))
+        for q, value in zip(RATIO_QUANTILES, values.tolist(), strict=True):
+            out[f"ratio/{sign}/q{round(q * 100):02d}"] = value
+        out[f"ratio/{sign}/min"] = ratio.min().item()
+        out[f"ratio/{sign}/max"] = ratio.max().item()
+        out[f"ratio/{sign}/outside"] = ((ratio < low) | (ratio > high)).double().mean().item()
+    return out
