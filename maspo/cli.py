@@ -130,7 +130,7 @@ def _eval(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from maspo.devices import resolve_device
-    from maspo.eval_inputs import RUN_HELDOUT, load_eval_model, locate_model, resolve_datasets
+    from maspo.eval_specs import RUN_HELDOUT, load_eval_model, locate_model, resolve_datasets
     from maspo.evaluate import eval_settings, eval_table, evaluate_datasets, parse_ks, write_eval
     from maspo.model_files import check_model_spec
 

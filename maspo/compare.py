@@ -229,7 +229,7 @@ def _train_run(config: Config, run: RunDir, progress: bool) -> dict[str, Any]:
 def _final_eval(config: Config, run: RunDir, settings: EvalSettings,
                 device: str) -> dict[str, Any]:
     """Held-out verdicts of the run's final model (cached in the run folder)."""
-    from maspo.eval_inputs import load_eval_model, locate_model
+    from maspo.eval_specs import load_eval_model, locate_model
 
     wanted = settings.record()
     saved = run.read_final_eval(wanted)

@@ -34,7 +34,7 @@ from maspo.tables import markdown_table, write_csv
 
 if TYPE_CHECKING:
     from maspo.config import Config
-    from maspo.eval_inputs import EvalDataset
+    from maspo.eval_specs import EvalDataset
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -24,7 +24,7 @@ class Rollout:
     texts: list[str]  # decoded completions, special tokens removed
     truncated: Tensor  # (B,) bool: hit max_new_tokens without EOS
     group_size: int  # G: rows g * G .. (g + 1) * G - 1 share prompt g
-    logprobs: Tensor  # (B, T) fp32: log-prob of each token under the sampling distribution
+    sampling_logprobs: Tensor  # (B, T) fp32: log-prob of each token as it was drawn
 
     @property
     def completion_ids(self) -> Tensor:

@@ -180,5 +180,5 @@ class LocalSampler:
             texts=texts,
             truncated=truncated,
             group_size=n,
-            logprobs=logprobs,
+            sampling_logprobs=logprobs,
         )

@@ -150,7 +150,7 @@ def test_readme_eval_data_specs_resolve_as_written(tmp_path, monkeypatch):
     import pyarrow
     import pyarrow.parquet
 
-    from maspo.eval_inputs import resolve_datasets
+    from maspo.eval_specs import resolve_datasets
 
     readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
     [line] = [line for line in readme if line.startswith("maspo eval final_model/ --data")]

@@ -76,7 +76,7 @@ def test_later_tokens_are_scored_exactly_as_sampled(defaults_model):
                      SamplingSettings(max_new_tokens=8, temperature=TEMPERATURE), seed=1)
     scored = token_logprobs(model, rollout.input_ids, rollout.attention_mask,
                             rollout.prompt_len, temperature=TEMPERATURE).logprobs
-    torch.testing.assert_close(rollout.logprobs, scored.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rollout.sampling_logprobs, scored.detach(), atol=1e-5, rtol=0)
     completions = rollout.completion_ids[rollout.completion_mask.all(-1)]
     repeats = [len(set(row.tolist())) < len(row) for row in completions]
     assert any(repeats)  # repeated tokens within a completion (forbidden by the defaults)

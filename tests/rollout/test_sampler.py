@@ -81,9 +81,10 @@ def test_sampled_tokens_have_the_scored_logprobs(model, tokenizer):
     full = token_logprobs(model, rollout.input_ids, rollout.attention_mask, s,
                           temperature=TEMPERATURE)
     mask = rollout.completion_mask
-    torch.testing.assert_close(rollout.logprobs, shared.logprobs.detach(), atol=1e-5, rtol=0)
-    torch.testing.assert_close(rollout.logprobs, full.logprobs.detach(), atol=1e-5, rtol=0)
-    assert (rollout.logprobs[mask] < 0).all() and (rollout.logprobs[~mask] == 0).all()
+    drawn = rollout.sampling_logprobs  # (B, T)
+    torch.testing.assert_close(drawn, shared.logprobs.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(drawn, full.logprobs.detach(), atol=1e-5, rtol=0)
+    assert (drawn[mask] < 0).all() and (drawn[~mask] == 0).all()
 
 
 def test_rows_end_at_their_stop_token_and_pad_after_it(model, tokenizer):
@@ -160,7 +161,7 @@ def test_nucleus_draws_only_from_the_top_p_set_renormalised(model, tokenizer):
     stat, limit = chi_square(counts, truncated)  # also fails on any draw outside the set
     assert stat < limit
     expected_logp = torch.log(truncated[rollout.completion_ids[:, 0]])
-    torch.testing.assert_close(rollout.logprobs[:, 0], expected_logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rollout.sampling_logprobs[:, 0], expected_logp, atol=1e-5, rtol=0)
 
 
 def test_greedy_takes_the_most_likely_token_every_step(model, tokenizer):
@@ -185,7 +186,7 @@ def test_same_seed_same_rollout_whatever_happened_before(model, tokenizer):
     assert torch.equal(torch.get_rng_state(), state)
     again = engine.generate(PROMPTS, 4, seed=11)
     assert torch.equal(first.input_ids, again.input_ids)
-    assert torch.equal(first.logprobs, again.logprobs)
+    assert torch.equal(first.sampling_logprobs, again.sampling_logprobs)
     other = engine.generate(PROMPTS, 4, seed=12)
     assert not torch.equal(first.input_ids, other.input_ids)
 
