@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from maspo.config import Config, to_dict, validate
+from maspo.config import Config, parse_named_spec, to_dict, validate
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, metric_names, sample_and_score, verdict_metrics
@@ -71,34 +71,14 @@ class Variant:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
-def _scalar(raw: str) -> Any:
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def parse_variant(spec: str) -> Variant:
     """``name`` or ``name:key=value,...`` -> Variant, checked against the loss registry."""
     from maspo.losses import make_params, names
 
-    name, _, rest = spec.strip().partition(":")
-    name = name.strip()
+    name, params = parse_named_spec(spec, "objective spec")
     if name not in names():
         raise UserError(f"objective spec {spec!r}: unknown objective {name!r}; known: "
                         f"{', '.join(names())}")
-    params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"objective spec {spec!r}: {item!r} must look like key=value")
-        params[key.strip()] = _scalar(raw.strip())
     try:
         make_params(name, params)
     except (ValueError, TypeError) as err:

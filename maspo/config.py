@@ -138,8 +138,8 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     """Coerce ``value`` to ``annotation`` where lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if annotation is Any:
-        return value
+    if annotation is Any:  # an objective parameter or task setting: checked by its owner
+        return yaml_number(value)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -231,15 +231,47 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# YAML 1.1 (PyYAML) reads an exponent without a dot, such as 1e-5, as text
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
+
+
+def yaml_number(value: Any) -> Any:
+    """``value``, or the float it spells when YAML 1.1 left a number like ``1e-5`` as text."""
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def parse_scalar(raw: str) -> Any:
+    """One command-line value read as YAML (``3``, ``true``, ``[a, b]``); text that is
+    not valid YAML stays text, and nothing at all is the empty string."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_named_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``name:key=value,key=value`` -> (name, settings), as an objective
+    spec of ``maspo compare`` or a task spec of ``maspo eval --data`` is written; values
+    are YAML scalars. ``what`` names the spec in the error (e.g. "objective spec")."""
+    name, _, rest = spec.strip().partition(":")
+    settings: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{what} {spec!r}: {item!r} must look like key=value")
+        value = parse_scalar(raw) if raw.strip() else None  # "key=" gives None
+        settings[key.strip()] = yaml_number(value)
+    return name.strip(), settings
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """``a.b.c=value`` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"override {text!r} must look like section.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value = parse_scalar(raw)
     nested: dict[str, Any] = {}
     node = nested
     parts = key.strip().split(".")

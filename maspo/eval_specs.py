@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
-from maspo.config import Config
+from maspo.config import Config, parse_named_spec
 from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
@@ -114,21 +113,6 @@ def load_eval_model(source: ModelSource | str, device: str = "cpu",
 # Datasets.
 
 
-def _task_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``name:key=value,key=value`` -> (name, settings), values parsed as YAML scalars."""
-    name, _, rest = spec.partition(":")
-    settings: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--data {spec!r}: task setting {item!r} must look like key=value")
-        try:
-            settings[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            settings[key.strip()] = raw
-    return name.strip(), settings
-
-
 def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
                     run: Config | None = None, seed: int | None = None,
                     size: int | None = None, limit: int | None = None,
@@ -152,8 +136,8 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         examples = load_examples(path, fields, answer_format=answer_format,
                                  answer_check=answer_check)
         source = str(path)
-    elif _task_spec(spec)[0] in TASKS:
-        name, settings = _task_spec(spec)
+    elif parse_named_spec(spec, "--data")[0] in TASKS:
+        name, settings = parse_named_spec(spec, "--data")
         own = run is not None and run.data.path is None and run.data.task == name
         if own:
             settings = {**run.data.task_settings, **settings}

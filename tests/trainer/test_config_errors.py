@@ -6,6 +6,7 @@ import pytest
 
 from maspo.cli import main
 from maspo.config import Config, load_config, to_dict
+from maspo.errors import UserError
 from maspo.losses import get_spec, make_params, names
 from maspo.testing import tiny_overrides
 
@@ -99,3 +100,17 @@ def test_bad_data_row_is_named_and_a_failed_start_writes_nothing(tiny_model_dir,
                  f"train.output_dir={run}"])
     assert code == 2 and "/no/such/model" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_an_exponent_number_is_a_number_wherever_an_objective_parameter_is_written(tmp_path):
+    # YAML 1.1 reads 1e-1 (no dot) as text; an objective parameter is a number all the same
+    from maspo.compare import parse_variant
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("loss:\n  name: maspo\n  params:\n    sigma_base: 1e-1\n")
+    from_file = load_config(preset).loss.params
+    from_override = load_config(None, ["loss.name=maspo", "loss.params.sigma_base=1e-1"])
+    assert from_file == from_override.loss.params == {"sigma_base": 0.1}
+    assert parse_variant("maspo:sigma_base=1e-1").params == {"sigma_base": 0.1}
+    with pytest.raises(UserError, match="'sigma_base' must be a number, got 'nan'"):
+        load_config(None, ["loss.name=maspo", "loss.params.sigma_base=nan"])
