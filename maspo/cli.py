@@ -19,7 +19,6 @@ from maspo.errors import EXIT_USER_ERROR, UserError
 
 EXIT_TRAINING_STOPPED = 1
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
-EVAL_OUTPUTS = ("eval.json", "eval.csv", "eval.md", "samples.jsonl")  # what write_eval writes
 DEFAULT_BASELINE = "grpo"  # what `maspo compare` sets every other objective against
 SHOWN_SAMPLES = 4  # completions of the last step printed at the end of `maspo train`
 
@@ -105,10 +104,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _check_eval_out(out: Path) -> Path:
     """--out must be a folder that holds no earlier evaluation (nothing is overwritten)."""
-    from maspo.paths import check_output_dir
+    from maspo.paths import EVAL_FILES, check_output_dir
 
     check_output_dir(out, "--out")
-    for name in EVAL_OUTPUTS:
+    for name in EVAL_FILES.values():
         if (out / name).exists():
             raise UserError(f"--out {str(out)!r} already holds an evaluation ({name}); choose "
                             "another folder")
@@ -278,13 +277,8 @@ def _keys_epilog() -> str:
             + "\n".join(describe_keys()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from maspo.config import EVAL_MAX_NEW_TOKENS
-
-    parser = _Parser(prog="maspo", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"maspo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub) -> None:
+    """`maspo train`: defaults <- preset <- overrides."""
     train = sub.add_parser("train", help="train a policy with an RLVR objective",
                            description=textwrap.fill(
                                "Train with defaults <- --config preset <- overrides like "
@@ -296,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
+
+def _add_config(sub) -> None:
+    """`maspo config`: the resolved config `maspo train` would run."""
     show = sub.add_parser("config", help="print the fully resolved config `maspo train` would "
                           "run with the same arguments (objective defaults included)",
                           description=textwrap.fill(
@@ -308,8 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(show)
     show.set_defaults(func=_show_config)
 
+
+def _add_demo(sub) -> None:
+    """`maspo demo`: the embedded default."""
     demo = sub.add_parser("demo", help="the embedded default: `maspo train` with no arguments")
     demo.set_defaults(func=_train, config=None, resume=False, no_progress=False, overrides=[])
+
+
+def _add_eval(sub) -> None:
+    """`maspo eval`: Avg@n / Pass@k / Maj@k of a model, run or checkpoint."""
+    from maspo.config import EVAL_MAX_NEW_TOKENS
 
     ev = sub.add_parser(
         "eval", help="Avg@n / Pass@k / Maj@k of a model, run or checkpoint on datasets",
@@ -359,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
+
+def _add_compare(sub) -> None:
+    """`maspo compare`: objectives x seeds, evaluated and tabulated."""
     cmp = sub.add_parser(
         "compare", help="train several objectives x seeds and compare them honestly",
         description="Train every objective with every seed on the same model, task and "
@@ -390,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="base config overrides, e.g. train.steps=50 rollout.group_size=8")
     cmp.set_defaults(func=_compare)
 
+
+def _add_plot(sub) -> None:
+    """`maspo plot`: the figures of finished runs."""
     plot = sub.add_parser("plot", help="draw the training-dynamics figures of finished runs")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("--out", default="runs/plot.png",
@@ -397,9 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
                       "activity and gradient weights")
     plot.set_defaults(func=_plot)
 
+
+def _add_objectives(sub) -> None:
+    """`maspo objectives`: every objective's gradient weights."""
     obj = sub.add_parser("objectives", help="print and plot every objective's gradient weights")
     obj.add_argument("--out", default="runs/objectives.png", help="PNG path for the w(r) curves")
     obj.set_defaults(func=_objectives)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="maspo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"maspo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_config, _add_demo, _add_eval, _add_compare, _add_plot,
+                _add_objectives):
+        add(sub)
     return parser
 
 

@@ -342,12 +342,41 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     from maspo.plots import plot_comparison
 
     out = Path(out)
-    metrics = metric_names(n, ks)
     runs = summarize(results, n, ks, target)
     by_obj: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_obj.setdefault(run["objective"], []).append(run)
+    paired = [] if baseline is None else paired_rows(runs, baseline, f"avg@{n}")
+    paths = {"markdown": out / "results.md", "csv": out / "results.csv",
+             "paired_csv": out / "paired.csv", "json": out / "results.json"}
+    md_header, md_rows, csv_header, csv_rows = _objective_rows(by_obj, n, ks, target)
+    note = f"Final held-out scores: {n} samples per prompt, mean ± std over seeds."
+    if target is not None:
+        note += (f" Steps to {target:g}: first logged eval/accuracy >= {target:g}, over the "
+                 "seeds that reached it (reached/seeds).")
+    text = f"{markdown_table(md_header, md_rows)}\n\n{note}\n"
+    if paired:
+        text += f"\n{_paired_markdown(paired, n, baseline)}\n"
+    paths["markdown"].write_text(text)
+    write_csv(paths["csv"], csv_header, csv_rows)
+    fields = ("n", "mean", "low", "high", "verdict")
+    write_csv(paths["paired_csv"], ["objective", "baseline"] + [
+        f"{m}_{f}" for m in PAIRED_METRICS for f in fields],
+        [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
+                                                for f in fields] for row in paired])
+    paths["json"].write_text(json.dumps({"n": n, "ks": list(ks), "target": target,
+                                         "baseline": baseline, "runs": runs,
+                                         "paired": paired}, indent=1) + "\n")
+    groups = {o: [Path(r["run_dir"]) for r in rows] for o, rows in by_obj.items()}
+    paths.update(plot_comparison(groups, out / "figures"))
+    return paths
 
+
+def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequence[int],
+                    target: float | None) -> tuple[list[str], list[list[str]], list[str],
+                                                   list[list[Any]]]:
+    """(Markdown header, rows, CSV header, rows): one row per objective over its seeds."""
+    metrics = metric_names(n, ks)
     shown = [m for m in metrics if not m.startswith("maj")]  # Maj@k: CSV and JSON only
     header = ["objective", "seeds", *shown]
     csv_header = ["objective", "seeds", "stopped"]
@@ -372,35 +401,18 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
         md.append(format_mean_std(_values(rows, "train_time_s"), 1))
         md_rows.append(md)
         csv_rows.append(line)
-    note = f"Final held-out scores: {n} samples per prompt, mean ± std over seeds."
-    if target is not None:
-        note += (f" Steps to {target:g}: first logged eval/accuracy >= {target:g}, over the "
-                 "seeds that reached it (reached/seeds).")
-    paths = {"markdown": out / "results.md", "csv": out / "results.csv",
-             "paired_csv": out / "paired.csv", "json": out / "results.json"}
-    paired = [] if baseline is None else paired_rows(runs, baseline, f"avg@{n}")
-    paired_header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "verdict",
-                     "Δ curve area [95% CI]", "verdict"]
-    paired_md = [[row["objective"], str(len(row["seeds"])), row["final_shown"],
-                  row["final"]["verdict"], row["auc_shown"], row["auc"]["verdict"]]
-                 for row in paired]
-    paired_note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
-                   "95% Student-t interval over seeds; better / worse only when the interval "
-                   "excludes 0. Curve area: mean held-out accuracy over training (area under "
-                   "the eval/accuracy curve / steps), i.e. sample efficiency.")
-    text = f"{markdown_table(header, md_rows)}\n\n{note}\n"
-    if paired:
-        text += f"\n{markdown_table(paired_header, paired_md)}\n\n{paired_note}\n"
-    paths["markdown"].write_text(text)
-    write_csv(paths["csv"], csv_header, csv_rows)
-    fields = ("n", "mean", "low", "high", "verdict")
-    write_csv(paths["paired_csv"], ["objective", "baseline"] + [
-        f"{m}_{f}" for m in PAIRED_METRICS for f in fields],
-        [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
-                                                for f in fields] for row in paired])
-    paths["json"].write_text(json.dumps({"n": n, "ks": list(ks), "target": target,
-                                         "baseline": baseline, "runs": runs,
-                                         "paired": paired}, indent=1) + "\n")
-    groups = {o: [Path(r["run_dir"]) for r in rows] for o, rows in by_obj.items()}
-    paths.update(plot_comparison(groups, out / "figures"))
-    return paths
+    return header, md_rows, csv_header, csv_rows
+
+
+def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str) -> str:
+    """The paired table of results.md and the note under it."""
+    header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "verdict",
+              "Δ curve area [95% CI]", "verdict"]
+    rows = [[row["objective"], str(len(row["seeds"])), row["final_shown"],
+             row["final"]["verdict"], row["auc_shown"], row["auc"]["verdict"]]
+            for row in paired]
+    note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
+            "95% Student-t interval over seeds; better / worse only when the interval "
+            "excludes 0. Curve area: mean held-out accuracy over training (area under "
+            "the eval/accuracy curve / steps), i.e. sample efficiency.")
+    return f"{markdown_table(header, rows)}\n\n{note}"

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from maspo.config import EVAL_MAX_NEW_TOKENS
 from maspo.data import Example, render_prompt
 from maspo.errors import UserError
+from maspo.paths import EVAL_FILES
 from maspo.rewards import default_verifier, extract_answer, final_boxed
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, SamplingSettings
@@ -357,8 +358,7 @@ def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: EvalSe
                      for r in reports},
         "average": average_metrics([r.metrics for r in reports]),
     }
-    paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv",
-             "markdown": out_dir / "eval.md", "samples": out_dir / "samples.jsonl"}
+    paths = {kind: out_dir / name for kind, name in EVAL_FILES.items()}
     paths["json"].write_text(json.dumps(summary, indent=1) + "\n")
     write_csv(paths["csv"], *paper_table(reports, settings.n, ks))
     paths["markdown"].write_text(f"Model: {model}\n\n{eval_table(reports, settings.n, ks)}\n")

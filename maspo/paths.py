@@ -13,6 +13,10 @@ from pathlib import Path
 
 from maspo.errors import UserError
 
+# what `maspo eval` writes into its --out folder (which must hold none of them yet)
+EVAL_FILES = {"json": "eval.json", "csv": "eval.csv", "markdown": "eval.md",
+              "samples": "samples.jsonl"}
+
 
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
