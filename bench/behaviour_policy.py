@@ -12,7 +12,6 @@ the gates meaningful? Prints two measurements (issue 8); not a test.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from maspo.config import load_config
 from maspo.losses import aggregate, policy_loss
+from maspo.run import RunDir
 from maspo.testing import GPT2_DROPOUT, save_dropout_model, tiny_overrides
 from maspo.trainer import train
 
@@ -32,7 +32,7 @@ def ratio_max_with_dropout() -> float:
             "train.steps": 1, "train.eval_every": 0, "train.save_every": 0,
             "optim.updates_per_step": 1, "optim.micro_batch_size": 8})
         train(load_config(None, overrides), progress=False)
-        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        records = RunDir(out).read_metrics()
         return next(r["obj/ratio_max"] for r in records if "obj/ratio_max" in r)
 
 
