@@ -123,7 +123,8 @@ def avg_accuracy(results: Sequence[ProblemResult]) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# Metrics of a dataset from per-problem verdicts (what eval.json / final_eval.json keep).
+# Metrics of a dataset from per-problem verdicts (what eval.json and a run's cached final
+# evaluation keep).
 
 
 def parse_ks(text: str, n: int) -> list[int]:

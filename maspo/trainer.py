@@ -74,8 +74,8 @@ class TrainState:
 
 @dataclass
 class StepResult:
-    record: dict[str, Any]  # the step's line of metrics.jsonl
-    saved_rows: list[dict[str, Any]]  # the completions it saves to samples.jsonl
+    record: dict[str, Any]  # the step's line of metrics
+    samples: list[dict[str, Any]]  # the completions it saves
 
 
 def saved_rows(prompts: int, group_size: int, count: int) -> list[int]:
@@ -274,7 +274,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
             state.step = step
             if _due(step, t.eval_every, t.steps):
                 result.record.update(_timed_eval(trainer))
-            log.write(result.record, result.saved_rows)
+            log.write(result.record, result.samples)
             bar.set_postfix(_progress(result.record))
             bar.update(1)
             if _due(step, t.save_every, t.steps):
