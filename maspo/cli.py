@@ -241,8 +241,12 @@ def _compare(args: argparse.Namespace) -> int:
 
     out = check_output_dir(args.out, "--out")
     device = str(resolve_device(args.device or "auto", "--device"))
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     results = run_comparison(base, variants, seeds, out, settings,
-                             progress=not args.no_progress, device=device)
+                             progress=not args.no_progress, device=device, jobs=args.jobs,
+                             keep_checkpoints=args.keep_checkpoints,
+                             keep_models=args.keep_models)
     paths = write_results(out, results, n, ks, args.target, baseline)
     print()
     print(paths["markdown"].read_text().rstrip())
@@ -393,6 +397,12 @@ def _add_compare(sub) -> None:
     cmp.add_argument("--batch-size", type=int, default=16,
                      help="prompts per generate call in the final evaluation")
     cmp.add_argument("--device", help="final evaluation device (default: cuda if available)")
+    cmp.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in "
+                     "its own process with its share of the cores (default 1)")
+    cmp.add_argument("--keep-checkpoints", action="store_true", help="keep each evaluated "
+                     "run's checkpoints (by default only its records and final evaluation)")
+    cmp.add_argument("--keep-models", action="store_true",
+                     help="keep each evaluated run's final_model/ folder")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp.add_argument("overrides", nargs="*", metavar="section.key=value",
                      help="base config overrides, e.g. train.steps=50 rollout.group_size=8")

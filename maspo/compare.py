@@ -4,12 +4,14 @@ Each (objective spec, seed) is one ordinary trainer run in
 ``<out>/runs/<objective-slug>/seed-<s>/``, made from the same base config (defaults <-
 ``--config`` <- overrides) with only ``loss.name``, ``loss.params``, ``train.seed`` and
 ``train.output_dir`` changed. The same ``train.seed`` for every objective at a seed index
-gives identical prompts and sampling seeds. Runs go one after another, seed by seed, so a
-comparison stopped early already holds complete seeds. Restarting the same command picks
-up where it stopped (``maspo.run.RunDir.status``): a finished run is skipped, a killed
-one resumes from its last checkpoint (``train(..., resume=True)``), a final evaluation
-cached with the same sampling settings is kept. A run the trainer stops (repeated
-non-finite updates) is recorded as stopped in its folder and counted as stopped in
+gives identical prompts and sampling seeds. Runs go seed by seed, one after another or
+``--jobs`` at a time (``maspo.grid``), so a comparison stopped early already holds
+complete seeds. Restarting the same command picks up where it stopped
+(``maspo.run.RunDir.status``): a finished run is skipped, a killed one resumes from its
+last checkpoint (``train(..., resume=True)``), a final evaluation cached with the same
+sampling settings is kept. An evaluated run keeps no checkpoint and no final model unless
+asked (``--keep-checkpoints``, ``--keep-models``). A run the trainer stops (repeated
+non-finite updates) is counted as stopped, and one that fails otherwise as failed, in
 the table rather than ending the comparison.
 
 The final held-out score of a run is ``maspo eval`` of its final model on its held-out set:
@@ -30,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +40,12 @@ from typing import Any
 import yaml
 
 from maspo.config import Config, parse_named_spec, to_dict, validate
-from maspo.data.splits import data_splits
 from maspo.errors import UserError
-from maspo.evaluate import EvalSettings, metric_names, sample_and_score, verdict_metrics
+from maspo.evaluate import EvalSettings, metric_names, verdict_metrics
+from maspo.grid import RunTask, run_grid
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
-from maspo.run import RunDir
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
-from maspo.trainer import train
-from maspo.update import TrainingStopped
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
 PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
@@ -170,10 +168,15 @@ class RunResult:
     variant: Variant
     seed: int
     run_dir: Path
-    summary: dict[str, Any]  # the trainer's summary ({} if stopped)
-    correct: list[list[bool]]  # final held-out verdicts, (problems, n) ([] if stopped)
+    summary: dict[str, Any]  # the trainer's summary ({} unless finished)
+    correct: list[list[bool]]  # final held-out verdicts, (problems, n) ([] unless finished)
     answers: list[list[str | None]]  # their extracted answers
     stopped: str | None = None  # why the trainer stopped the run (non-finite updates)
+    failed: str | None = None  # why the run failed otherwise (retried on the next call)
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped is None and self.failed is None
 
 
 def _record(out: Path, base: Config, variants: Sequence[Variant], seeds: Sequence[int],
@@ -197,64 +200,28 @@ def _record(out: Path, base: Config, variants: Sequence[Variant], seeds: Sequenc
     write_atomic(path, yaml.safe_dump(record, sort_keys=False))
 
 
-def _train_run(config: Config, run: RunDir, progress: bool) -> dict[str, Any]:
-    """Train, resume or skip (finished) one run; returns its summary."""
-    status = run.status()
-    if status == "done":
-        return run.read_summary()
-    return train(config, resume=status == "resumable", progress=progress,
-                 output_dir=run.root)
-
-
-def _final_eval(config: Config, run: RunDir, settings: EvalSettings,
-                device: str) -> dict[str, Any]:
-    """Held-out verdicts of the run's final model (cached in the run folder)."""
-    from maspo.eval_specs import load_eval_model, locate_model
-
-    wanted = settings.record()
-    saved = run.read_final_eval(wanted)
-    if saved is not None:
-        return saved
-    model, tokenizer = load_eval_model(locate_model(str(run.root)), device=device)
-    examples = data_splits(config.data, config.train.seed).heldout
-    t0 = time.perf_counter()
-    results = sample_and_score(model, tokenizer, examples, settings)
-    record = {"settings": wanted, "problems": len(results),
-              "correct": [r.correct for r in results], "answers": [r.answers for r in results],
-              "eval_time_s": time.perf_counter() - t0}
-    run.write_final_eval(record)
-    return record
-
-
 def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[int], out: Path,
                    settings: EvalSettings, *, progress: bool = True, device: str = "cpu",
+                   jobs: int = 1, keep_checkpoints: bool = False, keep_models: bool = False,
                    log: Callable[[str], Any] = print) -> list[RunResult]:
-    """Train and evaluate every (variant, seed) run under ``out`` (resumable, see above)."""
+    """Train and evaluate every (variant, seed) run under ``out`` (resumable, see above),
+    ``jobs`` runs at a time (``maspo.grid``)."""
     out = Path(out)
     grid = [(v, s) for s in seeds for v in variants]
-    configs = {(v.slug, s): run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}")
-               for v, s in grid}  # every spec validated before any training starts
+    tasks = [RunTask(f"{v.spec} seed {s}",
+                     run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}"),
+                     # the same evaluation seed for every objective at a seed index
+                     dataclasses.replace(settings, seed=s), device,
+                     keep_checkpoints=keep_checkpoints, keep_model=keep_models)
+             for v, s in grid]  # every spec validated before any training starts
     _record(out, base, variants, seeds, settings)
+    outcomes = run_grid(tasks, jobs=jobs, progress=progress, log=log)
     results = []
-    for i, (variant, seed) in enumerate(grid, start=1):
-        config = configs[(variant.slug, seed)]
-        run = RunDir(Path(config.train.output_dir))
-        state = {"new": "training", "resumable": "resuming"}.get(run.status(), run.status())
-        log(f"[{i}/{len(grid)}] {variant.spec} seed {seed}: {state} ({run.root})")
-        if run.stopped_reason() is None:
-            try:
-                summary = _train_run(config, run, progress)
-            except TrainingStopped as err:  # a diverged run is a result, not a crash
-                run.write_stopped(str(err))
-        reason = run.stopped_reason()
-        if reason is not None:
-            log(f"    stopped: {reason} (counted as stopped; delete {run.stopped} to retry)")
-            results.append(RunResult(variant, seed, run.root, {}, [], [], stopped=reason))
-            continue
-        # the same evaluation seed for every objective at a seed index
-        final = _final_eval(config, run, dataclasses.replace(settings, seed=seed), device)
-        results.append(RunResult(variant, seed, run.root, summary, final["correct"],
-                                 final["answers"]))
+    for (variant, seed), task, outcome in zip(grid, tasks, outcomes, strict=True):
+        final = outcome.final_eval or {"correct": [], "answers": []}
+        results.append(RunResult(variant, seed, task.run.root, outcome.summary,
+                                 final["correct"], final["answers"], stopped=outcome.stopped,
+                                 failed=outcome.failed))
     return results
 
 
@@ -278,12 +245,12 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
     target, train time."""
     rows = []
     for r in results:
-        metrics = (dict.fromkeys(metric_names(n, ks)) if r.stopped is not None else
-                   verdict_metrics(r.correct, r.answers, ks))
+        metrics = (verdict_metrics(r.correct, r.answers, ks) if r.finished else
+                   dict.fromkeys(metric_names(n, ks)))
         row = {"objective": r.variant.spec, "seed": r.seed, "run_dir": str(r.run_dir),
-               "stopped": r.stopped, **metrics,
+               "stopped": r.stopped, "failed": r.failed, **metrics,
                "train_time_s": r.summary.get("train_time_s"),
-               "auc": None if r.stopped is not None else learning_curve_area(r.run_dir)}
+               "auc": learning_curve_area(r.run_dir) if r.finished else None}
         if target is not None:
             row["steps_to_target"] = steps_to_target(r.run_dir, target)
         rows.append(row)
@@ -306,7 +273,7 @@ def paired_rows(runs: Sequence[dict[str, Any]], baseline: str,
     """Each objective but the baseline against it, paired by seed (finished runs only)."""
     by_obj: dict[str, dict[int, dict[str, Any]]] = {}
     for run in runs:
-        if run["stopped"] is None:
+        if run["stopped"] is None and run.get("failed") is None:
             by_obj.setdefault(run["objective"], {})[run["seed"]] = run
     base = by_obj.get(baseline, {})
     out = []
@@ -367,7 +334,9 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     paths["json"].write_text(json.dumps({"n": n, "ks": list(ks), "target": target,
                                          "baseline": baseline, "runs": runs,
                                          "paired": paired}, indent=1) + "\n")
-    groups = {o: [Path(r["run_dir"]) for r in rows] for o, rows in by_obj.items()}
+    groups = {o: [Path(r["run_dir"]) for r in rows if r["failed"] is None]
+              for o, rows in by_obj.items()}  # (a failed run may have logged nothing)
+    groups = {o: dirs for o, dirs in groups.items() if dirs}
     paths.update(plot_comparison(groups, out / "figures"))
     return paths
 
@@ -379,7 +348,7 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
     metrics = metric_names(n, ks)
     shown = [m for m in metrics if not m.startswith("maj")]  # Maj@k: CSV and JSON only
     header = ["objective", "seeds", *shown]
-    csv_header = ["objective", "seeds", "stopped"]
+    csv_header = ["objective", "seeds", "stopped", "failed"]
     for m in [*metrics, "train_time_s"] + (["steps_to_target"] if target is not None else []):
         csv_header += [f"{m}_mean", f"{m}_std"]
     if target is not None:
@@ -389,9 +358,11 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
     md_rows, csv_rows = [], []
     for objective, rows in by_obj.items():
         stopped = sum(r["stopped"] is not None for r in rows)
-        seeds = f"{len(rows) - stopped}" + (f" (+{stopped} stopped)" if stopped else "")
+        failed = sum(r["failed"] is not None for r in rows)
+        extra = [f"+{k} {what}" for k, what in ((stopped, "stopped"), (failed, "failed")) if k]
+        seeds = f"{len(rows) - stopped - failed}" + (f" ({', '.join(extra)})" if extra else "")
         md = [objective, seeds] + [format_mean_std(_values(rows, m)) for m in shown]
-        line: list[Any] = [objective, len(rows) - stopped, stopped]
+        line: list[Any] = [objective, len(rows) - stopped - failed, stopped, failed]
         for m in [*metrics, "train_time_s"]:
             line += mean_std(_values(rows, m))
         if target is not None:

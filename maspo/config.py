@@ -31,6 +31,7 @@ from maspo.devices import check_device_name
 from maspo.errors import UserError
 
 PRECISIONS = ("fp32", "bf16")  # train.precision values
+AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
 EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
 
 
@@ -71,6 +72,9 @@ class RolloutConfig:
     max_new_tokens: int = 16  # completion length cap (a cut completion earns no reward)
     temperature: float = 0.7  # sampling temperature (log-probs use the same)
     top_p: float = 1.0  # nucleus sampling
+    filter_groups: bool = False  # dynamic sampling (DAPO): train only on untied groups
+    max_draws: int = 8  # filter_groups: batches of P prompts drawn per step at most
+    at_max_draws: str = "train"  # at the bound: "train" on the groups found, or "stop"
 
 
 @dataclass(frozen=True)
@@ -453,6 +457,7 @@ BOUNDS: dict[str, Bounds] = {
     "model.logprob_chunk": AT_LEAST_ONE,
     "data.test_size": NON_NEGATIVE,
     "rollout.prompts_per_step": AT_LEAST_ONE,
+    "rollout.max_draws": AT_LEAST_ONE,
     "rollout.group_size": Bounds(2, why="group advantages need at least two completions "
                                  "per prompt"),
     "rollout.max_new_tokens": AT_LEAST_ONE,
@@ -504,6 +509,9 @@ def validate(config: Config) -> None:
     if t.precision not in PRECISIONS:
         raise UserError(f"config key 'train.precision' must be one of {', '.join(PRECISIONS)}, "
                         f"got {t.precision!r}")
+    if r.at_max_draws not in AT_MAX_DRAWS:
+        raise UserError(f"config key 'rollout.at_max_draws' must be one of "
+                        f"{', '.join(AT_MAX_DRAWS)}, got {r.at_max_draws!r}")
     if o.updates_per_step > r.prompts_per_step:
         raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
                         f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "

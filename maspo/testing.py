@@ -126,3 +126,15 @@ def nan_objective(logp, old_logp, adv, mask, params) -> LossOutput:
     """An objective whose loss is always NaN: every update is non-finite (to exercise the
     trainer's guard). Register it under a name with ``register(name, NoParams)``."""
     return LossOutput(per_token=logp * float("nan"), metrics={}, weight=torch.zeros_like(logp))
+
+
+def rare_reward(completions: list, **columns) -> list[float]:
+    """1 when a completion holds the character "7", else 0: a random tiny model rarely
+    writes it, so most groups of completions are tied (all 0) and carry no signal."""
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    return [float("7" in t) for t in texts]
+
+
+def constant_reward(completions: list, **columns) -> list[float]:
+    """0.5 for every completion: every group is tied."""
+    return [0.5] * len(completions)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from maspo import advantages as adv_lib
 from maspo.checkpoint import load_checkpoint, save_checkpoint
@@ -35,12 +36,13 @@ from maspo.evaluate import avg_accuracy, eval_settings, sample_and_score
 from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.rewards import default_verifier
-from maspo.rewards.scoring import Scorer, Scores
-from maspo.rollout import LocalSampler, Rollout, RolloutEngine, SamplingSettings
+from maspo.rewards.scoring import Scorer
+from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
+from maspo.rollout.groups import Drawn, DrawStats, draw_untied
 from maspo.run import RunDir, RunLog, check_run_dir, default_output_dir
+from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
 from maspo.update import (
     Learner,
-    OldPolicyStats,
     TrainingStopped,
     UpdateSettings,
     old_policy_stats,
@@ -49,6 +51,7 @@ from maspo.update import (
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
+DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
 
 __all__ = ["StepResult", "TrainState", "Trainer", "TrainingStopped", "train"]
 
@@ -76,13 +79,6 @@ class TrainState:
 class StepResult:
     record: dict[str, Any]  # the step's line of metrics
     samples: list[dict[str, Any]]  # the completions it saves
-
-
-def saved_rows(prompts: int, group_size: int, count: int) -> list[int]:
-    """``count`` rollout rows, the first completion of every prompt first, then the
-    second, ...: a fixed, seed-free choice that covers as many prompts as it can."""
-    total = prompts * group_size
-    return [(k % prompts) * group_size + (k // prompts) for k in range(min(count, total))]
 
 
 class Trainer:
@@ -137,24 +133,68 @@ class Trainer:
                 for ex in examples]
 
     def train_step(self, step: int, state: TrainState, stream) -> StepResult:
-        """One rollout and its K updates; ``state`` is brought up to date."""
-        r, clock = self.config.rollout, Clock()
+        """One rollout (or, with dynamic sampling, several) and its K updates; ``state``
+        is brought up to date."""
+        clock = Clock()
         torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
+        record: dict[str, Any] = {"step": step}
+        if self.config.rollout.filter_groups:
+            drawn, stats = self.draw_untied(step, state, stream, clock)
+            record.update(draw_metrics(stats))
+        else:
+            drawn = self.draw(step, 0, state, stream, clock)
+        if drawn is not None:
+            record.update(self.learn(step, state, drawn, clock))
+        record.update({"lr": self.learner.scheduler.get_last_lr()[0],
+                       "examples_seen": state.examples_seen})
+        stats = default_verifier().stats  # cumulative; failures score 0 and are counted
+        record["verifier/timeouts"] = stats.timeouts
+        record["verifier/errors"] = stats.errors
+        record.update(clock.record())
+        samples = [] if drawn is None else saved_completions(
+            step, drawn, self.config.train.samples_per_step)
+        return StepResult(record, samples)
+
+    def draw(self, step: int, index: int, state: TrainState, stream, clock: Clock) -> Drawn:
+        """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored."""
+        r = self.config.rollout
         examples = [next(stream) for _ in range(r.prompts_per_step)]
         state.examples_seen += len(examples)
         with self.precision():
-            rollout = self.sampler.generate(self.render(examples), r.group_size,
-                                            seed=self.step_seed(step))
+            seed = self.step_seed(step) + index * DRAW_SEED_STRIDE
+            rollout = self.sampler.generate(self.render(examples), r.group_size, seed=seed)
         clock.lap("generate")
         repeated = [ex for ex in examples for _ in range(r.group_size)]
         scores = self.scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
-        rewards = torch.tensor(scores.reward, dtype=torch.float32)  # (B,)
-        advantages = adv_lib.estimate(self.config.loss.advantage, rewards, r.group_size)
+        clock.lap("score")
+        return Drawn(examples, rollout, scores)
+
+    def draw_untied(self, step: int, state: TrainState, stream, clock: Clock
+                    ) -> tuple[Drawn | None, DrawStats]:
+        """Dynamic sampling: draws until P groups have unequal rewards, or the bound."""
+        r = self.config.rollout
+        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, stream, clock),
+                                   r.prompts_per_step, r.max_draws)
+        if stats.kept < r.prompts_per_step:
+            found = (f"step {step}: {stats.kept} of {r.prompts_per_step} groups had unequal "
+                     f"rewards after {stats.draws} draws (rollout.max_draws)")
+            if r.at_max_draws == "stop":
+                raise TrainingStopped(f"stopped at {found}; raise rollout.max_draws or set "
+                                      "rollout.at_max_draws=train")
+            tqdm.write(f"maspo: {found}; training on "
+                       + ("those" if stats.kept else "none: no update this step"))
+        return drawn, stats
+
+    def learn(self, step: int, state: TrainState, drawn: Drawn, clock: Clock
+              ) -> dict[str, Any]:
+        """Advantages, the old policy's statistics and the K updates on ``drawn``."""
+        c, rollout = self.config, drawn.rollout
+        advantages = adv_lib.estimate(c.loss.advantage, drawn.rewards, rollout.group_size)
         advantages = advantages.to(self.learner.device)  # (B,)
         clock.lap("score")
         with self.precision():
             old = old_policy_stats(self.learner, rollout, self.update_settings)  # (B, T) each
-        if self.config.loss.entropy_advantage:
+        if c.loss.entropy_advantage:
             advantages = adv_lib.entropy_advantage(advantages, old.entropy,
                                                    rollout.completion_mask)  # (B, T)
         clock.lap("old_logprobs")
@@ -165,26 +205,7 @@ class Trainer:
         state.bad_streak = update.bad_streak
         state.skipped_updates += update.skipped
         clock.lap("update")
-        record = {"step": step, **rollout_metrics(rollout, scores, rewards, advantages, old),
-                  **update.metrics, "lr": self.learner.scheduler.get_last_lr()[0],
-                  "examples_seen": state.examples_seen}
-        for name, value in scores.parts.items():
-            record[f"reward_{name}"] = sum(value) / len(value)
-        stats = default_verifier().stats  # cumulative; failures score 0 and are counted
-        record["verifier/timeouts"] = stats.timeouts
-        record["verifier/errors"] = stats.errors
-        record.update(clock.record())
-        return StepResult(record, self.saved_completions(step, examples, rollout, scores))
-
-    def saved_completions(self, step: int, examples: list[Example], rollout: Rollout,
-                          scores: Scores) -> list[dict[str, Any]]:
-        g, lengths = rollout.group_size, rollout.completion_mask.sum(-1).float()
-        rows = saved_rows(len(examples), g, self.config.train.samples_per_step)
-        return [{"step": step, "prompt": examples[i // g].prompt,
-                 "answer": examples[i // g].answer, "completion": rollout.texts[i],
-                 "reward": scores.reward[i], "correct": scores.correct[i],
-                 "truncated": bool(rollout.truncated[i]), "tokens": int(lengths[i].item())}
-                for i in rows]
+        return {**rollout_metrics(drawn, advantages, old.entropy), **update.metrics}
 
     def evaluate(self) -> float:
         """Avg@n on the held-out set (``train.eval_samples`` per prompt)."""
@@ -206,39 +227,6 @@ class Trainer:
                         keep=self.config.train.keep_checkpoints)
 
 
-def rollout_metrics(rollout: Rollout, scores: Scores, rewards: torch.Tensor,
-                    advantages: torch.Tensor, old: OldPolicyStats) -> dict[str, float]:
-    """What a step's rollout looked like: reward, accuracy, lengths, entropy, ties."""
-    mask = rollout.completion_mask
-    lengths = mask.sum(-1).float()
-    return {
-        "reward": rewards.mean().item(),
-        "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
-        "accuracy": sum(scores.correct) / len(scores.correct),
-        "response_length": lengths.mean().item(),
-        "truncated_frac": rollout.truncated.float().mean().item(),
-        "entropy": ((old.entropy * mask).sum() / mask.sum().clamp(min=1)).item(),
-        "zero_adv_frac": (advantages.reshape(len(rewards), -1) == 0).all(-1)
-        .float().mean().item(),
-    }
-
-
-class Clock:
-    """Phase times of a step: ``lap(name)`` closes the phase that began at the last lap."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-        self.last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.times[name], self.last = now - self.last, now
-
-    def record(self) -> dict[str, float]:
-        return {**{f"time/{k}": v for k, v in self.times.items()},
-                "time/step": sum(self.times.values())}
-
-
 # ---------------------------------------------------------------------------------------
 # The loop.
 
@@ -246,7 +234,6 @@ class Clock:
 def train(config: Config, *, resume: bool = False, progress: bool = True,
           output_dir: str | Path | None = None) -> dict[str, Any]:
     """Run (or resume) training; returns the summary it also writes to the run folder."""
-    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -314,10 +301,11 @@ def _timed_eval(trainer: Trainer) -> dict[str, float]:
 
 
 def _progress(record: dict[str, Any]) -> dict[str, str]:
-    post = {"reward": f"{record['reward']:.3f}", "acc": f"{record['accuracy']:.3f}"}
-    if "eval/accuracy" in record:
-        post["eval_acc"] = f"{record['eval/accuracy']:.3f}"
-    return post
+    """The progress bar's live figures (a step without an update has no reward)."""
+    shown = {"reward": "reward", "acc": "accuracy", "kept": "dynamic/groups_kept",
+             "eval_acc": "eval/accuracy"}
+    return {name: f"{record[key]:.3g}" if key == "dynamic/groups_kept" else
+            f"{record[key]:.3f}" for name, key in shown.items() if key in record}
 
 
 def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:

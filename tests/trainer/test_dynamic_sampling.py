@@ -1,0 +1,114 @@
+"""Dynamic sampling (rollout.filter_groups): only groups with unequal rewards reach the
+update, the bound on draws is kept and said, and a killed run resumes bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from maspo.cli import main
+from maspo.config import load_config
+from maspo.rollout.groups import tied_groups
+from maspo.testing import tiny_overrides
+from maspo.trainer import train
+
+RARE = {"reward.functions": "[maspo.testing:rare_reward]", "rollout.filter_groups": "true",
+        "rollout.max_draws": 16}  # most groups of the tiny model are tied under it
+CONSTANT = {"reward.functions": "[maspo.testing:constant_reward]",
+            "rollout.filter_groups": "true", "rollout.max_draws": 2}  # every group is tied
+
+
+def _jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_tied_groups_are_the_groups_whose_rewards_are_all_equal():
+    rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0])
+    assert tied_groups(rewards, 3).tolist() == [False, False, True]
+
+
+def test_only_untied_groups_reach_the_update(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    train(load_config(None, tiny_overrides(tiny_model_dir, out, **RARE,
+                                           **{"train.steps": 3})), progress=False)
+    steps = [r for r in _jsonl(out / "metrics.jsonl") if r["step"] > 0]
+    assert sum(r["dynamic/draws"] for r in steps) > len(steps)  # it had to draw again
+    assert sum(r["dynamic/tied_frac"] for r in steps) / len(steps) > 0.5
+    drawn = 0
+    for record in steps:
+        assert record["dynamic/groups_kept"] == 2
+        assert record["zero_adv_frac"] == 0.0  # no row of the update has advantage 0
+        drawn += record["dynamic/draws"] * 2
+        assert record["examples_seen"] == drawn  # every draw consumed P new prompts
+    samples = _jsonl(out / "samples.jsonl")  # 2 prompts x 4: every trained row is saved
+    for step in (1, 2, 3):
+        rewards = torch.tensor([s["reward"] for s in samples if s["step"] == step])
+        assert len(rewards) == 8
+        by_prompt = rewards.reshape(4, 2).T  # (P, G): rows k*P + p are prompt p's
+        assert not tied_groups(by_prompt.reshape(-1), 4).any()
+
+
+def test_at_the_bound_the_step_trains_on_what_it_found_and_says_so(tiny_model_dir, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "run"
+    config = load_config(None, tiny_overrides(tiny_model_dir, out, **CONSTANT))
+    train(config, progress=False)
+    said = capsys.readouterr().out
+    assert "step 1: 0 of 2 groups had unequal rewards after 2 draws (rollout.max_draws); " \
+           "training on none: no update this step" in said
+    steps = [r for r in _jsonl(out / "metrics.jsonl") if r["step"] > 0]
+    assert [(r["dynamic/draws"], r["dynamic/groups_kept"], r["dynamic/tied_frac"])
+            for r in steps] == [(2, 0, 1.0), (2, 0, 1.0)]
+    assert all("loss" not in r for r in steps)
+    trained = load_file(out / "final_model" / "model.safetensors")
+    initial = load_file(tiny_model_dir / "model.safetensors")
+    assert all(torch.equal(trained[k], initial[k]) for k in trained)  # no update was made
+
+
+def test_at_the_bound_a_run_asked_to_stop_stops_with_a_sentence(tiny_model_dir, tmp_path,
+                                                                capsys):
+    args = ["train", "--no-progress", "rollout.at_max_draws=stop",
+            *tiny_overrides(tiny_model_dir, tmp_path / "run", **CONSTANT)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("maspo: stopped at step 1: 0 of 2 groups had unequal rewards after "
+                       "2 draws (rollout.max_draws); raise rollout.max_draws or set "
+                       "rollout.at_max_draws=train")
+
+
+def test_a_killed_run_with_dynamic_sampling_resumes_bit_for_bit(tiny_model_dir, tmp_path):
+    env = dict(os.environ, PYTHONHASHSEED="0")
+
+    def command(out, *extra):
+        overrides = tiny_overrides(tiny_model_dir, out, **RARE, **{"train.steps": 4,
+                                                                   "train.eval_every": 2})
+        return [sys.executable, "-m", "maspo", "train", "--no-progress", *overrides, *extra]
+
+    subprocess.run(command(tmp_path / "reference"), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "step-000002").is_dir():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(command(killed, "--resume"), env=env, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = "checkpoints/step-000004/weights.safetensors"
+    a, b = load_file(tmp_path / "reference" / final), load_file(killed / final)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = [{k: v for k, v in r.items() if not k.startswith("time/")}
+             for r in _jsonl(tmp_path / "reference" / "metrics.jsonl")]
+    assert [{k: v for k, v in r.items() if not k.startswith("time/")}
+            for r in _jsonl(killed / "metrics.jsonl")] == strip
