@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -241,14 +242,18 @@ def steps_to_target(run_dir: Path, target: float) -> int | None:
 
 def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
               target: float | None) -> list[dict[str, Any]]:
-    """One dict per run: objective, seed, final metrics (None if stopped), steps to
-    target, train time."""
+    """One dict per run: objective, seed, final metrics (None unless finished), the
+    held-out accuracy at step 0 (the trainer's evaluation before training) and the gain of
+    the final Avg@n over it, steps to target, train time."""
     rows = []
     for r in results:
         metrics = (verdict_metrics(r.correct, r.answers, ks) if r.finished else
                    dict.fromkeys(metric_names(n, ks)))
+        step0 = r.summary.get("eval_accuracy_before") if r.finished else None
+        final = metrics[f"avg@{n}"]
         row = {"objective": r.variant.spec, "seed": r.seed, "run_dir": str(r.run_dir),
-               "stopped": r.stopped, "failed": r.failed, **metrics,
+               "stopped": r.stopped, "failed": r.failed, "step0": step0, **metrics,
+               "gain": None if step0 is None or final is None else final - step0,
                "train_time_s": r.summary.get("train_time_s"),
                "auc": learning_curve_area(r.run_dir) if r.finished else None}
         if target is not None:
@@ -294,6 +299,10 @@ def paired_rows(runs: Sequence[dict[str, Any]], baseline: str,
     return out
 
 
+def _shown_p(p: float) -> str:
+    return "-" if math.isnan(p) else f"{p:.2g}"
+
+
 def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
     return [r[key] for r in rows if r[key] is not None]
 
@@ -317,7 +326,9 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     paths = {"markdown": out / "results.md", "csv": out / "results.csv",
              "paired_csv": out / "paired.csv", "json": out / "results.json"}
     md_header, md_rows, csv_header, csv_rows = _objective_rows(by_obj, n, ks, target)
-    note = f"Final held-out scores: {n} samples per prompt, mean ± std over seeds."
+    note = (f"Final held-out scores: {n} samples per prompt, mean ± std over seeds. Step 0: "
+            "the held-out accuracy before training (train.eval_samples per prompt); min "
+            f"gain: the smallest final avg@{n} minus step 0 over the seeds.")
     if target is not None:
         note += (f" Steps to {target:g}: first logged eval/accuracy >= {target:g}, over the "
                  "seeds that reached it (reached/seeds).")
@@ -326,7 +337,7 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
         text += f"\n{_paired_markdown(paired, n, baseline)}\n"
     paths["markdown"].write_text(text)
     write_csv(paths["csv"], csv_header, csv_rows)
-    fields = ("n", "mean", "low", "high", "verdict")
+    fields = ("n", "mean", "low", "high", "p", "verdict")
     write_csv(paths["paired_csv"], ["objective", "baseline"] + [
         f"{m}_{f}" for m in PAIRED_METRICS for f in fields],
         [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
@@ -347,7 +358,7 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
     """(Markdown header, rows, CSV header, rows): one row per objective over its seeds."""
     metrics = metric_names(n, ks)
     shown = [m for m in metrics if not m.startswith("maj")]  # Maj@k: CSV and JSON only
-    header = ["objective", "seeds", *shown]
+    header = ["objective", "seeds", "step 0", *shown, "min gain"]
     csv_header = ["objective", "seeds", "stopped", "failed"]
     for m in [*metrics, "train_time_s"] + (["steps_to_target"] if target is not None else []):
         csv_header += [f"{m}_mean", f"{m}_std"]
@@ -355,13 +366,17 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
         header.append(f"steps to {target:g}")
         csv_header.append("reached_target")
     header.append("train time (s)")
+    csv_header += ["step0_mean", "step0_std", "gain_min"]
     md_rows, csv_rows = [], []
     for objective, rows in by_obj.items():
         stopped = sum(r["stopped"] is not None for r in rows)
         failed = sum(r["failed"] is not None for r in rows)
         extra = [f"+{k} {what}" for k, what in ((stopped, "stopped"), (failed, "failed")) if k]
         seeds = f"{len(rows) - stopped - failed}" + (f" ({', '.join(extra)})" if extra else "")
-        md = [objective, seeds] + [format_mean_std(_values(rows, m)) for m in shown]
+        gains = _values(rows, "gain")
+        md = [objective, seeds, format_mean_std(_values(rows, "step0"))]
+        md += [format_mean_std(_values(rows, m)) for m in shown]
+        md.append(f"{min(gains):+.3f}" if gains else "-")
         line: list[Any] = [objective, len(rows) - stopped - failed, stopped, failed]
         for m in [*metrics, "train_time_s"]:
             line += mean_std(_values(rows, m))
@@ -370,6 +385,7 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
             md.append(f"{format_mean_std(reached, 1)} ({len(reached)}/{len(rows)})")
             line += [*mean_std(reached), len(reached)]
         md.append(format_mean_std(_values(rows, "train_time_s"), 1))
+        line += [*mean_std(_values(rows, "step0")), min(gains) if gains else None]
         md_rows.append(md)
         csv_rows.append(line)
     return header, md_rows, csv_header, csv_rows
@@ -377,13 +393,14 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
 
 def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str) -> str:
     """The paired table of results.md and the note under it."""
-    header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "verdict",
-              "Δ curve area [95% CI]", "verdict"]
+    header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "p", "verdict",
+              "Δ curve area [95% CI]", "p", "verdict"]
     rows = [[row["objective"], str(len(row["seeds"])), row["final_shown"],
-             row["final"]["verdict"], row["auc_shown"], row["auc"]["verdict"]]
-            for row in paired]
+             _shown_p(row["final"]["p"]), row["final"]["verdict"], row["auc_shown"],
+             _shown_p(row["auc"]["p"]), row["auc"]["verdict"]] for row in paired]
     note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
-            "95% Student-t interval over seeds; better / worse only when the interval "
+            "95% Student-t interval over seeds, p the paired t-test's two-sided p-value; "
+            "better / worse only when the interval "
             "excludes 0. Curve area: mean held-out accuracy over training (area under "
             "the eval/accuracy curve / steps), i.e. sample efficiency.")
     return f"{markdown_table(header, rows)}\n\n{note}"

@@ -3,11 +3,9 @@
 Runs at the same seed share prompts and sampling seeds, so an objective is compared with
 the baseline seed by seed: d_s = score(objective, s) - score(baseline, s). The interval
 is Student's t over the n paired differences, mean(d) +/- t_{0.975, n-1} * sd(d) / sqrt(n)
-(sd with ddof 1). The verdict is "better" when the whole interval is above 0, "worse"
-when it is below, and "cannot tell" when it contains 0 or there are fewer than 2 pairs.
-
-The t quantile is computed here (bisection on the CDF, the CDF by Simpson's rule on the
-density) rather than taken from scipy, which is not a dependency.
+(sd with ddof 1), and the p-value that of the paired t-test (``scipy.stats``). The
+verdict is "better" when the whole interval is above 0, "worse" when it is below, and
+"cannot tell" when it contains 0 or there are fewer than 2 pairs.
 """
 
 from __future__ import annotations
@@ -16,45 +14,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scipy import stats
+
 CONFIDENCE = 0.95  # two-sided level of every interval
-SIMPSON_INTERVALS = 4_000  # even; CDF error < 1e-9 on [0, 50] for every df >= 1
-QUANTILE_TOLERANCE = 1e-9  # bisection stops when the bracket is this narrow
-QUANTILE_BRACKET = 1e4  # t_{0.975, 1} = 12.7; no quantile used here is beyond this
 
 BETTER, WORSE, CANNOT_TELL = "better", "worse", "cannot tell"
 
 
-def t_density(x: float, df: int) -> float:
-    """Student's t density with ``df`` degrees of freedom."""
-    log_norm = (math.lgamma((df + 1) / 2) - math.lgamma(df / 2)
-                - 0.5 * math.log(df * math.pi))
-    return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
-
-
-def t_cdf(x: float, df: int) -> float:
-    """P(T <= x): 1/2 plus the density integrated from 0 to x (Simpson's rule)."""
-    if x < 0:
-        return 1.0 - t_cdf(-x, df)
-    # substitute x = u / (1 - u) on [0, x/(1+x)]: the integrand stays smooth for large x
-    end = x / (1.0 + x)
-    h = end / SIMPSON_INTERVALS
-    total = 0.0
-    for i in range(SIMPSON_INTERVALS + 1):
-        u = i * h
-        value = t_density(u / (1.0 - u), df) / (1.0 - u) ** 2
-        total += value * (1 if i in (0, SIMPSON_INTERVALS) else 4 if i % 2 else 2)
-    return 0.5 + total * h / 3
-
-
 def t_quantile(p: float, df: int) -> float:
-    """The x with P(T <= x) = p, for 0.5 <= p < 1 and df >= 1 (bisection)."""
-    if not 0.5 <= p < 1 or df < 1:
-        raise ValueError(f"t_quantile needs 0.5 <= p < 1 and df >= 1, got p={p}, df={df}")
-    low, high = 0.0, QUANTILE_BRACKET
-    while high - low > QUANTILE_TOLERANCE:
-        mid = (low + high) / 2
-        low, high = (mid, high) if t_cdf(mid, df) < p else (low, mid)
-    return (low + high) / 2
+    """The x with P(T <= x) = p for Student's t with ``df`` degrees of freedom."""
+    if not 0 < p < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df >= 1, got p={p}, df={df}")
+    return float(stats.t.ppf(p, df))
 
 
 @dataclass(frozen=True)
@@ -66,6 +37,7 @@ class PairedDifference:
     low: float  # CI bounds (NaN with fewer than 2 pairs)
     high: float
     verdict: str  # better | worse | cannot tell
+    p: float = math.nan  # two-sided paired t-test p-value (NaN with fewer than 2 pairs)
 
     def shown(self, digits: int = 3) -> str:
         """``"+0.040 [-0.010, +0.090]"``; the mean alone for one pair; ``"-"`` for none."""
@@ -91,8 +63,12 @@ def paired_difference(objective: Sequence[float], baseline: Sequence[float],
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
     half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     low, high = mean - half, mean + half
+    if sd > 0:
+        p = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    else:  # every pair differs by the same amount: no spread to test against
+        p = 1.0 if mean == 0 else 0.0
     verdict = BETTER if low > 0 else WORSE if high < 0 else CANNOT_TELL
-    return PairedDifference(n, mean, low, high, verdict)
+    return PairedDifference(n, mean, low, high, verdict, p)
 
 
 def curve_area(steps: Sequence[int], values: Sequence[float]) -> float:

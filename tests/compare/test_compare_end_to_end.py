@@ -61,6 +61,10 @@ def test_two_objectives_by_two_seeds_give_the_table_and_figures(comparison):
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert sorted((r["objective"], r["seed"]) for r in runs) == sorted(
         (o, s) for o in ("grpo", ABLATION) for s in (0, 1))
+    for run in runs:  # step 0: the run's own evaluation before training
+        assert run["step0"] == _records(run["run_dir"])[0]["eval/accuracy"]
+        assert run["gain"] == pytest.approx(run["avg@2"] - run["step0"])
+    assert "step 0" in header and "min gain" in header
     for name in ("learning_curves.png", "objective_activity.png", "ratios.png"):
         assert _is_png(out / "figures" / name)
 

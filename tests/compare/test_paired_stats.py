@@ -39,6 +39,18 @@ def test_ci_of_a_paired_difference_matches_hand_computed_values():
     assert worse.verdict == WORSE
 
 
+def test_the_p_value_is_the_paired_t_tests():
+    # d = 0.10 0.15 0.05 0.15: t = 0.1125 / (0.0478714 / 2) = 4.70014 with 3 degrees of
+    # freedom, whose CDF is 1/2 + (x / (1 + x^2) + atan(x)) / pi at x = t / sqrt(3)
+    x = 0.1125 / (0.0478714 / 2) / math.sqrt(3)
+    expected = 2 * (0.5 - (x / (1 + x * x) + math.atan(x)) / math.pi)
+    diff = paired_difference([0.50, 0.60, 0.55, 0.65], [0.40, 0.45, 0.50, 0.50])
+    assert diff.p == pytest.approx(expected, rel=1e-4)
+    assert 0.01 < diff.p < 0.05
+    same = paired_difference([0.6, 0.7], [0.4, 0.5])  # no spread: the interval is a point
+    assert (same.low, same.high, same.p) == (pytest.approx(0.2), pytest.approx(0.2), 0.0)
+
+
 def test_verdict_flips_to_cannot_tell_when_the_interval_spans_zero():
     baseline = [0.40, 0.45, 0.50, 0.50]
     clear = paired_difference([0.50, 0.60, 0.55, 0.65], baseline)
