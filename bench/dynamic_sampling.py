@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as hf_logging
 
 from maspo.config import load_config
 from maspo.rollout.groups import tied_groups
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--max-draws", type=int, default=8)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    hf_logging.disable_progress_bar()
     names = ("plain", "filter_groups")
     totals = {name: {"cpu": 0.0, "wall": 0.0, "drawn": 0, "tied": 0, "trained": 0}
               for name in names}

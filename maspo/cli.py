@@ -1,4 +1,4 @@
-"""`maspo` command line: train | config | eval | compare | plot | objectives | demo.
+"""`maspo` command line: train | config | eval | compare | probe | plot | objectives | demo.
 
 Errors a user can cause print one sentence and exit with code 2, before any model loads
 where they can be known then (config errors before torch is even imported) and before
@@ -259,6 +259,37 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    import shlex
+    import tempfile
+
+    from maspo.compare import check_overrides, find_baseline, parse_seeds, parse_variants
+    from maspo.config import load_config
+    from maspo.paths import check_output_dir
+
+    check_overrides(args.overrides)
+    base = load_config(args.config, args.overrides)
+    variants = parse_variants(args.objectives)
+    seeds = parse_seeds(args.seeds)
+    baseline = find_baseline(variants, args.baseline).spec
+    if args.entropy_steps < 0:
+        raise UserError(f"--entropy-steps must be >= 0, got {args.entropy_steps}")
+    out = check_output_dir(args.out, "--out")
+
+    from transformers.utils import logging as hf_logging
+
+    from maspo.probes import run_probes, write_probes
+
+    hf_logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as work:
+        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps)
+    command = "maspo " + shlex.join(args.argv)
+    paths = write_probes(out, per_seed, baseline, command)
+    print(paths["markdown"].read_text().rstrip())
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     """What `train` and `config` share: a preset, --resume and the overrides."""
     from maspo.config import preset_names
@@ -409,6 +440,31 @@ def _add_compare(sub) -> None:
     cmp.set_defaults(func=_compare)
 
 
+def _add_probe(sub) -> None:
+    """`maspo probe`: paired mechanism probes of the objectives on one policy and batch."""
+    probe = sub.add_parser(
+        "probe", help="what each objective's update does to the same policy on the same "
+        "rollout: gradient kept past the trust region, probability mass by token "
+        "probability, update size by advantage sign, entropy under random rewards",
+        description="Per seed: one rollout of the starting policy, then each objective's "
+        "K updates from a copy of it on the same mini-batches; every measure is set "
+        "against the baseline seed by seed (95%% intervals). See maspo.probes.")
+    probe.add_argument("--objectives", action="append", required=True, metavar="SPECS",
+                       help="comma-separated objective specs, as for maspo compare")
+    probe.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9",
+                       help="comma-separated seeds, each a new rollout (default 0-9)")
+    probe.add_argument("--out", required=True, help="folder for probes.md/.json and figures")
+    probe.add_argument("--config", metavar="PRESET", help="base preset or YAML path")
+    probe.add_argument("--baseline", default=DEFAULT_BASELINE,
+                       help=f"objective spec the others are paired with (default "
+                       f"{DEFAULT_BASELINE})")
+    probe.add_argument("--entropy-steps", type=int, default=10,
+                       help="steps of training on random rewards for the entropy probe "
+                       "(0: skip it; default 10)")
+    probe.add_argument("overrides", nargs="*", metavar="section.key=value")
+    probe.set_defaults(func=_probe)
+
+
 def _add_plot(sub) -> None:
     """`maspo plot`: the figures of finished runs."""
     plot = sub.add_parser("plot", help="draw the training-dynamics figures of finished runs")
@@ -429,8 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="maspo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"maspo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_config, _add_demo, _add_eval, _add_compare, _add_plot,
-                _add_objectives):
+    for add in (_add_train, _add_config, _add_demo, _add_eval, _add_compare, _add_probe,
+                _add_plot, _add_objectives):
         add(sub)
     return parser
 
@@ -447,8 +503,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parse_args(sys.argv[1:] if argv is None else list(argv))
+        args = parse_args(argv)
+        args.argv = argv  # the command as typed, for the files that record it
     except SystemExit as done:  # --help / --version (0) or a usage error (2, one line)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
     try:

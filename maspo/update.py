@@ -155,6 +155,9 @@ class MicroLoss:
     loss: Tensor  # () its share of the mini-batch loss
     metrics: dict[str, tuple[float, float | None]]  # name -> (value, token count; None: a max)
     log_ratios: dict[str, Tensor]  # "pos" / "neg" -> (N,) log pi / pi_old per advantage sign
+    rows: Tensor  # (b,) the rollout rows it holds
+    weight: Tensor  # (b, t) the objective's gradient weight w per token (0 off the mask)
+    log_ratio: Tensor  # (b, t) log pi / pi_old per token
 
 
 def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advantages: Tensor,
@@ -186,7 +189,7 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
         metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
     if s.entropy_coef > 0:
         loss = loss - s.entropy_coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
-    return MicroLoss(loss, metrics, log_ratios)
+    return MicroLoss(loss, metrics, log_ratios, rows, out.weight.detach(), log_ratio)
 
 
 @dataclass
@@ -227,6 +230,7 @@ class UpdateResult:
     metrics: dict[str, float]  # loss, grad_norm, skipped_updates, obj/*, ratio/*
     skipped: int  # updates skipped for a non-finite loss or gradient
     bad_streak: int  # non-finite updates in a row, this step's included
+    minibatches: list[MinibatchGradient] = field(default_factory=list)  # each, in order
 
 
 def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advantages: Tensor,
@@ -247,10 +251,11 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
     totals: dict[str, float] = {}
     weights: dict[str, float] = {}
     log_ratios: dict[str, list[Tensor]] = {"pos": [], "neg": []}
-    losses, norms, skipped = [], [], 0
+    losses, norms, skipped, grads = [], [], 0, []
     learner.model.train()
     for minibatch in minibatches:
         grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings)
+        grads.append(grad)
         for micro in grad.micro:
             _add_metrics(totals, weights, micro.metrics)
             for sign, values in micro.log_ratios.items():
@@ -279,7 +284,7 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
     out["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
     out["skipped_updates"] = skipped
     out.update(ratio_quantiles(log_ratios))
-    return UpdateResult(out, skipped, bad_streak)
+    return UpdateResult(out, skipped, bad_streak, grads)
 
 
 def _add_metrics(totals: dict[str, float], weights: dict[str, float],

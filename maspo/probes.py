@@ -1,0 +1,329 @@
+"""Paired mechanism probes: what each objective's update does to one policy on one batch.
+
+Per seed, one rollout (P prompts x G completions, drawn with dynamic sampling when the
+config asks for it) is sampled from the starting policy and scored, and the old policy's
+statistics are computed once. Then every objective starts from a copy of that same policy
+and makes the K updates of ``maspo.update.policy_update`` on the same mini-batches in the
+same order, so the objectives differ in nothing but their gradient weights. Measured (the
+claims of MASPO, arXiv 2602.17550, that each probe tests):
+
+- **gradient kept** (claim 1, soft gate): among the update's tokens whose ratio r lies
+  outside [1 - eps, 1 + eps], the share with a non-zero gradient weight w (``kept_share``)
+  and the share of the update's gradient mass sum |A w| they carry (``kept_mass``);
+- **probability mass** (claim 2, mass-adaptive limiter): the mean change of log pi from
+  pi_old to the updated policy on head (q > 0.9), middle and tail (q < 0.1) tokens, per
+  advantage sign (``dlogp/<bucket>/<sign>``), q = pi_old(token);
+- **signal reliability** (claim 3, asymmetric risk): the update's size, the mean
+  |delta log pi|, on tokens of positive and of negative samples (``size_pos``,
+  ``size_neg``) and their ratio (``size_ratio``);
+- **entropy under random rewards**: ``entropy_steps`` steps of training in which every
+  completion's reward is a fair coin (the same coins for every objective), and the drift
+  of the policy's entropy from the first step to the last (``entropy_drift``):
+  asymmetric clipping alone sets its direction (arXiv 2509.26114).
+
+Each value is set against the baseline objective seed by seed (``maspo.paired``).
+Deviations: the update weight mass sum |A w| stands in for the gradient norm (it is the
+size of d loss / d log pi per token, before the model's Jacobian).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from maspo import advantages as adv_lib
+from maspo.compare import Variant
+from maspo.config import Config
+from maspo.losses import get_spec
+from maspo.paired import paired_difference
+from maspo.rollout.groups import Drawn
+from maspo.run import prepare_run_dir
+from maspo.step_log import Clock
+from maspo.tables import markdown_table
+from maspo.trainer import Trainer, TrainState
+from maspo.update import (
+    Learner,
+    OldPolicyStats,
+    UpdateResult,
+    UpdateSettings,
+    completion_logprobs,
+    old_policy_stats,
+    policy_update,
+)
+
+TRUST_EPS = 0.2  # the trust region [1 - eps, 1 + eps] of the gradient-kept probe (PPO's)
+HEAD, TAIL = 0.9, 0.1  # q = pi_old(token) above HEAD: head; below TAIL: tail
+BUCKETS = ("head", "middle", "tail")
+COIN_SEED_OFFSET = 7_777_777  # random-reward coins: seeded by (seed, step), apart from sampling
+
+
+# ---------------------------------------------------------------------------------------
+# The measures, as functions of tensors.
+
+
+def gradient_kept(weight: Tensor, log_ratio: Tensor, adv: Tensor, mask: Tensor,
+                  eps: float = TRUST_EPS) -> dict[str, float]:
+    """``kept_share`` and ``kept_mass`` of tokens (all (N,) or (b, t), ``adv`` broadcast
+    per token) whose ratio is outside [1 - eps, 1 + eps]; NaN when no token is outside."""
+    ratio = log_ratio.double().exp()
+    outside = mask & ((ratio < 1 - eps) | (ratio > 1 + eps))
+    mass = (adv.double() * weight.double()).abs() * mask
+    n = int(outside.sum())
+    return {"outside_share": n / max(int(mask.sum()), 1),
+            "kept_share": float((weight[outside] != 0).double().mean()) if n else float("nan"),
+            "kept_mass": float(mass[outside].sum() / mass.sum()) if n and mass.sum() > 0
+            else float("nan")}
+
+
+def mass_change(delta: Tensor, q: Tensor, adv: Tensor, mask: Tensor) -> dict[str, float]:
+    """Mean change of log pi per old-probability bucket and advantage sign
+    (``dlogp/<bucket>/<pos|neg>``; NaN for an empty cell), and the mean |change| per sign
+    (``size_pos``, ``size_neg``, ``size_ratio`` = pos / neg)."""
+    buckets = {"head": q > HEAD, "middle": (q >= TAIL) & (q <= HEAD), "tail": q < TAIL}
+    signs = {"pos": adv > 0, "neg": adv < 0}
+    out: dict[str, float] = {}
+    for bucket, in_bucket in buckets.items():
+        for sign, has_sign in signs.items():
+            cell = mask & in_bucket & has_sign
+            out[f"dlogp/{bucket}/{sign}"] = (float(delta[cell].double().mean())
+                                             if cell.any() else float("nan"))
+    for sign, has_sign in signs.items():
+        cell = mask & has_sign
+        out[f"size_{sign}"] = (float(delta[cell].double().abs().mean()) if cell.any()
+                               else float("nan"))
+    out["size_ratio"] = out["size_pos"] / out["size_neg"] if out["size_neg"] else float("nan")
+    return out
+
+
+def update_gradient_kept(result: UpdateResult, advantages: Tensor,
+                         mask: Tensor) -> dict[str, float]:
+    """``gradient_kept`` over every token the K updates computed."""
+    weights, log_ratios, advs, masks = [], [], [], []
+    for grad in result.minibatches:
+        for micro in grad.micro:
+            t = micro.weight.shape[1]
+            m = mask[micro.rows, :t]
+            a = advantages[micro.rows]
+            a = a[:, None].expand_as(m) if a.dim() == 1 else a[:, :t]
+            weights.append(micro.weight[m].cpu())
+            log_ratios.append(micro.log_ratio[m].cpu())
+            advs.append(a[m].cpu())
+            masks.append(torch.ones(int(m.sum()), dtype=torch.bool))
+    if not weights:
+        return {"outside_share": float("nan"), "kept_share": float("nan"),
+                "kept_mass": float("nan")}
+    return gradient_kept(torch.cat(weights), torch.cat(log_ratios), torch.cat(advs),
+                         torch.cat(masks))
+
+
+# ---------------------------------------------------------------------------------------
+# One seed.
+
+
+class Probe:
+    """A starting policy and its parts for one seed; objectives start from its weights."""
+
+    def __init__(self, config: Config, workdir: Path) -> None:
+        self.config = config
+        self.trainer = Trainer(config, prepare_run_dir(config, workdir))
+        self.start = copy.deepcopy(self.trainer.model.state_dict())
+        self.ref = self.trainer.learner.ref  # the frozen starting policy (KL term), if any
+        self.base_settings = self.trainer.update_settings
+
+    def learner(self, objective: Variant) -> tuple[Learner, UpdateSettings]:
+        """The starting weights with a fresh optimizer, and the objective's settings."""
+        model, o = self.trainer.model, self.config.optim
+        model.load_state_dict(self.start)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas,
+                                      weight_decay=o.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: 1.0)
+        learner = Learner(model, self.ref, params, optimizer, scheduler,
+                          self.trainer.learner.device)
+        settings = dataclasses.replace(
+            self.base_settings, objective=objective.name, params=objective.params,
+            aggregation=self.config.loss.aggregation or get_spec(objective.name).aggregation)
+        return learner, settings
+
+    def rollout(self) -> tuple[Drawn, Tensor, OldPolicyStats]:
+        """One scored rollout of the starting policy, its advantages and old statistics."""
+        trainer, state = self.trainer, TrainState()
+        stream, clock = trainer.splits.train_stream(), Clock()
+        torch.manual_seed(trainer.step_seed(1))
+        if self.config.rollout.filter_groups:
+            drawn, _ = trainer.draw_untied(1, state, stream, clock)
+        else:
+            drawn = trainer.draw(1, 0, state, stream, clock)
+        if drawn is None:
+            raise RuntimeError("no prompt group with unequal rewards was drawn")
+        advantages = adv_lib.estimate(self.config.loss.advantage, drawn.rewards,
+                                      drawn.rollout.group_size).to(trainer.learner.device)
+        with trainer.precision():
+            old = old_policy_stats(trainer.learner, drawn.rollout, self.base_settings)
+        return drawn, advantages, old
+
+    def update(self, objective: Variant, drawn: Drawn, advantages: Tensor,
+               old: OldPolicyStats) -> dict[str, float]:
+        """Gradient kept, mass change and update size of the objective's K updates."""
+        learner, settings = self.learner(objective)
+        rollout = drawn.rollout
+        with self.trainer.precision():
+            result = policy_update(learner, rollout, old, advantages, settings,
+                                   seed=self.trainer.step_seed(1), bad_streak=0, step=1)
+            new = updated_logprobs(learner, rollout, settings)  # (B, T)
+        mask = rollout.completion_mask
+        values = update_gradient_kept(result, advantages, mask)
+        adv = advantages[:, None].expand_as(mask) if advantages.dim() == 1 else advantages
+        values.update(mass_change(new - old.logprobs, old.logprobs.exp(), adv, mask))
+        return values
+
+    def entropy_drift(self, objective: Variant, steps: int) -> dict[str, float]:
+        """Train ``steps`` steps on fair-coin rewards; the entropy's change over them."""
+        trainer = self.trainer
+        trainer.learner, trainer.update_settings = self.learner(objective)
+        state, stream, entropies = TrainState(), trainer.splits.train_stream(), []
+        for step in range(1, steps + 1):
+            clock = Clock()
+            torch.manual_seed(trainer.step_seed(step))
+            drawn = trainer.draw(step, 0, state, stream, clock)
+            coins = torch.Generator().manual_seed(
+                self.config.train.seed * COIN_SEED_OFFSET + step)
+            drawn.scores.reward = torch.randint(0, 2, (len(drawn.scores.reward),),
+                                                generator=coins).float().tolist()
+            entropies.append(trainer.learn(step, state, drawn, clock)["entropy"])
+        return {"entropy_first": entropies[0], "entropy_last": entropies[-1],
+                "entropy_drift": entropies[-1] - entropies[0]}
+
+
+@torch.no_grad()
+def updated_logprobs(learner: Learner, rollout, settings: UpdateSettings) -> Tensor:
+    """(B, T) log-probs of the rollout's tokens under the updated policy."""
+    width = rollout.completion_mask.shape[1]
+    learner.model.eval()
+    parts = []
+    for rows in torch.arange(len(rollout.texts)).split(settings.micro_batch_size):
+        logp = completion_logprobs(learner.model, rollout, rows, settings).logprobs
+        parts.append(torch.nn.functional.pad(logp, (0, width - logp.shape[1])))
+    return torch.cat(parts)
+
+
+def probe_seed(config: Config, objectives: Sequence[Variant], workdir: Path,
+               entropy_steps: int) -> dict[str, dict[str, float]]:
+    """objective spec -> measures, for the seed of ``config``."""
+    probe = Probe(config, workdir)
+    drawn, advantages, old = probe.rollout()
+    values = {o.spec: probe.update(o, drawn, advantages, old) for o in objectives}
+    if entropy_steps:
+        for o in objectives:
+            values[o.spec].update(probe.entropy_drift(o, entropy_steps))
+    return values
+
+
+# ---------------------------------------------------------------------------------------
+# Over seeds: tables and figures.
+
+SHOWN = {  # (measure, what it shows) in table order
+    "gradient kept": ["kept_share", "kept_mass", "outside_share"],
+    "probability mass": [f"dlogp/{b}/{s}" for b in BUCKETS for s in ("pos", "neg")],
+    "signal reliability": ["size_pos", "size_neg", "size_ratio"],
+    "entropy under random rewards": ["entropy_first", "entropy_last", "entropy_drift"],
+}
+
+
+def paired_table(per_seed: dict[int, dict[str, dict[str, float]]], baseline: str,
+                 keys: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): per objective and measure, its mean over seeds and its paired
+    difference from ``baseline`` with a 95% interval."""
+    seeds = sorted(per_seed)
+    objectives = list(per_seed[seeds[0]])
+    header = ["objective", "measure", "mean", f"minus {baseline} [95% CI]", "verdict"]
+    rows = []
+    for objective in objectives:
+        for key in keys:
+            pairs = [(per_seed[s][objective].get(key), per_seed[s][baseline].get(key))
+                     for s in seeds]
+            pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
+            own = [per_seed[s][objective].get(key) for s in seeds]
+            own = [v for v in own if _finite(v)]
+            mean = f"{sum(own) / len(own):+.4f}" if own else "-"
+            if objective == baseline:
+                rows.append([objective, key, mean, "", ""])
+                continue
+            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            rows.append([objective, key, mean, diff.shown(4), diff.verdict])
+    return header, rows
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def write_probes(out: Path, per_seed: dict[int, dict[str, dict[str, float]]], baseline: str,
+                 command: str) -> dict[str, Path]:
+    """probes.json (every value), probes.md (one paired table per probe, the command) and
+    one figure per probe."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "probes.json", "markdown": out / "probes.md"}
+    paths["json"].write_text(json.dumps({"baseline": baseline, "command": command,
+                                         "seeds": per_seed}, indent=1) + "\n")
+    text = [f"# Mechanism probes\n\n`{command}`\n\n{len(per_seed)} seeds; each objective's "
+            f"value minus {baseline}'s at the same seed, mean with a 95% Student-t "
+            "interval (maspo.probes explains each measure).\n"]
+    for title, keys in SHOWN.items():
+        present = [k for k in keys if any(k in v for s in per_seed.values() for v in s.values())]
+        if not present:
+            continue
+        header, rows = paired_table(per_seed, baseline, present)
+        text.append(f"## {title}\n\n{markdown_table(header, rows)}\n")
+        paths[title] = plot_probe(per_seed, present, title,
+                                  out / f"{title.replace(' ', '_')}.png")
+    paths["markdown"].write_text("\n".join(text))
+    return paths
+
+
+def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[str],
+               title: str, out: Path) -> Path:
+    """One panel per measure: each objective's mean over seeds with the seeds as dots."""
+    from maspo.plots import _pyplot, _save
+
+    plt = _pyplot()
+    seeds = sorted(per_seed)
+    objectives = list(per_seed[seeds[0]])
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 1, 4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for i, objective in enumerate(objectives):
+            values = [per_seed[s][objective].get(key) for s in seeds]
+            values = [v for v in values if _finite(v)]
+            if values:
+                ax.scatter([i] * len(values), values, s=8, alpha=0.5)
+                ax.bar(i, sum(values) / len(values), alpha=0.4)
+        ax.set_xticks(range(len(objectives)), objectives, rotation=60, ha="right",
+                      fontsize=7)
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    try:
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int],
+               workdir: Path, entropy_steps: int,
+               log: Callable[[str], Any] = print) -> dict[int, dict[str, dict[str, float]]]:
+    """Every seed's measures (each seed a fresh rollout of the starting policy)."""
+    per_seed = {}
+    for seed in seeds:
+        config = dataclasses.replace(base, train=dataclasses.replace(
+            base.train, seed=seed, output_dir=str(workdir / f"seed-{seed}")))
+        log(f"seed {seed}: probing {len(objectives)} objectives")
+        per_seed[seed] = probe_seed(config, objectives, workdir / f"seed-{seed}",
+                                    entropy_steps)
+    return per_seed

@@ -1,0 +1,102 @@
+"""Mechanism probes: each measure against hand-computed values, and `maspo probe` end to end
+on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from maspo.cli import main
+from maspo.losses import policy_loss
+from maspo.probes import gradient_kept, mass_change
+from maspo.testing import tiny_overrides
+
+Q = 0.5  # pi_old of every token below
+RATIOS = [1.0, 1.5, 0.5, 1.1]  # two of them outside [0.8, 1.2]
+
+
+def _weights(name: str, ratios, q: float, adv: float, **params) -> torch.Tensor:
+    old = torch.full((1, len(ratios)), math.log(q))
+    logp = old + torch.log(torch.tensor([ratios]))
+    mask = torch.ones_like(old, dtype=torch.bool)
+    return policy_loss(name, logp, old, torch.tensor([adv]), mask, **params).weight
+
+
+def _maspo_gate(r: float, q: float, adv: float, mass_adaptive: bool = True) -> float:
+    """MASPO's w = F * r for a gated token with A > 0 (ALGORITHMS.md, defaults)."""
+    mass = min(max(1.0 / q ** 0.3, 1.0), 10.0) if mass_adaptive else 1.0
+    sigma = mass * min(max(1 + 0.03 * adv, 0.1), 10.0)
+    return math.exp(-(r - 1) ** 2 / (2 * sigma ** 2)) * r
+
+
+def test_a_token_past_the_clip_keeps_no_gradient_under_grpo_and_some_under_maspo():
+    log_ratio = torch.log(torch.tensor(RATIOS))
+    adv, mask = torch.ones(4), torch.ones(4, dtype=torch.bool)
+    grpo = _weights("grpo", RATIOS, Q, 1.0)[0]
+    maspo = _weights("maspo", RATIOS, Q, 1.0)[0]
+    # grpo (A > 0): r = 1.5 is past 1 + 0.2, so w = 0; r = 0.5 is not clipped for A > 0
+    assert grpo.tolist() == pytest.approx([1.0, 0.0, 0.5, 1.1])
+    expected = [_maspo_gate(1.0, Q, 1), _maspo_gate(1.5, Q, 1), 0.5, _maspo_gate(1.1, Q, 1)]
+    assert maspo.tolist() == pytest.approx(expected, rel=1e-5)
+    g = gradient_kept(grpo, log_ratio, adv, mask)
+    m = gradient_kept(maspo, log_ratio, adv, mask)
+    assert g["outside_share"] == m["outside_share"] == 0.5
+    assert g["kept_share"] == 0.5 and m["kept_share"] == 1.0
+    assert g["kept_mass"] == pytest.approx(0.5 / 2.6)
+    assert m["kept_mass"] == pytest.approx((expected[1] + 0.5) / sum(expected), rel=1e-5)
+    inside = gradient_kept(grpo, torch.zeros(4), adv, mask)  # r = 1: nothing outside
+    assert inside["outside_share"] == 0 and math.isnan(inside["kept_share"])
+
+
+def test_a_tail_token_gets_a_wider_gate_with_the_mass_adaptive_limiter():
+    q, r = 0.01, 3.0  # a tail token (q < 0.1) far past the trust region
+    wide = _weights("maspo", [r], q, 1.0)[0, 0].item()
+    narrow = _weights("maspo", [r], q, 1.0, mass_adaptive=False)[0, 0].item()
+    assert wide == pytest.approx(_maspo_gate(r, q, 1), rel=1e-5)
+    assert narrow == pytest.approx(_maspo_gate(r, q, 1, mass_adaptive=False), rel=1e-5)
+    assert wide > 5 * narrow  # sigma 3.98 * 1.03 against 1.03: w 2.66 against 0.46
+    head = _weights("maspo", [r], 0.95, 1.0)[0, 0].item()  # a head token: the gate is tight
+    assert head == pytest.approx(_maspo_gate(r, 0.95, 1), rel=1e-5) and head < wide
+
+
+def test_mass_change_by_bucket_and_sign_matches_a_hand_count():
+    q = torch.tensor([[0.95, 0.5, 0.05, 0.99], [0.95, 0.5, 0.05, 0.02]])
+    delta = torch.tensor([[0.1, 0.2, 0.4, 0.3], [-0.1, -0.3, -0.5, 9.0]])
+    adv = torch.tensor([[1.0] * 4, [-1.0] * 4])
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])  # the 9.0 is padding
+    out = mass_change(delta, q, adv, mask)
+    assert out["dlogp/head/pos"] == pytest.approx(0.2)  # (0.1 + 0.3) / 2
+    assert out["dlogp/middle/pos"] == pytest.approx(0.2)
+    assert out["dlogp/tail/pos"] == pytest.approx(0.4)
+    assert out["dlogp/head/neg"] == pytest.approx(-0.1)
+    assert out["dlogp/tail/neg"] == pytest.approx(-0.5)
+    assert out["size_pos"] == pytest.approx(0.25) and out["size_neg"] == pytest.approx(0.3)
+    assert out["size_ratio"] == pytest.approx(0.25 / 0.3)
+
+
+def test_probe_command_pairs_objectives_on_one_policy(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    argv = ["probe", "--objectives", "grpo,maspo", "--seeds", "0,1", "--out", str(out),
+            "--entropy-steps", "2", *tiny_overrides(tiny_model_dir, **{
+                "optim.updates_per_step": 2, "rollout.prompts_per_step": 2})]
+    assert main(argv) == 0
+    saved = json.loads((out / "probes.json").read_text())
+    assert saved["baseline"] == "grpo" and saved["command"].startswith("maspo probe ")
+    assert sorted(saved["seeds"]) == ["0", "1"]
+    for seed in saved["seeds"].values():
+        assert set(seed) == {"grpo", "maspo"}
+        for values in seed.values():
+            assert {"kept_share", "kept_mass", "dlogp/head/pos", "size_ratio",
+                    "entropy_drift"} <= set(values)
+        if seed["maspo"]["outside_share"] > 0:  # the soft gate never zeroes a token
+            assert seed["maspo"]["kept_share"] == 1.0
+            assert seed["grpo"]["kept_share"] <= 1.0
+    text = (out / "probes.md").read_text()
+    for title in ("gradient kept", "probability mass", "signal reliability",
+                  "entropy under random rewards"):
+        assert f"## {title}" in text
+        assert (out / f"{title.replace(' ', '_')}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "minus grpo [95% CI]" in capsys.readouterr().out
