@@ -42,7 +42,7 @@ from maspo import advantages as adv_lib
 from maspo.compare import Variant
 from maspo.config import Config
 from maspo.losses import get_spec
-from maspo.paired import paired_difference
+from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
 from maspo.rollout.groups import Drawn
 from maspo.run import prepare_run_dir
 from maspo.step_log import Clock
@@ -62,6 +62,8 @@ TRUST_EPS = 0.2  # the trust region [1 - eps, 1 + eps] of the gradient-kept prob
 HEAD, TAIL = 0.9, 0.1  # q = pi_old(token) above HEAD: head; below TAIL: tail
 BUCKETS = ("head", "middle", "tail")
 COIN_SEED_OFFSET = 7_777_777  # random-reward coins: seeded by (seed, step), apart from sampling
+# a probe's paired verdict says which way a measure moved, not whether that is good
+DIRECTION = {BETTER: "higher", WORSE: "lower", CANNOT_TELL: CANNOT_TELL}
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ def paired_table(per_seed: dict[int, dict[str, dict[str, float]]], baseline: str
     difference from ``baseline`` with a 95% interval."""
     seeds = sorted(per_seed)
     objectives = list(per_seed[seeds[0]])
-    header = ["objective", "measure", "mean", f"minus {baseline} [95% CI]", "verdict"]
+    header = ["objective", "measure", "mean", f"minus {baseline} [95% CI]", "direction"]
     rows = []
     for objective in objectives:
         for key in keys:
@@ -257,7 +259,7 @@ def paired_table(per_seed: dict[int, dict[str, dict[str, float]]], baseline: str
                 rows.append([objective, key, mean, "", ""])
                 continue
             diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-            rows.append([objective, key, mean, diff.shown(4), diff.verdict])
+            rows.append([objective, key, mean, diff.shown(4), DIRECTION[diff.verdict]])
     return header, rows
 
 
