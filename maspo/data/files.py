@@ -8,7 +8,7 @@ Benchmark files load as their authors or the common harnesses publish them:
 | MATH / Minerva    | `problem`    | the last `\\boxed{}` of `solution`                      |
 | MATH500           | `problem`    | `answer` (its `solution` stays a column)               |
 | AIME              | `problem`    | `answer`, an int (`73`) or a string (`"073"`)          |
-| AMC23             | `question`   | `answer`, a float (`27.0` -> `27`)                     |
+| AMC23             | `problem` (`question`: the same) | `answer`, a float (`27.0` -> `27`) |
 | OlympiadBench     | `question`   | `final_answer`, a list: any element is correct         |
 
 The prompt is the row's `prompt`, `problem` or `question` field; the answer its `answer`,
@@ -19,11 +19,12 @@ names them instead. How the answer field is read is `answer_format`:
   A `solution` field must hold a `\\boxed{}` or `####` answer.
 - "plain": the value as it is; "gsm8k": required `####` line; "boxed": required box.
 
-Nothing is guessed: a row whose reading is ambiguous (two prompt fields, both `answer` and
-`final_answer`, a `####` answer in `answer` while another field is mapped, a worked
-solution with no marked final answer, a GSM8K file whose rows disagree) is a UserError
-naming the option that resolves it. A string `reward` field picks that row's reward, else
-`answer_check` does ("strict" for files: only the final `\\boxed{}` counts; "lenient":
+Nothing is guessed: a row whose reading is ambiguous (two prompt fields that differ, an
+`answer` and a `final_answer` that read differently, a `####` answer in `answer` while
+another field is mapped, a worked solution with no marked final answer, a GSM8K file
+whose rows disagree) is a UserError naming the row and the option that resolves it;
+duplicate fields that agree are one field. A string `reward` field picks that row's reward,
+else `answer_check` does ("strict" for files: only the final `\\boxed{}` counts; "lenient":
 also the stated answer or the last number, see `maspo.rewards.extract`); every other
 field is passed to reward functions. Any bad row is a UserError naming the file, the row
 number (1-based) and the field. Every decision in full: docs/data-formats.md.
@@ -112,11 +113,11 @@ def _prompt(row: dict, field: str | None, where: str) -> tuple[str, Prompt]:
         if not present:
             raise UserError(f"{where} has none of the prompt fields 'prompt', 'problem', "
                             "'question'; name it with data.fields.prompt (--prompt-field).")
-        if len(present) > 1:
+        if any(row[name] != row[present[0]] for name in present[1:]):
             both = " and ".join(repr(name) for name in present)
-            raise UserError(f"{where} has both {both}; name the prompt with "
+            raise UserError(f"{where} has both {both}, and they differ; name the prompt with "
                             "data.fields.prompt (--prompt-field).")
-        field = present[0]
+        field = present[0]  # the same text in each (AMC23's problem and question) is one prompt
     elif field not in row:
         raise UserError(f"{where} has no {field!r} field (the prompt).")
     value = row[field]
@@ -161,9 +162,11 @@ def _answer_field(row: dict, mapped: str | None, answer_format: str, where: str)
                             "data.answer_format=plain (--answer-format) to keep it.")
         return mapped
     present = [name for name in ANSWER_FIELDS if name in row]
-    if len(present) > 1:
-        raise UserError(f"{where} has both 'answer' and 'final_answer'; name the reference "
-                        "with data.fields.answer (--answer-field).")
+    if len(present) > 1:  # both: one reference if they read the same (27.0 and "27")
+        readings = {_reading(row, name, answer_format, where) for name in present}
+        if None in readings or len(readings) > 1:
+            raise UserError(f"{where} has both 'answer' and 'final_answer', and they differ; "
+                            "name the reference with data.fields.answer (--answer-field).")
     if present:
         field = present[0]
         if SOLUTION_FIELD in row and answer_format == "auto" and isinstance(row[field], str):
@@ -177,6 +180,14 @@ def _answer_field(row: dict, mapped: str | None, answer_format: str, where: str)
         return SOLUTION_FIELD
     raise UserError(f"{where} has no answer field ('answer', 'final_answer' or 'solution'); "
                     "name it with data.fields.answer (--answer-field).")
+
+
+def _reading(row: dict, field: str, answer_format: str, where: str) -> object:
+    """The reference ``field`` gives, or None where it reads as none."""
+    try:
+        return _answer(row, field, answer_format, where, marked=False)[0]
+    except UserError:
+        return None
 
 
 def _reads_like_solution(text: str) -> bool:
