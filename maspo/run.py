@@ -42,6 +42,7 @@ from maspo.config import (
     with_defaults,
 )
 from maspo.errors import UserError
+from maspo.hub import PINNED_KEYS, keeps_pin
 from maspo.paths import check_output_dir, write_atomic
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
@@ -230,6 +231,8 @@ def default_output_dir(config: Config) -> Path:
 def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
     """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
     for key, was, now in config_changes(saved, new):
+        if key in PINNED_KEYS and keeps_pin(was, now, PINNED_KEYS[key]):
+            continue  # the id the run started with, which keeps its commit (maspo.hub)
         if key not in RESUMABLE_KEYS:
             raise UserError(f"cannot resume with {key}={now!r}: the run was started with "
                             f"{was!r} and only {', '.join(RESUMABLE_KEYS)} may change; drop "

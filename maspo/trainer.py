@@ -32,6 +32,7 @@ from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, eval_settings, sample_and_score
+from maspo.hub import pin_config
 from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.rewards import default_verifier
@@ -251,6 +252,8 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
 
     hf_logging.disable_progress_bar()
     run = check_run_dir(config, _output_dir(config, output_dir, resume), resume)
+    # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
+    config = pin_config(config, run.read_config() if resume else None)
     checkpoint = run.latest_checkpoint() if resume else None  # verified
     trainer = Trainer(config, run)
     state = trainer.restore(checkpoint) if checkpoint is not None else TrainState()
