@@ -69,13 +69,16 @@ def _train(args: argparse.Namespace) -> int:
     from maspo.data.splits import fetch_sources
     from maspo.model_files import check_model_spec
     from maspo.paths import check_output_dir
+    from maspo.run import RunDir, check_run_dir
 
     config = _config(args)  # every config error, before torch is imported
-    check_output_dir(config.train.output_dir or "runs", "train.output_dir")
+    if args.resume:  # the run folder must take writes again
+        check_run_dir(config, config.train.output_dir, resume=True)
+    else:
+        check_output_dir(config.train.output_dir or "runs", "train.output_dir")
     fetch_sources(config.data)  # hub data sets, then the model: a miss before a download
     check_model_spec(config.model.path)
 
-    from maspo.run import RunDir
     from maspo.trainer import train
 
     summary = train(config, resume=args.resume, progress=not args.no_progress)

@@ -59,6 +59,8 @@ CASES = [
     ("train-output-is-file", _train("train.output_dir={file}"), "is a file"),
     ("train-output-under-file", _train("train.output_dir={file}/run"), "taken.txt"),
     ("train-existing-run", _train("train.output_dir={run}"), "--resume"),
+    ("train-output-in-proc", _train("train.output_dir=/proc/maspo-x"),  # passes os.access
+     "'/proc/maspo-x' cannot be written: '/proc' takes no new folder"),
     # --- train: model folders
     ("train-model-config-only", _train("model.path={config-only}"), "no weights"),
     ("train-model-truncated", _train("model.path={truncated}"), "truncated"),
