@@ -10,10 +10,11 @@ A checkpoint is a directory ``checkpoints/step-NNNNNN/`` holding
 - ``manifest.json``: the size and sha256 of each file above, written last.
 It is written into ``step-NNNNNN.tmp`` and renamed into place; ``checkpoints/latest``
 (rewritten by temp file + rename) names the newest complete one. A crash at any moment
-leaves the previous checkpoint and pointer intact. Every file is checked against the
-manifest before anything is loaded, so altered bytes are reported as damage, never
-trained on; resuming takes the newest intact checkpoint and says so when that is not
-the latest. Loading uses safetensors and JSON only: nothing is unpickled.
+leaves the previous checkpoint and pointer intact; a write that fails (a full disk) removes
+its ``.tmp`` folder and is a UserError naming the checkpoint ``--resume`` will take. Every
+file is checked against the manifest before anything is loaded, so altered bytes are
+reported as damage, never trained on; resuming takes the newest intact checkpoint and says
+so when that is not the latest. Loading uses safetensors and JSON only: nothing is unpickled.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Which files (as the Hub's own data viewer reads a repository):
   digit (``data/train-00000-of-00001.parquet``, ``test.jsonl``, ``gsm8k_test.json``); with
   no such name at all, every data file is the ``train`` split;
 - data files are ``.jsonl``, ``.json`` and ``.parquet`` (what maspo reads), never hidden
-  ones or dataset metadata (``dataset_info.json``...).
+  ones or dataset metadata (``dataset_info.json``...); a split published in several of
+  those formats is read from the first of Parquet, JSONL, JSON.
 
 With no config named, a repository's only config (or the one marked ``default``) is used;
 with no split named, ``train`` for training, ``test`` for a held-out set or an evaluation,
