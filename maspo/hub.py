@@ -137,6 +137,7 @@ def hub_errors(hub: HubId) -> Iterator[None]:
     )
 
     label = hub.label
+    unreachable = _transport_errors()
     try:
         yield
     except HFValidationError:
@@ -164,9 +165,24 @@ def hub_errors(hub: HubId) -> Iterator[None]:
         status = getattr(getattr(err, "response", None), "status_code", None)
         raise UserError(f"{label} could not be fetched from the Hugging Face Hub (HTTP "
                         f"{status or 'error'}); try again later.") from None
+    except unreachable as err:
+        raise UserError(f"{label} could not be fetched: the Hugging Face Hub could not be "
+                        f"reached ({type(err).__name__}); check the connection, or set "
+                        "HF_HUB_OFFLINE=1 to use the cache only.") from None
     except OSError as err:  # writing into the cache: disk full, permissions
         raise UserError(f"{label} could not be saved into the Hugging Face cache "
                         f"{cache_dir()!r} ({err.strerror or err}).") from None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a lost connection raises: the builtins, and httpx's (huggingface_hub >= 1.0
+    talks through httpx; its errors are no OSError)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    with contextlib.suppress(ImportError):
+        import httpx
+
+        errors.append(httpx.TransportError)
+    return tuple(errors)
 
 
 def snapshot(hub: HubId, patterns: list[str]) -> Path:
@@ -174,9 +190,17 @@ def snapshot(hub: HubId, patterns: list[str]) -> Path:
     the repository files matching ``patterns`` downloaded, or found in the cache offline."""
     from huggingface_hub import snapshot_download
 
-    with hub_errors(hub):
+    def download(cache_only: bool) -> Path:
         return Path(snapshot_download(hub.repo, repo_type=hub.kind, revision=hub.revision,
-                                      allow_patterns=patterns, local_files_only=offline()))
+                                      allow_patterns=patterns, local_files_only=cache_only))
+
+    with hub_errors(hub):
+        try:
+            return download(offline())
+        except _transport_errors():  # (a commit skips huggingface_hub's own fallback)
+            if offline():
+                raise
+            return download(True)  # no connection: what the cache holds, as for a branch
 
 
 def repo_files(hub: HubId, folder: Path) -> list[str]:
@@ -184,16 +208,13 @@ def repo_files(hub: HubId, folder: Path) -> list[str]:
     paths; offline (or when the Hub cannot be reached), the files the cache holds."""
     if not offline():
         from huggingface_hub import HfApi
-        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-        try:
-            return sorted(HfApi().list_repo_files(hub.repo, repo_type=hub.kind,
-                                                  revision=folder.name))
-        except (RepositoryNotFoundError, RevisionNotFoundError):
-            with hub_errors(hub):
-                raise
-        except Exception:  # noqa: BLE001 (no connection, proxy, server: the cache is what there is)
-            pass
+        with hub_errors(hub):
+            try:
+                return sorted(HfApi().list_repo_files(hub.repo, repo_type=hub.kind,
+                                                      revision=folder.name))
+            except _transport_errors():
+                pass  # the Hub cannot be reached now: the cache is what there is
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 

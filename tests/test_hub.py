@@ -5,7 +5,11 @@ to snapshots, a local folder wins, a miss is one sentence, a run pins the commit
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +104,43 @@ def test_an_id_missing_offline_is_one_sentence_naming_it(tiny_repo, hub_cache, s
     message = str(missed.value)
     assert message.startswith(said) and "\n" not in message
     assert str(hub_cache) in message and "HF_HUB_OFFLINE is set" in message
+
+
+UNREACHABLE = """
+import json, sys
+from maspo.errors import UserError
+from maspo.model_files import check_model_spec
+found = {}
+for spec in sys.argv[1:]:
+    try:
+        found[spec] = str(check_model_spec(spec))
+    except UserError as err:
+        found[spec] = "error: " + str(err)
+print(json.dumps(found))
+"""
+
+
+def test_with_the_hub_unreachable_the_cache_serves_and_a_miss_is_one_sentence(
+        tiny_repo, hub_cache, tmp_path):
+    """Online mode (HF_HUB_OFFLINE unset) with the Hub's address refusing connections, as
+    on a machine whose network is down: nothing leaves this machine."""
+    with socket.socket() as closed:  # a local port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    pinned = f"test-org/tiny-lm@{tiny_repo['main']}"
+    specs = ["test-org/tiny-lm", pinned, "test-org/not-cached"]
+    done = subprocess.run([sys.executable, "-c", UNREACHABLE, *specs], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    snapshot = str(_snapshot(hub_cache, tiny_repo["main"]))
+    assert found["test-org/tiny-lm"] == found[pinned] == snapshot
+    assert found["test-org/not-cached"] == (
+        "error: model 'test-org/not-cached' is neither a local path nor in the Hugging Face "
+        f"cache '{hub_cache}', and the Hub could not be reached; check the connection (or "
+        "HF_ENDPOINT) and try again.")
 
 
 def test_pins_keep_the_commit_a_run_started_from(tiny_repo):
