@@ -10,10 +10,11 @@ A checkpoint is a directory ``checkpoints/step-NNNNNN/`` holding
 - ``manifest.json``: the size and sha256 of each file above, written last.
 It is written into ``step-NNNNNN.tmp`` and renamed into place; ``checkpoints/latest``
 (rewritten by temp file + rename) names the newest complete one. A crash at any moment
-leaves the previous checkpoint and pointer intact. Every file is checked against the
-manifest before anything is loaded, so altered bytes are reported as damage, never
-trained on; resuming takes the newest intact checkpoint and says so when that is not
-the latest. Loading uses safetensors and JSON only: nothing is unpickled.
+leaves the previous checkpoint and pointer intact; a write that fails (a full disk) removes
+its ``.tmp`` folder and is a UserError naming the checkpoint ``--resume`` will take. Every
+file is checked against the manifest before anything is loaded, so altered bytes are
+reported as damage, never trained on; resuming takes the newest intact checkpoint and says
+so when that is not the latest. Loading uses safetensors and JSON only: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from safetensors.torch import load_file, load_model, save_file
 
 from maspo.errors import UserError
 from maspo.manifest import manifest_problem, write_manifest
-from maspo.paths import write_atomic
+from maspo.paths import disk_reason, write_atomic, write_errors
 
 LATEST = "latest"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -69,18 +70,43 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 
 def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
                     state: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint ``step`` under ``root`` atomically and prune to ``keep`` newest."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Write checkpoint ``step`` under ``root`` atomically and prune to ``keep`` newest.
+
+    A failed write (a full disk, a read-only folder) removes the half-written
+    ``step-N.tmp`` and is a UserError naming the intact checkpoint ``--resume`` takes.
+    """
     final = root / f"step-{step:06d}"
     tmp = root / f"step-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob("step-*.tmp"):  # left by a run killed while saving
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+        _write_files(tmp, step, model, optimizer, scheduler, state)
+        if final.exists():  # a re-run of the same step after a resume: replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        write_atomic(root / LATEST, final.name + "\n")
+    except write_errors() as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"could not write checkpoint {final.name} in {str(root)!r} "
+                        f"({disk_reason(err)}); {_resume_hint(root)}") from None
+    checkpoints = sorted(p for p in root.glob("step-*") if p.is_dir() and
+                         not p.name.endswith(".tmp"))
+    for old in checkpoints[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_files(folder: Path, step: int, model, optimizer, scheduler,
+                 state: dict[str, Any]) -> None:
+    """The files of checkpoint ``step`` (see the module doc), the manifest last."""
     trainable = {name: p.detach().contiguous() for name, p in model.named_parameters()
                  if p.requires_grad}
-    save_file(trainable, tmp / WEIGHTS_FILE)
+    save_file(trainable, folder / WEIGHTS_FILE)
     tensors, groups = _optimizer_tensors(optimizer)
-    save_file(tensors, tmp / OPTIMIZER_FILE)
-    save_file({"torch": torch.get_rng_state()}, tmp / RNG_FILE)
+    save_file(tensors, folder / OPTIMIZER_FILE)
+    save_file({"torch": torch.get_rng_state()}, folder / RNG_FILE)
     py_version, py_state, py_gauss = random.getstate()
     full_state = {
         **state,
@@ -89,17 +115,19 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
         "optimizer_groups": groups,
         "python_rng": [py_version, list(py_state), py_gauss],
     }
-    (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1))
-    write_manifest(tmp, MANIFEST_FILE)
-    if final.exists():  # a re-run of the same step after a resume: replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_atomic(root / LATEST, final.name + "\n")
-    checkpoints = sorted(p for p in root.glob("step-*") if p.is_dir() and
-                         not p.name.endswith(".tmp"))
-    for old in checkpoints[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    (folder / STATE_FILE).write_text(json.dumps(full_state, indent=1))
+    write_manifest(folder, MANIFEST_FILE)
+
+
+def _resume_hint(root: Path) -> str:
+    """What a user does after a failed write: where ``--resume`` will continue from."""
+    pointer = root / LATEST
+    latest = pointer.read_text().strip() if pointer.is_file() else None
+    if latest:
+        return (f"checkpoint {latest} is intact: free some space (or make the folder "
+                "writable), then continue with --resume")
+    return ("there is no earlier checkpoint: free some space (or make the folder writable), "
+            "then --resume starts the run over")
 
 
 def _step_dirs(root: Path) -> list[Path]:

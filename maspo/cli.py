@@ -66,14 +66,19 @@ def _show_config(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from maspo.data.splits import fetch_sources
     from maspo.model_files import check_model_spec
     from maspo.paths import check_output_dir
+    from maspo.run import RunDir, check_run_dir
 
     config = _config(args)  # every config error, before torch is imported
-    check_output_dir(config.train.output_dir or "runs", "train.output_dir")
+    if args.resume:  # the run folder must take writes again
+        check_run_dir(config, config.train.output_dir, resume=True)
+    else:
+        check_output_dir(config.train.output_dir or "runs", "train.output_dir")
+    fetch_sources(config.data)  # hub data sets, then the model: a miss before a download
     check_model_spec(config.model.path)
 
-    from maspo.run import RunDir
     from maspo.trainer import train
 
     summary = train(config, resume=args.resume, progress=not args.no_progress)
@@ -134,8 +139,6 @@ def _eval(args: argparse.Namespace) -> int:
     from maspo.model_files import check_model_spec
 
     source = locate_model(args.model)  # configs only: every input error before loading
-    if source.model_dir is not None:
-        check_model_spec(source.model_dir)  # missing, partial or truncated files
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = eval_settings(
@@ -145,14 +148,16 @@ def _eval(args: argparse.Namespace) -> int:
         chat_template=False if args.no_chat_template else None)
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     if not args.data and run is None:
-        raise UserError("pass --data (a built-in task or a JSONL/Parquet/dataset path) to "
-                        "evaluate a model that is not a run")
+        raise UserError("pass --data (a built-in task, a JSONL/Parquet/dataset path or a hub "
+                        "data set id) to evaluate a model that is not a run")
     fields = {k: v for k, v in (("prompt", args.prompt_field),
                                 ("answer", args.answer_field)) if v}
     datasets = resolve_datasets(args.data or [RUN_HELDOUT], fields=fields, run=run,
                                 seed=args.data_seed, size=args.test_size, limit=args.limit,
                                 answer_format=args.answer_format,
                                 answer_check=args.answer_check)
+    if source.model_dir is not None:  # after the data: a miss there before a model download
+        check_model_spec(source.model_dir)  # missing, partial or truncated files
     device = str(resolve_device(args.device or "auto", "--device"))
     hf_logging.disable_progress_bar()
     model, tokenizer = load_eval_model(source, device=device, dtype=_dtype(args.dtype))
@@ -236,10 +241,14 @@ def _compare(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     if args.target is not None and not 0 <= args.target <= 1:
         raise UserError(f"--target is an accuracy in [0, 1], got {args.target}")
+    from maspo.data.splits import fetch_sources
     from maspo.devices import resolve_device
+    from maspo.model_files import check_model_spec
     from maspo.paths import check_output_dir
 
     out = check_output_dir(args.out, "--out")
+    fetch_sources(base.data)  # hub data sets and model, before anything is written
+    check_model_spec(base.model.path)
     device = str(resolve_device(args.device or "auto", "--device"))
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
@@ -356,11 +365,14 @@ def _add_eval(sub) -> None:
         description="Sample n completions per problem, score them with the trainer's "
         "verifier and report Avg@n, unbiased Pass@k and Maj@k per dataset and averaged.")
     ev.add_argument("model", metavar="MODEL_OR_RUN",
-                    help="HF model dir, 'default', a run dir or <run>/checkpoints/step-N")
+                    help="HF model dir, hub id org/name[@revision], 'default', a run dir "
+                    "or <run>/checkpoints/step-N")
     ev.add_argument("--data", action="append", metavar="SPEC",
                     help="built-in task (arithmetic, countdown[:key=value,...]), a JSONL/JSON/"
-                    "Parquet file or save_to_disk folder with problem/answer fields, or "
-                    "'heldout' (a run's held-out set, the default for a run); repeatable")
+                    "Parquet file or save_to_disk folder with problem/answer fields, a hub "
+                    "data set id org/name[@revision][:config=C][,split=S] (split test by "
+                    "default), or 'heldout' (a run's held-out set, the default for a run); "
+                    "repeatable")
     ev.add_argument("--n", type=int, help=f"samples per problem (default {DEFAULT_EVAL_N}; "
                     "1 with --greedy)")
     ev.add_argument("--k", help="comma-separated k values for Pass@k / Maj@k, each <= n; "

@@ -46,7 +46,7 @@ class LoraConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = "default"  # HF model directory, or "default" (embedded SmolLM2-135M-Instruct)
+    path: str = "default"  # HF model dir, hub id org/name[@revision], or "default" (SmolLM2-135M)
     lora: LoraConfig = field(default_factory=LoraConfig)
     logprob_chunk: int | None = None  # tokens per lm_head chunk (None: maspo.logprobs' default)
 
@@ -55,8 +55,8 @@ class ModelConfig:
 class DataConfig:
     task: str = "arithmetic"  # built-in task name; ignored when `path` is set
     task_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {digits: 2}
-    path: str | None = None  # JSONL / Parquet / HF datasets dir with prompt + answer rows
-    test_path: str | None = None  # held-out rows for a file dataset (else split off `path`)
+    path: str | None = None  # JSONL / Parquet / save_to_disk dir, or hub id org/name[:config=C]
+    test_path: str | None = None  # held-out rows, file or hub id (else split off `path`)
     fields: dict[str, str] = field(default_factory=dict)  # e.g. {prompt: problem}
     answer_format: str = "auto"  # how a file's answer field reads: auto|plain|gsm8k|boxed
     answer_check: str | None = None  # files: strict (final \boxed{} only) | lenient; None: strict
@@ -517,10 +517,12 @@ def validate(config: Config) -> None:
                         f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "
                         "holds whole prompt groups")
     data = config.data
-    if data.path is not None and not Path(data.path).exists():
-        raise UserError(f"config key 'data.path': {data.path!r} does not exist")
-    if data.test_path is not None and not Path(data.test_path).exists():
-        raise UserError(f"config key 'data.test_path': {data.test_path!r} does not exist")
+    from maspo.data.hub_datasets import parse_dataset_id
+
+    for key, value in (("data.path", data.path), ("data.test_path", data.test_path)):
+        # a hub data set id is fetched later, before the model loads (maspo.data.hub_datasets)
+        if value is not None and not Path(value).exists() and parse_dataset_id(value) is None:
+            raise UserError(f"config key {key!r}: {value!r} does not exist")
 
     from maspo.advantages import ESTIMATORS
     from maspo.data import get_task

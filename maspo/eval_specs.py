@@ -2,6 +2,8 @@
 
 Model specs:
 - an HF model directory (``config.json``), or "default" (the embedded model);
+- a Hugging Face Hub model id ``org/name[@revision]`` (``maspo.hub``), resolved to its
+  commit so the evaluation records which weights it scored;
 - a run directory (``maspo.run.RunDir``): its final model, else its latest checkpoint;
 - a checkpoint ``<run>/checkpoints/step-N``: the base model named by the run's config
   (``model.path``, LoRA settings) with ``weights.safetensors`` loaded on
@@ -11,6 +13,8 @@ Dataset specs (``--data``, repeatable):
 - a JSONL / JSON / Parquet file or a ``save_to_disk`` folder as published (GSM8K, MATH,
   MATH500, AIME, AMC23, Minerva, OlympiadBench...: ``maspo.data.load_examples``), read
   with ``answer_format`` and checked with ``answer_check`` (strict by default);
+- a Hugging Face Hub data set id ``org/name[@revision][:config=C][,split=S]`` read as
+  the same files would be (``maspo.data.hub_datasets``; with no split named, ``test``);
 - a built-in task ``name`` or ``name:key=value,...`` (task settings): its held-out set.
   Evaluating a run on its own task, the settings, seed and size default to the run's, so
   the problems are exactly the run's held-out prompts (never its training prompts);
@@ -28,8 +32,10 @@ import torch
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
 from maspo.config import Config, parse_named_spec
 from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
+from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
+from maspo.hub import MODEL, parse_hub_id, pin
 from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
 from maspo.run import RunDir
 
@@ -78,6 +84,9 @@ def locate_model(spec: str) -> ModelSource:
             raise UserError(f"run {str(path)!r} has neither a {run.final_model.name}/ nor "
                             "a checkpoint to evaluate")
         return ModelSource(spec, None, checkpoint, config)
+    if parse_hub_id(spec, MODEL) is not None:
+        pinned = pin(spec, MODEL)
+        return ModelSource(pinned, pinned, None, None)
     resolve_model(spec)  # raises the UserError that names what is missing
     raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")
 
@@ -136,6 +145,11 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         examples = load_examples(path, fields, answer_format=answer_format,
                                  answer_check=answer_check)
         source = str(path)
+    elif (hub := parse_dataset_id(spec)) is not None:
+        named = fetch_dataset(hub, "test").hub  # commit, config and split: what is scored
+        examples = load_examples(str(named), fields, answer_format=answer_format,
+                                 answer_check=answer_check)
+        source = named.label
     elif parse_named_spec(spec, "--data")[0] in TASKS:
         name, settings = parse_named_spec(spec, "--data")
         own = run is not None and run.data.path is None and run.data.task == name
@@ -147,8 +161,8 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         shown = ",".join(f"{k}={v}" for k, v in settings.items())
         source = f"task {name}" + (f" ({shown})" if shown else "") + f", seed {seed}"
     else:
-        raise UserError(f"--data {spec!r} is neither an existing file or folder nor a "
-                        f"built-in task ({', '.join(TASKS)})")
+        raise UserError(f"--data {spec!r} is neither an existing file or folder, a hub data "
+                        f"set id (org/name) nor a built-in task ({', '.join(TASKS)})")
     if limit is not None:
         examples = examples[:limit]
     if not examples:
@@ -166,10 +180,11 @@ def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
     answer_options = (kwargs.get("answer_format", "auto") != "auto"
                       or kwargs.get("answer_check") is not None)
     if answer_options and not any(
-            spec != RUN_HELDOUT and Path(spec).expanduser().exists() for spec in specs):
+            spec != RUN_HELDOUT and (Path(spec).expanduser().exists()
+                                     or parse_dataset_id(spec) is not None) for spec in specs):
         raise UserError("--answer-format and --answer-check read data files; none of the "
-                        "--data specs is a file (a built-in task or a run's held-out set "
-                        "keeps its own answer check)")
+                        "--data specs is a file or a hub data set (a built-in task or a run's "
+                        "held-out set keeps its own answer check)")
     datasets = [resolve_dataset(spec, **kwargs) for spec in specs]
     names = [d.name for d in datasets]
     for dataset, spec in zip(datasets, specs, strict=True):

@@ -6,16 +6,19 @@ A usable Hugging Face model folder has a ``config.json`` that parses, complete w
 exactly what its header promises, so a truncated download or copy is caught here, with
 a sentence, instead of deep inside ``from_pretrained``. A folder maspo wrote (a run's
 ``final_model/``) also carries a checksum manifest, verified here: altered bytes are named.
+A model id (``org/name[@revision]``) names the snapshot folder ``maspo.hub`` fetches.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zipfile
 from pathlib import Path
 
 from maspo.errors import UserError
+from maspo.hub import MODEL, HubId, fetch, offline, parse_hub_id, repo_files, snapshot
 from maspo.manifest import manifest_problem, write_manifest
 
 DEFAULT_MODEL_ALIASES = frozenset({"default", "smollm2-135m", "smollm2-135m-instruct"})
@@ -129,19 +132,42 @@ def seal_model_dir(path: Path) -> None:
     write_manifest(path, MODEL_MANIFEST)
 
 
-def check_model_spec(spec: str | None) -> None:
-    """The checks of ``maspo.models.resolve_model`` that need no download or torch."""
+def check_model_spec(spec: str | None) -> Path | None:
+    """The checks of ``maspo.models.resolve_model`` that need no torch: the model folder
+    ``spec`` names, checked (None for the embedded default, prepared on first use).
+
+    A local folder wins; else ``org/name`` or ``org/name@revision`` is fetched from the
+    Hugging Face Hub into its cache, or found there offline (``maspo.hub``).
+    """
     if is_default_model(spec):
-        return  # the embedded model is prepared (and checked) on first use
+        return None  # the embedded model is prepared (and checked) on first use
     path = Path(spec).expanduser()
     if path.is_dir():
         check_model_dir(path)
-        return
+        return path
     if path.exists():
         raise UserError(f"model path '{spec}' is a file, not a model directory.")
-    if "/" in spec and not spec.startswith((".", "/", "~")):
-        raise UserError(
-            f"model '{spec}' is not a local directory, and downloading from the Hugging "
-            "Face Hub is not supported, so download it yourself and pass its directory."
-        )
-    raise UserError(f"model directory '{spec}' does not exist.")
+    hub = parse_hub_id(spec, MODEL)
+    if hub is None:
+        raise UserError(f"model directory '{spec}' does not exist.")
+    folder = hub_model_folder(hub)
+    check_model_dir(folder)
+    return folder
+
+
+HUB_MODEL_FILES = re.compile(  # what loading needs, at the top of a model repository
+    r"[^/]+\.(json|txt|model|jinja|tiktoken)|(model|pytorch_model)[^/]*\.(safetensors|bin)")
+
+
+def hub_model_folder(hub: HubId) -> Path:
+    """The snapshot folder of hub model ``hub``: its config, tokenizer and weights
+    (safetensors when the repository has them, else PyTorch ``.bin``), downloaded or
+    found in the cache; other files (ONNX, GGUF, sub-folders) are left on the Hub."""
+    folder = snapshot(hub, ["config.json"])  # resolves the revision
+    if offline():
+        return folder
+    names = [n for n in repo_files(hub, folder) if HUB_MODEL_FILES.fullmatch(n)]
+    if any(n.endswith(".safetensors") for n in names):
+        names = [n for n in names if not n.endswith(".bin")]
+    fetch(hub, folder, names)
+    return folder

@@ -110,12 +110,12 @@ def resolve_model(spec: str | None) -> Path:
     """Turn a model spec into a local checkpoint directory.
 
     None, "default" or "smollm2-135m" give the embedded SmolLM2-135M-Instruct (prepared
-    on first use); anything else must be a local Hugging Face model directory.
+    on first use); a local Hugging Face model directory is itself (it wins); else
+    ``org/name`` or ``org/name@revision`` is the Hugging Face Hub snapshot (``maspo.hub``).
     """
     if spec is None or spec.strip().lower() in DEFAULT_MODEL_ALIASES:
         return prepare_embedded_model()
-    check_model_spec(spec)  # missing, partial or truncated files: a sentence, no traceback
-    return Path(spec).expanduser()
+    return check_model_spec(spec)  # missing, partial or truncated files: a sentence
 
 
 def prepare_embedded_model() -> Path:

@@ -9,6 +9,7 @@
       summary.json      written when training finishes
       curves.png        the run's training curves
       final_model/      the trained model as an HF folder, with a checksum manifest
+                        (written as final_model.tmp/ and renamed into place)
       final_eval.json   ``maspo compare``: verdicts of the final held-out evaluation
       stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
 
@@ -42,7 +43,8 @@ from maspo.config import (
     with_defaults,
 )
 from maspo.errors import UserError
-from maspo.paths import check_output_dir, write_atomic
+from maspo.hub import PINNED_KEYS, keeps_pin
+from maspo.paths import check_output_dir, write_atomic, write_problem
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
                   "train.threads", "train.output_dir")
@@ -76,11 +78,22 @@ def append_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
 
 
 def truncate_jsonl(path: Path, step: int) -> None:
-    """Keep only the records of ``path`` whose ``step`` is <= ``step`` (on resume)."""
+    """Keep only the records of ``path`` whose ``step`` is <= ``step`` (on resume); a last
+    line cut short (a full disk, a kill mid-write) goes too."""
     if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        if lines and not _is_json(lines[-1]):
+            lines.pop()
+        kept = [line for line in lines if json.loads(line)["step"] <= step]
         write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,6 +117,7 @@ class RunDir:
     summary = property(lambda self: self.root / "summary.json")
     curves = property(lambda self: self.root / "curves.png")
     final_model = property(lambda self: self.root / "final_model")
+    final_model_partial = property(lambda self: self.root / "final_model.tmp")
     final_eval = property(lambda self: self.root / "final_eval.json")
     stopped = property(lambda self: self.root / "stopped.txt")
 
@@ -230,6 +244,8 @@ def default_output_dir(config: Config) -> Path:
 def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
     """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
     for key, was, now in config_changes(saved, new):
+        if key in PINNED_KEYS and keeps_pin(was, now, PINNED_KEYS[key]):
+            continue  # the id the run started with, which keeps its commit (maspo.hub)
         if key not in RESUMABLE_KEYS:
             raise UserError(f"cannot resume with {key}={now!r}: the run was started with "
                             f"{was!r} and only {', '.join(RESUMABLE_KEYS)} may change; drop "
@@ -264,13 +280,21 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
 def check_run_dir(config: Config, output_dir: str | Path, resume: bool) -> RunDir:
     """The run's folder, checked without writing anything: a new run needs a free,
     writable folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``."""
-    run = RunDir(check_output_dir(output_dir, "train.output_dir"))
     if resume:
+        run = RunDir(Path(output_dir).expanduser())
         if not run.config.is_file():
             raise _no_run_to_resume(run)
+        for folder in (run.root, run.checkpoints, run.tensorboard):
+            problem = write_problem(folder) if folder.is_dir() else None
+            if problem is not None:
+                raise UserError(f"cannot resume the run in {str(run.root)!r}: {str(folder)!r} "
+                                f"is not writable ({problem}); make it writable, or copy the "
+                                "run elsewhere and resume it there")
         saved = yaml.safe_load(run.config.read_text()) or {}
         check_resumable(with_defaults(saved), to_dict(config))
-    elif run.holds_training():
+        return run
+    run = RunDir(check_output_dir(output_dir, "train.output_dir"))
+    if run.holds_training():
         raise UserError(f"output directory {str(run.root)!r} already holds a run; pass "
                         "--resume to continue it or choose another train.output_dir")
     return run

@@ -1,11 +1,14 @@
 """Tiny real models for tests and examples: a character-level tokenizer with a chat
-template and a small Llama built from a config, saved as a normal HF model directory.
+template and a small Llama built from a config, saved as a normal HF model directory, and
+a way to place such a folder in a Hugging Face hub cache as if it had been downloaded.
 
 Nothing is downloaded; a tiny model trains in seconds on CPU.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,36 @@ def save_tiny_model(path: str | Path, seed: int = 0, **kwargs) -> Path:
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
+
+
+def place_in_hub_cache(cache: str | Path, repo_id: str, folder: str | Path,
+                       kind: str = "model", branch: str | None = "main") -> str:
+    """Lay out every file under ``folder`` as revision ``branch`` of hub repository
+    ``repo_id`` (``kind`` "model" or "dataset") in the hub cache ``cache``, the way
+    huggingface_hub stores a download: ``<kind>s--org--name/`` with the contents in
+    ``blobs/``, ``snapshots/<commit>/`` linking to them and ``refs/<branch>`` naming the
+    commit. Returns the commit (derived from the contents: the same files, the same
+    commit). ``branch=None`` adds the snapshot without pointing a ref at it."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    digest = hashlib.sha1(repo_id.encode())
+    for file in files:
+        digest.update(file.relative_to(folder).as_posix().encode() + file.read_bytes())
+    commit = digest.hexdigest()
+    repo = Path(cache) / f"{kind}s--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    for file in files:
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(file.read_bytes())
+        link = snapshot / file.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    if branch is not None:
+        (repo / "refs" / branch).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / branch).write_text(commit)
+    return commit
 
 
 GPT2_DROPOUT = 0.1  # GPT-2's own default for resid / embd / attn dropout

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,10 @@ from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, eval_settings, sample_and_score
+from maspo.hub import pin_config
 from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
+from maspo.paths import write_errors, writing
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
@@ -49,6 +53,8 @@ from maspo.update import (
     policy_update,
 )
 
+RESUME_HINT = ("the checkpoints already written are intact: free some space (or make the "
+               "folder writable), then continue with --resume")
 EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
 DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
@@ -238,14 +244,19 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
 
     hf_logging.disable_progress_bar()
     run = check_run_dir(config, _output_dir(config, output_dir, resume), resume)
+    # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
+    config = pin_config(config, run.read_config() if resume else None)
     checkpoint = run.latest_checkpoint() if resume else None  # verified
     trainer = Trainer(config, run)
     state = trainer.restore(checkpoint) if checkpoint is not None else TrainState()
-    run.write_config(config)  # only now: a failed start leaves nothing behind
+    with writing(f"the run folder {str(run.root)!r}", "free some space or choose another "
+                 "train.output_dir" if not resume else RESUME_HINT):
+        run.write_config(config)  # only now: a failed start leaves nothing behind
     _announce(trainer, checkpoint)
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
-    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
+    with writing(f"the logs of {str(run.root)!r}", RESUME_HINT):
+        log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
     stream = trainer.splits.train_stream(skip=state.examples_seen)
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
@@ -254,21 +265,24 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         if state.step == 0:
             record = {"step": 0, **_timed_eval(trainer)}
             state.eval_before = record["eval/accuracy"]
-            log.write(record)
+            with writing(f"the logs of {str(run.root)!r}", RESUME_HINT):
+                log.write(record)
             bar.set_postfix(eval_acc=f"{state.eval_before:.3f}")
         for step in range(state.step + 1, t.steps + 1):
             result = trainer.train_step(step, state, stream)
             state.step = step
             if _due(step, t.eval_every, t.steps):
                 result.record.update(_timed_eval(trainer))
-            log.write(result.record, result.samples)
+            with writing(f"the logs of {str(run.root)!r}", RESUME_HINT):
+                log.write(result.record, result.samples)
             bar.set_postfix(_progress(result.record))
             bar.update(1)
             if _due(step, t.save_every, t.steps):
                 trainer.save(state)
     finally:
         bar.close()
-        log.close()
+        with contextlib.suppress(*write_errors()):  # (a write error is already on its way)
+            log.close()
     return _finish(trainer, state)
 
 
@@ -315,9 +329,10 @@ def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
     run, config = trainer.run, trainer.config
     records = run.read_metrics()
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
-    trainer.model.save_pretrained(run.final_model, safe_serialization=True)
-    trainer.tokenizer.save_pretrained(run.final_model)
-    seal_model_dir(run.final_model)  # checksums: altered bytes are named when it is loaded
+    hint = (f"checkpoint step-{state.step:06d} is intact: free some space, then finish the run "
+            "with --resume")
+    with writing(f"the final model in {str(run.final_model)!r}", hint):
+        _save_final_model(trainer, run)
     summary = {
         "objective": config.loss.name,
         "steps": config.train.steps,
@@ -330,6 +345,24 @@ def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
                             for r in records),
         "run_dir": str(run.root),
     }
-    run.write_summary(summary)
-    plot_run([run.root], run.curves)
+    with writing(f"the summary and curves of {str(run.root)!r}", hint):
+        plot_run([run.root], run.curves)
+        run.write_summary(summary)  # last: a run with a summary is done
     return summary
+
+
+def _save_final_model(trainer: Trainer, run: RunDir) -> None:
+    """The final model, sealed with checksums (altered bytes are named when it is loaded),
+    written beside its place and renamed into it: a failed write leaves no half model."""
+    partial = run.final_model_partial
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        trainer.model.save_pretrained(partial, safe_serialization=True)
+        trainer.tokenizer.save_pretrained(partial)
+        seal_model_dir(partial)
+        if run.final_model.exists():  # a finished run resumed to write it again
+            shutil.rmtree(run.final_model)
+        os.replace(partial, run.final_model)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

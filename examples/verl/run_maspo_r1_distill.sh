@@ -2,7 +2,9 @@
 # MASPO on verl 0.9 (Ray + FSDP + vLLM): DeepSeek-R1-Distill-Qwen, 8 samples per prompt,
 # 4 mini-batch updates per rollout. Documented in docs/integrations.md.
 #
-#   pip install "maspo[verl]" "verl[vllm]==0.9.*"   # every node; `import verl` registers maspo
+#   pip install "dist/maspo-0.1.0-py3-none-any.whl[verl]" "verl[vllm]==0.9.*"  # every node
+#   (the wheel built in a clone with `pip wheel --no-deps -w dist .`); `import verl` then
+#   registers maspo
 #   TRAIN_FILES=~/data/math/train.parquet VAL_FILES=~/data/aime24/test.parquet \
 #     bash examples/verl/run_maspo_r1_distill.sh [extra Hydra overrides...]
 #

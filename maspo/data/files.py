@@ -1,4 +1,5 @@
-"""User prompt files: JSONL, JSON (a list of objects), Parquet, or a `save_to_disk` folder.
+"""User prompt files: JSONL, JSON (a list of objects), Parquet, a `save_to_disk` folder, or
+the files of a data set on the Hugging Face Hub (`maspo.data.hub_datasets`).
 
 Benchmark files load as their authors or the common harnesses publish them:
 
@@ -8,7 +9,7 @@ Benchmark files load as their authors or the common harnesses publish them:
 | MATH / Minerva    | `problem`    | the last `\\boxed{}` of `solution`                      |
 | MATH500           | `problem`    | `answer` (its `solution` stays a column)               |
 | AIME              | `problem`    | `answer`, an int (`73`) or a string (`"073"`)          |
-| AMC23             | `question`   | `answer`, a float (`27.0` -> `27`)                     |
+| AMC23             | `problem` (`question`: the same) | `answer`, a float (`27.0` -> `27`) |
 | OlympiadBench     | `question`   | `final_answer`, a list: any element is correct         |
 
 The prompt is the row's `prompt`, `problem` or `question` field; the answer its `answer`,
@@ -19,11 +20,12 @@ names them instead. How the answer field is read is `answer_format`:
   A `solution` field must hold a `\\boxed{}` or `####` answer.
 - "plain": the value as it is; "gsm8k": required `####` line; "boxed": required box.
 
-Nothing is guessed: a row whose reading is ambiguous (two prompt fields, both `answer` and
-`final_answer`, a `####` answer in `answer` while another field is mapped, a worked
-solution with no marked final answer, a GSM8K file whose rows disagree) is a UserError
-naming the option that resolves it. A string `reward` field picks that row's reward, else
-`answer_check` does ("strict" for files: only the final `\\boxed{}` counts; "lenient":
+Nothing is guessed: a row whose reading is ambiguous (two prompt fields that differ, an
+`answer` and a `final_answer` that read differently, a `####` answer in `answer` while
+another field is mapped, a worked solution with no marked final answer, a GSM8K file
+whose rows disagree) is a UserError naming the row and the option that resolves it;
+duplicate fields that agree are one field. A string `reward` field picks that row's reward,
+else `answer_check` does ("strict" for files: only the final `\\boxed{}` counts; "lenient":
 also the stated answer or the last number, see `maspo.rewards.extract`); every other
 field is passed to reward functions. Any bad row is a UserError naming the file, the row
 number (1-based) and the field. Every decision in full: docs/data-formats.md.
@@ -112,11 +114,11 @@ def _prompt(row: dict, field: str | None, where: str) -> tuple[str, Prompt]:
         if not present:
             raise UserError(f"{where} has none of the prompt fields 'prompt', 'problem', "
                             "'question'; name it with data.fields.prompt (--prompt-field).")
-        if len(present) > 1:
+        if any(row[name] != row[present[0]] for name in present[1:]):
             both = " and ".join(repr(name) for name in present)
-            raise UserError(f"{where} has both {both}; name the prompt with "
+            raise UserError(f"{where} has both {both}, and they differ; name the prompt with "
                             "data.fields.prompt (--prompt-field).")
-        field = present[0]
+        field = present[0]  # the same text in each (AMC23's problem and question) is one prompt
     elif field not in row:
         raise UserError(f"{where} has no {field!r} field (the prompt).")
     value = row[field]
@@ -161,9 +163,11 @@ def _answer_field(row: dict, mapped: str | None, answer_format: str, where: str)
                             "data.answer_format=plain (--answer-format) to keep it.")
         return mapped
     present = [name for name in ANSWER_FIELDS if name in row]
-    if len(present) > 1:
-        raise UserError(f"{where} has both 'answer' and 'final_answer'; name the reference "
-                        "with data.fields.answer (--answer-field).")
+    if len(present) > 1:  # both: one reference if they read the same (27.0 and "27")
+        readings = {_reading(row, name, answer_format, where) for name in present}
+        if None in readings or len(readings) > 1:
+            raise UserError(f"{where} has both 'answer' and 'final_answer', and they differ; "
+                            "name the reference with data.fields.answer (--answer-field).")
     if present:
         field = present[0]
         if SOLUTION_FIELD in row and answer_format == "auto" and isinstance(row[field], str):
@@ -177,6 +181,14 @@ def _answer_field(row: dict, mapped: str | None, answer_format: str, where: str)
         return SOLUTION_FIELD
     raise UserError(f"{where} has no answer field ('answer', 'final_answer' or 'solution'); "
                     "name it with data.fields.answer (--answer-field).")
+
+
+def _reading(row: dict, field: str, answer_format: str, where: str) -> object:
+    """The reference ``field`` gives, or None where it reads as none."""
+    try:
+        return _answer(row, field, answer_format, where, marked=False)[0]
+    except UserError:
+        return None
 
 
 def _reads_like_solution(text: str) -> bool:
@@ -251,19 +263,50 @@ def _answer(row: dict, field: str, answer_format: str, where: str,
     return (answers[0] if len(answers) == 1 else answers), read[0][1]
 
 
+def read_rows(path: Path) -> list[tuple[int, Any]]:
+    """(row number, row) of every row of the local file or ``save_to_disk`` folder ``path``."""
+    if path.is_dir():
+        return _read_dataset_dir(path)
+    if path.suffix in READERS:
+        return READERS[path.suffix](path)
+    raise UserError(
+        f"Data file {path} has an unknown extension; use .jsonl, .json, .parquet "
+        "or a save_to_disk folder."
+    )
+
+
+def _sources(path: str | Path, default_split: str) -> list[tuple[str, list[tuple[int, Any]]]]:
+    """(how rows are named, rows) of each file ``path`` stands for: itself, or the files
+    of a hub data set id's config and split (``maspo.data.hub_datasets``)."""
+    local = Path(path).expanduser()
+    if local.exists():
+        return [(str(local), read_rows(local))]
+    from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
+
+    hub = parse_dataset_id(str(path))
+    if hub is None:
+        raise UserError(f"Data path {path} does not exist.")
+    data = fetch_dataset(hub, default_split)
+    return [(f"{name} in {data.hub.label}", READERS[Path(name).suffix](file))
+            for file, name in data.files]
+
+
 def load_examples(
     path: str | Path,
     fields: Mapping[str, str] | None = None,
     reward: str | None = None,
     answer_format: str = "auto",
     answer_check: str | None = None,
+    default_split: str = "train",
 ) -> list[Example]:
-    """Every row of the file or dataset folder at `path` as an Example (see module doc).
+    """Every row of the file or dataset folder at `path`, or of a hub data set id's files
+    (``org/name[@revision][:config=C][,split=S]``, see ``maspo.data.hub_datasets``), as an
+    Example (see module doc).
 
     `reward` names every row's reward (a row's `reward` field still wins); by default it
-    follows `answer_check` (None: "strict", the `math_strict` reward).
+    follows `answer_check` (None: "strict", the `math_strict` reward). `default_split` is the
+    split a hub id without one stands for: "train" to train on, "test" to hold out.
     """
-    path = Path(path)
     fields = dict(fields or {})
     for key in fields:
         if key not in MAPPABLE_FIELDS:
@@ -273,40 +316,31 @@ def load_examples(
     check_answer_settings(answer_format, answer_check)
     if reward is None:
         reward = ANSWER_CHECKS[answer_check or FILE_ANSWER_CHECK]
-    if not path.exists():
-        raise UserError(f"Data path {path} does not exist.")
-    if path.is_dir():
-        rows = _read_dataset_dir(path)
-    elif path.suffix in READERS:
-        rows = READERS[path.suffix](path)
-    else:
-        raise UserError(
-            f"Data file {path} has an unknown extension; use .jsonl, .json, .parquet "
-            "or a save_to_disk folder."
-        )
     examples = []
-    first: tuple[int, bool] | None = None  # (row number, read as GSM8K) of the first row
-    for number, row in rows:
-        where = f"Row {number} of {path}"
-        if not isinstance(row, dict):
-            raise UserError(f"{where} is {type(row).__name__}, not an object with fields.")
-        prompt_field, prompt = _prompt(row, fields.get("prompt"), where)
-        answer_field = _answer_field(row, fields.get("answer"), answer_format, where)
-        marked = "answer" not in fields and answer_field == SOLUTION_FIELD
-        answer, kind = _answer(row, answer_field, answer_format, where, marked)
-        if first is None:
-            first = (number, kind == "gsm8k")
-        elif answer_format == "auto" and first[1] != (kind == "gsm8k"):
-            has = "has a" if kind == "gsm8k" else "has no"
-            raise UserError(f"{where} {has} GSM8K '#### ' answer line, unlike row "
-                            f"{first[0]}; fix the row or set data.answer_format "
-                            "(--answer-format).")
-        row_reward = row.get(REWARD_FIELD, reward)
-        if not isinstance(row_reward, str) or not row_reward:
-            raise UserError(f"{where} field {REWARD_FIELD!r} must be a reward name string.")
-        used = {prompt_field, answer_field, REWARD_FIELD}
-        columns = {key: value for key, value in row.items() if key not in used}
-        examples.append(Example(prompt, answer, row_reward, columns))
+    first: tuple[str, int, bool] | None = None  # (source, row number, read as GSM8K) of row 1
+    for source, rows in _sources(path, default_split):
+        for number, row in rows:
+            where = f"Row {number} of {source}"
+            if not isinstance(row, dict):
+                raise UserError(f"{where} is {type(row).__name__}, not an object with fields.")
+            prompt_field, prompt = _prompt(row, fields.get("prompt"), where)
+            answer_field = _answer_field(row, fields.get("answer"), answer_format, where)
+            marked = "answer" not in fields and answer_field == SOLUTION_FIELD
+            answer, kind = _answer(row, answer_field, answer_format, where, marked)
+            if first is None:
+                first = (source, number, kind == "gsm8k")
+            elif answer_format == "auto" and first[2] != (kind == "gsm8k"):
+                has = "has a" if kind == "gsm8k" else "has no"
+                of = "" if first[0] == source else f" of {first[0]}"
+                raise UserError(f"{where} {has} GSM8K '#### ' answer line, unlike row "
+                                f"{first[1]}{of}; fix the row or set data.answer_format "
+                                "(--answer-format).")
+            row_reward = row.get(REWARD_FIELD, reward)
+            if not isinstance(row_reward, str) or not row_reward:
+                raise UserError(f"{where} field {REWARD_FIELD!r} must be a reward name string.")
+            used = {prompt_field, answer_field, REWARD_FIELD}
+            columns = {key: value for key, value in row.items() if key not in used}
+            examples.append(Example(prompt, answer, row_reward, columns))
     if not examples:
         raise UserError(f"Data path {path} holds no rows.")
     return examples

@@ -6,7 +6,8 @@ trained on.
 - A built-in task: ``heldout_set`` and ``train_stream`` of the task (disjoint by prompt).
 - A data file: ``data.test_path`` is the held-out set, else the first ``data.test_size``
   rows are; the other rows are the training rows, reshuffled every epoch by a generator
-  seeded with the epoch number.
+  seeded with the epoch number. A hub data set id without a split stands for its
+  ``train`` split in ``data.path`` and its ``test`` split in ``data.test_path``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def data_splits(data: DataConfig, seed: int) -> Splits:
         heldout = heldout_set(task, seed=seed, size=data.test_size)
         return Splits(heldout, lambda: train_stream(task, seed=seed, test_size=data.test_size))
     reading = {"answer_format": data.answer_format, "answer_check": data.answer_check}
-    rows = load_examples(data.path, data.fields, **reading)
+    rows = load_examples(data.path, data.fields, **reading)  # a hub id: its train split
     if data.test_path is not None:
-        heldout, train_rows = load_examples(data.test_path, data.fields, **reading), rows
+        heldout = load_examples(data.test_path, data.fields, default_split="test", **reading)
+        train_rows = rows
     else:
         heldout, train_rows = rows[:data.test_size], rows[data.test_size:]
     if not train_rows:
@@ -66,3 +68,14 @@ def _epochs(rows: list[Example]) -> Iterator[Example]:
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(epoch))
         yield from (rows[i] for i in order.tolist())
         epoch += 1
+
+
+def fetch_sources(data: DataConfig) -> None:
+    """Download the hub data sets ``data`` names (or find them in the cache offline),
+    without reading their rows: the command line does this before a model is fetched."""
+    from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
+
+    for spec, split in ((data.path, "train"), (data.test_path, "test")):
+        hub = parse_dataset_id(spec)
+        if hub is not None:
+            fetch_dataset(hub, split)

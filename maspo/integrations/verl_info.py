@@ -38,7 +38,7 @@ def why_not_loaded() -> str:
              if ep.name == ENTRY_POINT_NAME]
     if not found:
         return ("no 'verl.plugins' entry point named 'maspo' is installed in this environment; "
-                "install maspo here with pip install \"maspo[verl]\" (or pip install -e .)")
+                "install maspo here (pip install \".[verl]\" in a clone of maspo, or its wheel)")
     try:
         importlib.import_module(found[0].value)
     except Exception as err:  # the reason verl only logs at DEBUG level

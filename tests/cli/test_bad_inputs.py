@@ -59,12 +59,26 @@ CASES = [
     ("train-output-is-file", _train("train.output_dir={file}"), "is a file"),
     ("train-output-under-file", _train("train.output_dir={file}/run"), "taken.txt"),
     ("train-existing-run", _train("train.output_dir={run}"), "--resume"),
+    ("train-output-in-proc", _train("train.output_dir=/proc/maspo-x"),  # passes os.access
+     "'/proc/maspo-x' cannot be written: '/proc' takes no new folder"),
     # --- train: model folders
     ("train-model-config-only", _train("model.path={config-only}"), "no weights"),
     ("train-model-truncated", _train("model.path={truncated}"), "truncated"),
     ("train-model-no-tokenizer", _train("model.path={no-tokenizer}"), "tokenizer"),
     ("train-model-bad-config", _train("model.path={bad-config}"), "config.json"),
     ("train-model-missing", _train("model.path={tmp}/no-model"), "no-model"),
+    # --- hub ids (the suite's hub cache, offline: tests/conftest.py)
+    ("train-model-hub-missing", _train("model.path=test-org/absent-model"),
+     "model 'test-org/absent-model' is neither a local path nor in the Hugging Face cache"),
+    ("train-model-hub-revision", _train("model.path=test-org/absent-model@v1"),
+     "model 'test-org/absent-model@v1' is neither"),
+    ("train-data-hub-missing", _train("data.path=test-org/absent-set"),
+     "data set 'test-org/absent-set' is neither a local path nor in the Hugging Face cache"),
+    ("train-data-id-malformed", _train("data.path=openai/gsm8k:main"),
+     "'openai/gsm8k:main' must read org/name[@revision][:config=NAME][,split=NAME]"),
+    ("train-test-data-hub-missing", _train("data.path=test-org/absent-set",
+                                           "data.test_path=test-org/absent-set:split=test"),
+     "data set 'test-org/absent-set' is neither"),
     # --- train: presets, options, resume
     ("train-unknown-preset", ["train", "--config", "nosuch"], "'nosuch'"),
     ("train-missing-yaml", ["train", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
@@ -107,6 +121,10 @@ CASES = [
     ("eval-model-no-tokenizer", ["eval", "{no-tokenizer}", "--data", "arithmetic"],
      "tokenizer"),
     ("eval-model-missing", ["eval", "{tmp}/no-model", "--data", "arithmetic"], "no-model"),
+    ("eval-model-hub-missing", ["eval", "test-org/absent-model", "--data", "arithmetic"],
+     "model 'test-org/absent-model' is neither a local path nor in the Hugging Face cache"),
+    ("eval-data-hub-missing", _eval("--data", "test-org/absent-set:config=main"),
+     "data set 'test-org/absent-set:config=main' is neither"),
     # --- compare
     ("compare-eval-temperature-zero", _compare("--eval-temperature", "0"),
      "--eval-temperature"),
@@ -120,6 +138,10 @@ CASES = [
     ("compare-per-run-key", _compare("train.seed=3"), "train.seed"),
     ("compare-lr-inf", _compare("optim.lr=inf"), "'optim.lr'"),
     ("compare-n-zero", _compare("--n", "0"), "--n"),
+    ("compare-model-hub-missing", _compare("model.path=test-org/absent-model"),
+     "model 'test-org/absent-model' is neither"),
+    ("compare-data-hub-missing", _compare("data.path=test-org/absent-set"),
+     "data set 'test-org/absent-set' is neither"),
     # --- plot
     ("plot-format", ["plot", "{run}", "--out", "{tmp}/p.foo"], ".foo"),
     ("plot-out-is-folder", ["plot", "{run}", "--out", "{tmp}"], "folder"),

@@ -154,9 +154,12 @@ def test_answer_options_and_shapes(tmp_path, rows, options, reference) -> None:
 
 @pytest.mark.parametrize(("rows", "options", "message"), [
     ([{"problem": "p", "question": "q", "answer": "1"}], {},
-     "both 'problem' and 'question'; name the prompt with data.fields.prompt"),
-    ([{"problem": "p", "answer": "1", "final_answer": ["1"]}], {},
-     "both 'answer' and 'final_answer'; .*data.fields.answer"),
+     "Row 1 .* has both 'problem' and 'question', and they differ; name the prompt with "
+     "data.fields.prompt"),
+    ([{"problem": "p", "answer": "1", "final_answer": ["2"]}], {},
+     "Row 1 .* has both 'answer' and 'final_answer', and they differ; .*data.fields.answer"),
+    ([{"problem": "p", "answer": "1", "final_answer": ["1", "-1"]}], {},
+     "both 'answer' and 'final_answer', and they differ"),
     ([{"question": "q", "answer": "w\n#### 4", "rationale": "4"}],
      {"fields": {"answer": "rationale"}}, "GSM8K '#### ' answer in 'answer' but "
      "data.fields.answer maps 'rationale'.*data.answer_format=plain"),
@@ -182,6 +185,39 @@ def test_answer_options_and_shapes(tmp_path, rows, options, reference) -> None:
 def test_ambiguous_or_bad_files_are_refused_with_the_option(tmp_path, rows, options, message):
     with pytest.raises(UserError, match=message):
         load_examples(write_jsonl(tmp_path / "d.jsonl", rows), **options)
+
+
+def test_duplicate_prompt_fields_that_agree_load_and_only_a_differing_row_is_refused(
+        tmp_path) -> None:
+    # AMC23 as the Qwen2.5-Math evaluation suite publishes it: problem and question hold
+    # the same text in every row (tests/data/published/amc23.jsonl is that shape).
+    rows = [json.loads(line) for line in (PUBLISHED / "amc23.jsonl").read_text().splitlines()]
+    assert all(row["problem"] == row["question"] for row in rows)
+    examples = load_examples(PUBLISHED / "amc23.jsonl")
+    assert [e.prompt for e in examples] == [row["problem"] for row in rows]
+    assert examples[0].columns["question"] == rows[0]["question"]  # still a reward column
+
+    rows += [{"id": 2, "problem": "What is 2 + 2?", "question": "What is 2 + 3?",
+              "answer": 4.0}, {"id": 3, "problem": "x", "question": "y", "answer": 1.0}]
+    with pytest.raises(UserError) as refused:
+        load_examples(write_jsonl(tmp_path / "amc.jsonl", rows))
+    assert str(refused.value) == (
+        f"Row 3 of {tmp_path / 'amc.jsonl'} has both 'problem' and 'question', and they "
+        "differ; name the prompt with data.fields.prompt (--prompt-field).")
+    mapped = load_examples(tmp_path / "amc.jsonl", {"prompt": "question"})
+    assert mapped[2].prompt == "What is 2 + 3?"
+
+
+@pytest.mark.parametrize(("answer", "final_answer", "reference"), [
+    ("27", ["27"], "27"),  # a one-element list reads as its element
+    (27.0, "27", "27"),  # AMC's float and the same integer as text
+    ("$\\frac{1}{2}$", ["\\frac{1}{2}"], "\\frac{1}{2}"),  # delimiters stripped alike
+])
+def test_answer_and_final_answer_that_read_the_same_are_one_reference(
+        tmp_path, answer, final_answer, reference) -> None:
+    rows = [{"problem": "p", "answer": answer, "final_answer": final_answer}]
+    [example] = load_examples(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert example.answer == reference
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -97,7 +97,7 @@ def _error(capsys, argv) -> str:
 
 @pytest.mark.parametrize(("row", "extra", "named", "row_number"), [
     ({"problem": "1 + 1?"}, [], "'answer'", 3),
-    ({"problem": "1 + 1?", "question": "1 + 1?", "answer": "2"}, [], "'question'", 3),
+    ({"problem": "1 + 1?", "question": "2 + 2?", "answer": "2"}, [], "'question'", 3),
     ({"problem": "1 + 1?", "answer": True}, [], "'answer'", 3),
     ({"problem": "1 + 1?", "answer": "w\n#### 2"}, [], "--answer-format", 3),
     ({"problem": "1 + 1?", "answer": "2"}, ["--answer-field", "solution"], "'solution'", 1),
