@@ -21,9 +21,12 @@ step, so every step is logged exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +47,7 @@ from maspo.config import (
 )
 from maspo.errors import UserError
 from maspo.hub import PINNED_KEYS, keeps_pin
-from maspo.paths import check_output_dir, write_atomic, write_problem
+from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
                   "train.threads", "train.output_dir")
@@ -193,6 +196,25 @@ class RunDir:
         saved = json.loads(self.final_eval.read_text())
         return saved if saved.get("settings") == settings else None
 
+    def write_final_model(self, model, tokenizer) -> None:
+        """The trained model and tokenizer as an HF folder sealed with checksums (altered
+        bytes are named when it is loaded), written beside its place and renamed into it:
+        a failed write leaves no half model."""
+        from maspo.model_files import seal_model_dir
+
+        partial = self.final_model_partial
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            model.save_pretrained(partial, safe_serialization=True)
+            tokenizer.save_pretrained(partial)
+            seal_model_dir(partial)
+            if self.final_model.exists():  # a finished run resumed to write it again
+                shutil.rmtree(self.final_model)
+            os.replace(partial, self.final_model)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+
     def write_final_eval(self, record: dict[str, Any]) -> None:
         write_atomic(self.final_eval, json.dumps(record) + "\n")
 
@@ -203,34 +225,46 @@ class RunDir:
         write_atomic(self.stopped, f"{reason}\n")
 
 
+RESUME_HINT = ("the checkpoints already written are intact: free some space (or make the "
+               "folder writable), then continue with --resume")
+
+
 class RunLog:
     """Where a training run's steps go: metrics.jsonl, samples.jsonl and TensorBoard.
 
     Opened for a resume at ``resume_step``, it first cuts both JSONL files back to that
-    step (-1: to nothing) and tells TensorBoard to drop the later events.
+    step (-1: to nothing) and tells TensorBoard to drop the later events. A failed write
+    (a full disk, a folder gone read-only) is one sentence (``maspo.paths.writing``).
     """
 
     def __init__(self, run: RunDir, resume_step: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run = run
-        if resume_step is not None:
-            truncate_jsonl(run.metrics, resume_step)
-            truncate_jsonl(run.samples, resume_step)
-        purge = None if resume_step is None else resume_step + 1
-        self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge)
+        with self.writing():
+            if resume_step is not None:
+                truncate_jsonl(run.metrics, resume_step)
+                truncate_jsonl(run.samples, resume_step)
+            purge = None if resume_step is None else resume_step + 1
+            self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge)
+
+    def writing(self):
+        return writing(f"the logs of {str(self.run.root)!r}", RESUME_HINT)
 
     def write(self, record: dict[str, Any], samples: Sequence[dict[str, Any]] = ()) -> None:
-        append_jsonl(self.run.metrics, [record])
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(key, value, record["step"])
-        self.writer.flush()
-        if samples:
-            append_jsonl(self.run.samples, samples)
+        with self.writing():
+            append_jsonl(self.run.metrics, [record])
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, record["step"])
+            self.writer.flush()
+            if samples:
+                append_jsonl(self.run.samples, samples)
 
     def close(self) -> None:
-        self.writer.close()
+        """Close the TensorBoard writer (quietly: a write error is already on its way)."""
+        with contextlib.suppress(*write_errors()):
+            self.writer.close()
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +34,13 @@ from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import avg_accuracy, eval_settings, sample_and_score
 from maspo.hub import pin_config
-from maspo.model_files import seal_model_dir
 from maspo.models import LoraSettings, load_policy, resolve_model
-from maspo.paths import write_errors, writing
+from maspo.paths import writing
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
 from maspo.rollout.groups import Drawn, DrawStats, draw_untied
-from maspo.run import RunDir, RunLog, check_run_dir, default_output_dir
+from maspo.run import RESUME_HINT, RunDir, RunLog, check_run_dir, default_output_dir
 from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
 from maspo.update import (
     Learner,
@@ -53,8 +50,6 @@ from maspo.update import (
     policy_update,
 )
 
-RESUME_HINT = ("the checkpoints already written are intact: free some space (or make the "
-               "folder writable), then continue with --resume")
 EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
 DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
@@ -255,8 +250,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     _announce(trainer, checkpoint)
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
-    with writing(f"the logs of {str(run.root)!r}", RESUME_HINT):
-        log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
+    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
     stream = trainer.splits.train_stream(skip=state.examples_seen)
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
@@ -265,24 +259,21 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
         if state.step == 0:
             record = {"step": 0, **_timed_eval(trainer)}
             state.eval_before = record["eval/accuracy"]
-            with writing(f"the logs of {str(run.root)!r}", RESUME_HINT):
-                log.write(record)
+            log.write(record)
             bar.set_postfix(eval_acc=f"{state.eval_before:.3f}")
         for step in range(state.step + 1, t.steps + 1):
             result = trainer.train_step(step, state, stream)
             state.step = step
             if _due(step, t.eval_every, t.steps):
                 result.record.update(_timed_eval(trainer))
-            with writing(f"the logs of {str(run.root)!r}", RESUME_HINT):
-                log.write(result.record, result.samples)
+            log.write(result.record, result.samples)
             bar.set_postfix(_progress(result.record))
             bar.update(1)
             if _due(step, t.save_every, t.steps):
                 trainer.save(state)
     finally:
         bar.close()
-        with contextlib.suppress(*write_errors()):  # (a write error is already on its way)
-            log.close()
+        log.close()
     return _finish(trainer, state)
 
 
@@ -332,7 +323,7 @@ def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
     hint = (f"checkpoint step-{state.step:06d} is intact: free some space, then finish the run "
             "with --resume")
     with writing(f"the final model in {str(run.final_model)!r}", hint):
-        _save_final_model(trainer, run)
+        run.write_final_model(trainer.model, trainer.tokenizer)
     summary = {
         "objective": config.loss.name,
         "steps": config.train.steps,
@@ -350,19 +341,3 @@ def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
         run.write_summary(summary)  # last: a run with a summary is done
     return summary
 
-
-def _save_final_model(trainer: Trainer, run: RunDir) -> None:
-    """The final model, sealed with checksums (altered bytes are named when it is loaded),
-    written beside its place and renamed into it: a failed write leaves no half model."""
-    partial = run.final_model_partial
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        trainer.model.save_pretrained(partial, safe_serialization=True)
-        trainer.tokenizer.save_pretrained(partial)
-        seal_model_dir(partial)
-        if run.final_model.exists():  # a finished run resumed to write it again
-            shutil.rmtree(run.final_model)
-        os.replace(partial, run.final_model)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
