@@ -298,14 +298,17 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
     plt = _pyplot()
     seeds = sorted(per_seed)
     objectives = list(per_seed[seeds[0]])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 1, 4), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
+        ax.axhline(0, color="black", linewidth=0.5)
         for i, objective in enumerate(objectives):
             values = [per_seed[s][objective].get(key) for s in seeds]
             values = [v for v in values if _finite(v)]
+            color = colors[i % len(colors)]
             if values:
-                ax.scatter([i] * len(values), values, s=8, alpha=0.5)
-                ax.bar(i, sum(values) / len(values), alpha=0.4)
+                ax.bar(i, sum(values) / len(values), color=color, alpha=0.4)
+                ax.scatter([i] * len(values), values, s=8, color=color)
         ax.set_xticks(range(len(objectives)), objectives, rotation=60, ha="right",
                       fontsize=7)
         ax.set_title(key, fontsize=9)
