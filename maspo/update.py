@@ -36,6 +36,7 @@ from maspo.rollout import Rollout
 
 RATIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # logged per advantage sign (ratio/<sign>/qNN)
 RATIO_RANGE = (0.5, 2.0)  # ratio/<sign>/outside: fraction of tokens whose ratio leaves it
+TRUST_RANGE = (0.8, 1.25)  # ratio/outside_trust: a PPO trust region, 1 - 0.2 to 1 / (1 - 0.2)
 
 
 class TrainingStopped(RuntimeError):
@@ -284,6 +285,11 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
     out["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
     out["skipped_updates"] = skipped
     out.update(ratio_quantiles(log_ratios))
+    moved = [v for grad in grads[1:] for micro in grad.micro for v in micro.log_ratios.values()]
+    if moved and sum(len(v) for v in moved):  # after the first update the policy has moved
+        ratio = torch.cat(moved).double().exp()
+        low, high = TRUST_RANGE
+        out["ratio/outside_trust"] = ((ratio < low) | (ratio > high)).double().mean().item()
     return UpdateResult(out, skipped, bad_streak, grads)
 
 

@@ -15,7 +15,7 @@ from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
 from maspo.trainer import Trainer, TrainingStopped, TrainState, train
-from maspo.update import minibatch_backward, old_policy_stats
+from maspo.update import minibatch_backward, old_policy_stats, policy_update
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -206,3 +206,25 @@ def test_importance_ratio_quantiles_are_logged_per_advantage_sign(tiny_model_dir
                 assert record[f"ratio/{sign}/outside"] == 0.0
     if updates == 2:  # the second mini-batch meets a moved policy (lr 0.01)
         assert any(r["ratio/pos/max"] > 1.001 or r["ratio/pos/min"] < 0.999 for r in steps)
+
+
+def test_the_trust_region_share_counts_the_updates_after_the_first(tiny_model_dir, tmp_path):
+    trainer = _trainer(tiny_model_dir, tmp_path / "t", **{"optim.updates_per_step": 2})
+    rollout = sample(trainer.model, trainer.tokenizer,
+                     trainer.render(trainer.splits.heldout[:2]), 4,
+                     SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
+    old = old_policy_stats(trainer.learner, rollout, trainer.update_settings)
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
+    result = policy_update(trainer.learner, rollout, old, adv, trainer.update_settings,
+                           seed=0, bad_streak=0, step=1)
+    first, second = result.minibatches
+    assert all(torch.all(m.log_ratio[m.weight != 0] == 0) for m in first.micro)  # r = 1
+    ratios = torch.cat([v for m in second.micro for v in m.log_ratios.values()]).exp()
+    expected = ((ratios < 0.8) | (ratios > 1.25)).double().mean().item()
+    assert 0 < expected < 1  # lr 0.01 moves the tiny model past the region at some tokens
+    assert result.metrics["ratio/outside_trust"] == expected
+    single = _trainer(tiny_model_dir, tmp_path / "k1", **{"optim.updates_per_step": 1})
+    old = old_policy_stats(single.learner, rollout, single.update_settings)
+    result = policy_update(single.learner, rollout, old, adv, single.update_settings,
+                           seed=0, bad_streak=0, step=1)
+    assert "ratio/outside_trust" not in result.metrics  # one update: the policy never moved
