@@ -269,6 +269,7 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
         if len(grad.active):  # (a mini-batch of zero-advantage rows only: nothing to do)
             bad_streak = 0
             learner.optimizer.step()
+            torch.clear_autocast_cache()  # its bf16 copies of the old weights are stale now
             learner.scheduler.step()
             losses.append(grad.loss.item())
             norms.append(norm.item())
