@@ -4,8 +4,8 @@ the bf16 units of this machine.
 - ``fp32``: every matmul in float32.
 - ``bf16``: bf16 autocast. Matmuls (and, on a GPU, attention) run in bf16; weights,
   gradients, AdamW state, the logits once computed (softmax, log-probs, entropies) and
-  the loss stay fp32. On a CPU, attention runs in fp32 even so (``FP32_ATTENTION``): the
-  CPU's bf16 attention backward was 4-5x slower than fp32's.
+  the loss stay fp32. On a CPU, attention over several tokens runs in fp32 even so
+  (``FP32_ATTENTION``): the CPU's bf16 attention backward was 4-5x slower than fp32's.
 - ``auto``: bf16 where the hardware multiplies bf16 natively and bf16 was measured faster
   (a CPU with AMX-BF16 units; a CUDA GPU with bf16 tensor cores), else fp32. A CPU with
   AVX512-BF16 but no AMX gets fp32: bf16 has not been measured on one.
@@ -102,9 +102,17 @@ def prepare_model(model: nn.Module, precision: str) -> None:
 def fp32_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
               attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers' sdpa attention with q, k, v (B, heads, T, d) in fp32, autocast off;
-    the output comes back in the query's dtype."""
+    the output comes back in the query's dtype.
+
+    A single query (a decode step: no backward follows) keeps sdpa as autocast runs it,
+    which is faster there and spares casting the whole key/value cache each step. The
+    choice depends on the shapes alone, so the old-policy pass and the update's pass over
+    the same tokens still compute alike (the first ratio stays exactly 1).
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    if query.shape[2] == 1:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     dtype = query.dtype
     with torch.autocast(query.device.type, enabled=False):
         out, weights = sdpa_attention_forward(module, query.float(), key.float(),
