@@ -136,7 +136,7 @@ class Trainer:
     def train_step(self, step: int, state: TrainState, stream) -> StepResult:
         """One rollout (or, with dynamic sampling, several) and its K updates; ``state``
         is brought up to date."""
-        clock = Clock()
+        clock = Clock(self.learner.device)
         torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
         if self.config.rollout.filter_groups:
