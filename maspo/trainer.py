@@ -47,6 +47,7 @@ from maspo.update import (
     UpdateSettings,
     old_policy_stats,
     policy_update,
+    scoring_order,
 )
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
@@ -193,8 +194,9 @@ class Trainer:
         advantages = adv_lib.estimate(c.loss.advantage, drawn.rewards, rollout.group_size)
         advantages = advantages.to(self.learner.device)  # (B,)
         clock.lap("score")
-        with self.precision():
-            old = old_policy_stats(self.learner, rollout, self.update_settings)  # (B, T) each
+        order = scoring_order(rollout, advantages, self.update_settings, self.step_seed(step))
+        with self.precision():  # each row scored in the micro-batch its update will use
+            old = old_policy_stats(self.learner, rollout, self.update_settings, order)
         if c.loss.entropy_advantage:
             advantages = adv_lib.entropy_advantage(advantages, old.entropy,
                                                    rollout.completion_mask)  # (B, T)

@@ -7,12 +7,13 @@ import torch
 
 from maspo.config import load_config
 from maspo.errors import UserError
-from maspo.logprobs import decoder_and_head
+from maspo.logprobs import decoder_and_head, length_segments
 from maspo.precision import FP32_ATTENTION, resolve_precision
+from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
 from maspo.trainer import Trainer, TrainState
-from maspo.update import completion_logprobs, old_policy_stats, policy_update
+from maspo.update import completion_logprobs, old_policy_stats, policy_update, scoring_order
 
 
 def _trainer(tiny_model_dir, out, **extra) -> Trainer:
@@ -45,6 +46,39 @@ def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision)
                for s in state.values() if torch.is_tensor(s) and s.dim()]
     assert moments and all(s.dtype == torch.float32 for s in moments)
     assert trainer.precision_mode == resolve_precision(precision, "cpu")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_first_ratio_is_exactly_one_when_passes_run_in_length_segments(tiny_model_dir,
+                                                                       tmp_path, precision):
+    """Completions of many lengths: the log-prob passes run in length segments, whose
+    kernels round by shape. The old policy scores each row in the micro-batch its update
+    will use (``scoring_order``), so the first update's ratios are still exactly 1."""
+    trainer = _trainer(tiny_model_dir, tmp_path, **{
+        "optim.updates_per_step": 1, "optim.micro_batch_size": 16, "train.precision": precision})
+    groups, g, t = 4, 8, 60
+    enc = trainer.tokenizer(trainer.render(trainer.splits.heldout[:groups]),
+                            return_tensors="pt", padding=True, add_special_tokens=False)
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, t // 3, (groups * g,), generator=gen)  # (B,) mostly short,
+    lengths[::g] = t  # one per group at the cap
+    mask = torch.arange(t) < lengths[:, None]  # (B, T)
+    ids = torch.randint(4, len(trainer.tokenizer), mask.shape, generator=gen) * mask
+    index = torch.arange(groups).repeat_interleave(g)
+    rollout = Rollout(torch.cat([enc["input_ids"][index], ids], 1),
+                      torch.cat([enc["attention_mask"][index], mask.long()], 1), mask,
+                      enc["input_ids"].shape[1], [""] * len(ids),
+                      torch.zeros(len(ids), dtype=torch.bool), g, torch.zeros(mask.shape))
+    advantages = torch.linspace(-1.0, 1.0, len(ids))  # (B,) no zero
+    settings = trainer.update_settings
+    order = scoring_order(rollout, advantages, settings, seed=5)
+    assert all(length_segments((lengths[rows] - 1).tolist()) for rows in order)  # all split
+    with trainer.precision():
+        old = old_policy_stats(trainer.learner, rollout, settings, order)
+        update = policy_update(trainer.learner, rollout, old, advantages, settings, seed=5,
+                               bad_streak=0, step=1)
+    assert update.metrics["obj/ratio_max"] == 1.0
+    assert update.metrics["ratio/pos/min"] == update.metrics["ratio/neg/max"] == 1.0
 
 
 def _bf16_trainer(tiny_model_dir, out) -> Trainer:
