@@ -137,6 +137,7 @@ def _eval(args: argparse.Namespace) -> int:
     from maspo.eval_specs import RUN_HELDOUT, load_eval_model, locate_model, resolve_datasets
     from maspo.evaluate import eval_settings, eval_table, evaluate_datasets, parse_ks, write_eval
     from maspo.model_files import check_model_spec
+    from maspo.precision import autocast, prepare_model, resolve_precision
 
     source = locate_model(args.model)  # configs only: every input error before loading
     run = source.run_config
@@ -159,16 +160,22 @@ def _eval(args: argparse.Namespace) -> int:
     if source.model_dir is not None:  # after the data: a miss there before a model download
         check_model_spec(source.model_dir)  # missing, partial or truncated files
     device = str(resolve_device(args.device or "auto", "--device"))
+    # a run evaluates at its own precision unless told otherwise; a plain model in fp32
+    precision = resolve_precision(args.precision or (run.train.precision if run else "fp32"),
+                                  device)
     hf_logging.disable_progress_bar()
     model, tokenizer = load_eval_model(source, device=device, dtype=_dtype(args.dtype))
-    reports = evaluate_datasets(model, tokenizer, datasets, settings, ks,
-                                progress=not args.no_progress)
+    prepare_model(model, precision)
+    with autocast(precision, device):
+        reports = evaluate_datasets(model, tokenizer, datasets, settings, ks,
+                                    progress=not args.no_progress)
     _check_eval_out(out)  # again: another process may have written there meanwhile
-    paths = write_eval(out, reports, settings, ks, source.describe())
+    paths = write_eval(out, reports, settings, ks, source.describe(), precision)
     sampling = settings.sampling
     mode = "greedy" if sampling.greedy else (f"temperature {sampling.temperature}, "
                                             f"top-p {sampling.top_p}")
-    print(f"\n{source.describe()}: {n} sample{'s' * (n > 1)} per problem ({mode})\n")
+    print(f"\n{source.describe()}: {n} sample{'s' * (n > 1)} per problem ({mode}, "
+          f"{precision})\n")
     print(eval_table(reports, n, ks))
     print(f"\nwrote {paths['json']}, {paths['csv'].name}, {paths['markdown'].name}, "
           f"{paths['samples'].name}")
@@ -358,7 +365,7 @@ def _add_demo(sub) -> None:
 
 def _add_eval(sub) -> None:
     """`maspo eval`: Avg@n / Pass@k / Maj@k of a model, run or checkpoint."""
-    from maspo.config import EVAL_MAX_NEW_TOKENS
+    from maspo.config import EVAL_MAX_NEW_TOKENS, PRECISIONS
 
     ev = sub.add_parser(
         "eval", help="Avg@n / Pass@k / Maj@k of a model, run or checkpoint on datasets",
@@ -406,7 +413,11 @@ def _add_eval(sub) -> None:
     ev.add_argument("--no-chat-template", action="store_true",
                     help="feed the raw prompt text instead of the chat template")
     ev.add_argument("--device", help="cpu or cuda (default: cuda if available)")
-    ev.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    ev.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                    help="dtype the weights load in (default float32)")
+    ev.add_argument("--precision", choices=PRECISIONS,
+                    help="fp32, bf16 (autocast: bf16 matmuls on the loaded weights) or auto "
+                    "(bf16 where native); default: a run's train.precision, else fp32")
     ev.add_argument("--out", help="output folder (default results/eval-<time>)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)

@@ -30,7 +30,7 @@ import yaml
 from maspo.devices import check_device_name
 from maspo.errors import UserError
 
-PRECISIONS = ("fp32", "bf16")  # train.precision values
+PRECISIONS = ("fp32", "bf16", "auto")  # train.precision values (see maspo.precision)
 AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
 EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
 
@@ -120,7 +120,7 @@ class TrainConfig:
     output_dir: str | None = None  # None: runs/<objective>-<timestamp>
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
-    precision: str = "fp32"  # "bf16": autocast matmuls to bf16 (weights, optimizer, loss fp32)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 weights/optimizer) | auto: bf16 if native
 
 
 @dataclass(frozen=True)

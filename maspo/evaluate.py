@@ -343,14 +343,15 @@ def eval_table(reports: Sequence[DatasetReport], n: int, ks: Sequence[int]) -> s
 
 
 def write_eval(out_dir: Path, reports: Sequence[DatasetReport], settings: EvalSettings,
-               ks: Sequence[int], model: str) -> dict[str, Path]:
+               ks: Sequence[int], model: str, precision: str) -> dict[str, Path]:
     """Write eval.json, eval.csv and eval.md (``paper_table``), and samples.jsonl (every
     completion, its extracted answer, vote label and verdict) under ``out_dir``; returns
-    their paths."""
+    their paths. ``precision`` is what the model sampled at (``maspo.precision``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {
         "model": model,
+        "precision": precision,
         "settings": settings.record(),
         "ks": list(ks),
         "datasets": {r.name: {"source": r.source, "problems": len(r.results),

@@ -6,6 +6,10 @@ that is 0.8 GB each. Instead we run the decoder once for hidden states, keep onl
 positions that predict real completion tokens, and apply the lm_head chunk by chunk,
 reducing each (chunk, V) block to a log-prob and an entropy before the next. Each chunk
 runs under activation checkpointing, so backward recomputes one block at a time too.
+
+Completions of a batch differ in length. When padding every row to the longest would
+waste many positions, the completion pass runs in length segments (``length_segments``):
+rows that are done leave between segments, as they leave the sampler's batch.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ CPU_CHUNK_ELEMENTS = 1 << 22
 """Logits per chunk on CPU (16 MiB fp32; 85 tokens at V = 49152). Small blocks stay under
 glibc's 32 MiB mmap ceiling, so freed blocks are reused rather than page-faulted in anew;
 on CPU this was as fast as 256-4096-token chunks or faster (bench/logprobs.py)."""
+
+MIN_SEGMENT_SAVING = 256
+"""Padded positions a length-segmented completion pass must save to be used: each segment
+is one more decoder call (launches, a cache reorder), which a few positions do not repay
+(small batches, e.g. the tests' tiny runs, stay one pass)."""
 
 ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
 """Logits per chunk on a GPU (256 MiB fp32): few kernel launches, still small next to a full
@@ -112,17 +121,72 @@ def shared_prompt_logprobs(
     prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (U, S)
     prefix = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos,
                      use_cache=True, **cache_arg)
-    cache.reorder_cache(prompt_index)  # (U, ...) -> (B, ...): each completion's prompt
     full_mask = torch.cat([prompt_mask[prompt_index], completion_mask], dim=1)  # (B, S + T)
     start = prompt_mask.sum(-1)[prompt_index, None]  # (B, 1) real prompt tokens
     completion_pos = start + torch.arange(completion_ids.shape[1], device=start.device)
-    hidden = decoder(input_ids=completion_ids, attention_mask=full_mask,
-                     position_ids=completion_pos, use_cache=True,
-                     **cache_arg).last_hidden_state  # (B, T, H)
-    # completion token 0 is predicted by the prompt's last position, token j by hidden j-1
-    states = torch.cat([prefix.last_hidden_state[prompt_index, -1:], hidden[:, :-1]], dim=1)
+    # completion token 0 is predicted by the prompt's last position, token j by hidden j-1:
+    # row i needs the decoder at its first n_i - 1 positions only
+    segments = length_segments((completion_mask.sum(-1) - 1).clamp(min=0).tolist())
+    if segments is None:  # one pass over every row and column
+        cache.reorder_cache(prompt_index)  # (U, ...) -> (B, ...): each completion's prompt
+        hidden = decoder(input_ids=completion_ids, attention_mask=full_mask,
+                         position_ids=completion_pos, use_cache=True,
+                         **cache_arg).last_hidden_state[:, :-1]  # (B, T - 1, H)
+    else:
+        hidden = _segmented(decoder, cache, cache_arg, segments, prompt_index, completion_ids,
+                            full_mask, completion_pos, prompt_ids.shape[1])  # (B, T - 1, H)
+    states = torch.cat([prefix.last_hidden_state[prompt_index, -1:], hidden], dim=1)
     return _head_stats(lm_head, states, completion_ids, completion_mask.bool(), temperature,
                        with_entropy, chunk_size)
+
+
+def length_segments(needed: list[int]) -> list[tuple[int, int, list[int]]] | None:
+    """Column ranges [a, b) of a completion pass and the rows still running in each, or
+    None when one pass over every row and column is as good.
+
+    ``needed[i]`` is how many leading positions row i needs. A segment runs until half
+    of its rows are done, so no segment computes much more than twice the positions its
+    rows need; rows leave between segments, as in the sampler. Splitting pays only when
+    it saves ``MIN_SEGMENT_SAVING`` padded positions or more.
+    """
+    width, segments, a = max(needed, default=0), [], 0
+    alive = [i for i, n in enumerate(needed) if n > a]
+    while alive:
+        ends = sorted({needed[i] for i in alive})
+        b = next((e for e in ends if 2 * sum(needed[i] > e for i in alive) <= len(alive)),
+                 ends[-1])
+        segments.append((a, b, alive))
+        a, alive = b, [i for i in alive if needed[i] > b]
+    work = sum((b - a) * len(rows) for a, b, rows in segments)
+    if len(segments) < 2 or len(needed) * (width + 1) - work < MIN_SEGMENT_SAVING:
+        return None
+    return segments
+
+
+def _segmented(decoder: nn.Module, cache: DynamicCache, cache_arg: dict[str, Any],
+               segments: list[tuple[int, int, list[int]]], prompt_index: torch.Tensor,
+               completion_ids: torch.Tensor, full_mask: torch.Tensor,
+               completion_pos: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """The completion pass segment by segment (``length_segments``): hidden states
+    (B, T - 1, H) of the positions that predict a next completion token, zero elsewhere."""
+    parts, previous = [], None
+    for a, b, rows in segments:
+        index = torch.tensor(rows, device=completion_ids.device)  # (b_k,) ascending
+        if previous is None:
+            cache.reorder_cache(prompt_index[index])  # (U, ...) -> (b_k, ...)
+        else:  # the rows that go on, among the previous segment's
+            cache.reorder_cache(torch.searchsorted(previous, index))
+        parts.append((index, a, b, decoder(
+            input_ids=completion_ids[index, a:b], attention_mask=full_mask[index, :prompt_len + b],
+            position_ids=completion_pos[index, a:b], use_cache=True,
+            **cache_arg).last_hidden_state))  # (b_k, b - a, H)
+        previous = index
+    width = completion_ids.shape[1] - 1
+    hidden = parts[0][3].new_zeros(completion_ids.shape[0], width, parts[0][3].shape[-1])
+    for index, a, b, part in parts:
+        columns = torch.arange(a, b, device=index.device)
+        hidden = hidden.index_put((index[:, None], columns[None, :]), part)
+    return hidden  # (B, T - 1, H)
 
 
 def _head_stats(

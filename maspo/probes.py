@@ -56,6 +56,7 @@ from maspo.update import (
     completion_logprobs,
     old_policy_stats,
     policy_update,
+    scoring_order,
 )
 
 TRUST_EPS = 0.2  # the trust region [1 - eps, 1 + eps] of the gradient-kept probe (PPO's)
@@ -157,7 +158,7 @@ class Probe:
     def rollout(self) -> tuple[Drawn, Tensor, OldPolicyStats]:
         """One scored rollout of the starting policy, its advantages and old statistics."""
         trainer, state = self.trainer, TrainState()
-        stream, clock = trainer.splits.train_stream(), Clock()
+        stream, clock = trainer.splits.train_stream(), Clock(trainer.learner.device)
         torch.manual_seed(trainer.step_seed(1))
         if self.config.rollout.filter_groups:
             drawn, _ = trainer.draw_untied(1, state, stream, clock)
@@ -167,8 +168,10 @@ class Probe:
             raise RuntimeError("no prompt group with unequal rewards was drawn")
         advantages = adv_lib.estimate(self.config.loss.advantage, drawn.rewards,
                                       drawn.rollout.group_size).to(trainer.learner.device)
+        order = scoring_order(drawn.rollout, advantages, self.base_settings,
+                              trainer.step_seed(1))  # the rows of each update together
         with trainer.precision():
-            old = old_policy_stats(trainer.learner, drawn.rollout, self.base_settings)
+            old = old_policy_stats(trainer.learner, drawn.rollout, self.base_settings, order)
         return drawn, advantages, old
 
     def update(self, objective: Variant, drawn: Drawn, advantages: Tensor,
@@ -192,7 +195,7 @@ class Probe:
         trainer.learner, trainer.update_settings = self.learner(objective)
         state, stream, entropies = TrainState(), trainer.splits.train_stream(), []
         for step in range(1, steps + 1):
-            clock = Clock()
+            clock = Clock(trainer.learner.device)
             torch.manual_seed(trainer.step_seed(step))
             drawn = trainer.draw(step, 0, state, stream, clock)
             coins = torch.Generator().manual_seed(

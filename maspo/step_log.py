@@ -6,19 +6,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from maspo.rollout.groups import Drawn, DrawStats
 
 
 class Clock:
-    """Phase times of a step: ``lap(name)`` adds the time since the last lap to ``name``."""
+    """Phase times of a step: ``lap(name)`` adds the time since the last lap to ``name``.
 
-    def __init__(self) -> None:
+    On a GPU each lap first waits for the kernels queued so far, so a phase's time is
+    its own work rather than the launches it queued.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
         self.times: dict[str, float] = {}
         self.last = time.perf_counter()
 
     def lap(self, name: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         now = time.perf_counter()
         self.times[name] = self.times.get(name, 0.0) + now - self.last
         self.last = now

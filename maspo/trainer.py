@@ -14,7 +14,6 @@ a resumed run is equivalent, not identical).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -32,10 +31,11 @@ from maspo.data import Example, render_prompt
 from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
-from maspo.evaluate import avg_accuracy, eval_settings, sample_and_score
+from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_and_score
 from maspo.hub import pin_config
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.paths import writing
+from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
@@ -48,14 +48,12 @@ from maspo.update import (
     UpdateSettings,
     old_policy_stats,
     policy_update,
+    scoring_order,
 )
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
 DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
-
-__all__ = ["StepResult", "TrainState", "Trainer", "TrainingStopped", "train"]
-
 
 @dataclass
 class TrainState:
@@ -96,6 +94,8 @@ class Trainer:
         device = resolve_device(c.train.device, "train.device")
         self.model, self.tokenizer = load_policy(model_dir, device=device,
                                                  lora=LoraSettings.of(c.model.lora))
+        self.precision_mode = resolve_precision(c.train.precision, device)  # fp32 or bf16
+        prepare_model(self.model, self.precision_mode)
         ref = None
         if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
             ref = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -116,14 +116,13 @@ class Trainer:
             max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p))
 
     def precision(self):
-        """Autocast context for the forward passes: bf16 matmuls with ``train.precision=bf16``.
+        """Autocast context of the forward passes (sampling, log-probs, updates, evaluation):
+        bf16 matmuls when ``train.precision`` is (or ``auto`` picks) bf16.
 
         Kept in fp32 either way: weights, gradients, optimizer state, the logits once
-        computed (softmax, log-probs, entropies) and the loss.
+        computed (softmax, log-probs, entropies) and the loss (``maspo.precision``).
         """
-        if self.config.train.precision == "bf16":
-            return torch.autocast(self.learner.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.precision_mode, self.learner.device)
 
     def step_seed(self, step: int) -> int:
         return self.config.train.seed * STEP_SEED_STRIDE + step
@@ -136,7 +135,7 @@ class Trainer:
     def train_step(self, step: int, state: TrainState, stream) -> StepResult:
         """One rollout (or, with dynamic sampling, several) and its K updates; ``state``
         is brought up to date."""
-        clock = Clock()
+        clock = Clock(self.learner.device)
         torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
         if self.config.rollout.filter_groups:
@@ -193,8 +192,9 @@ class Trainer:
         advantages = adv_lib.estimate(c.loss.advantage, drawn.rewards, rollout.group_size)
         advantages = advantages.to(self.learner.device)  # (B,)
         clock.lap("score")
-        with self.precision():
-            old = old_policy_stats(self.learner, rollout, self.update_settings)  # (B, T) each
+        order = scoring_order(rollout, advantages, self.update_settings, self.step_seed(step))
+        with self.precision():  # each row scored in the micro-batch its update will use
+            old = old_policy_stats(self.learner, rollout, self.update_settings, order)
         if c.loss.entropy_advantage:
             advantages = adv_lib.entropy_advantage(advantages, old.entropy,
                                                    rollout.completion_mask)  # (B, T)
@@ -210,9 +210,13 @@ class Trainer:
 
     def evaluate(self) -> float:
         """Avg@n on the held-out set (``train.eval_samples`` per prompt)."""
-        results = sample_and_score(self.model, self.tokenizer, self.splits.heldout,
-                                   self.eval_settings, self.scorer)
-        return avg_accuracy(results)
+        return avg_accuracy(self.heldout_results())
+
+    def heldout_results(self) -> list[ProblemResult]:
+        """The held-out prompts sampled and scored, at the run's precision."""
+        with self.precision():
+            return sample_and_score(self.model, self.tokenizer, self.splits.heldout,
+                                    self.eval_settings, self.scorer)
 
     def restore(self, checkpoint: Path) -> TrainState:
         """Weights, optimizer, scheduler and RNG states from ``checkpoint`` (verified)."""
@@ -288,9 +292,9 @@ def _output_dir(config: Config, output_dir: str | Path | None, resume: bool) -> 
 def _announce(trainer: Trainer, checkpoint: Path | None) -> None:
     c = trainer.config
     dtype = next(trainer.model.parameters()).dtype
-    autocast = ", bf16 autocast" if c.train.precision == "bf16" else ""
+    mixed = ", bf16 autocast" if trainer.precision_mode == "bf16" else ""
     print(f"maspo: training {c.loss.name} on {trainer.learner.device} "
-          f"({str(dtype).removeprefix('torch.')} weights{autocast})"
+          f"({str(dtype).removeprefix('torch.')} weights{mixed})"
           + (f", resuming from {checkpoint.name}" if checkpoint is not None else ""))
 
 

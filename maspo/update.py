@@ -1,7 +1,9 @@
 """Old-policy statistics and the K-mini-batch policy update, as functions of what they use.
 
 ``old_policy_stats`` scores a rollout once without gradients: the old policy's token
-log-probs and entropies, and the reference policy's log-probs when a KL term is on.
+log-probs and entropies, and the reference policy's log-probs when a KL term is on. In
+``scoring_order`` it scores each row in the very micro-batch the update computes it in,
+so both passes run the same kernels on the same shapes and the first ratio is exactly 1.
 ``policy_update`` then makes K optimizer updates on K disjoint mini-batches of the rollout,
 each holding whole prompt groups, prompts shuffled by the step's seed. From the second
 update on the policy has moved, the ratio leaves 1 and the objective's gate/clip acts.
@@ -130,19 +132,63 @@ def _pad_to(values: Tensor, width: int) -> Tensor:
 
 
 @torch.no_grad()
-def old_policy_stats(learner: Learner, rollout: Rollout,
-                     settings: UpdateSettings) -> OldPolicyStats:
-    """Old-policy log-probs and entropies (and reference log-probs), micro-batched."""
-    width = rollout.completion_mask.shape[1]
-    logps, ents, refs = [], [], []
-    for rows in torch.arange(len(rollout.texts)).split(settings.micro_batch_size):
+def old_policy_stats(learner: Learner, rollout: Rollout, settings: UpdateSettings,
+                     order: Sequence[Tensor] | None = None) -> OldPolicyStats:
+    """Old-policy log-probs and entropies (and reference log-probs), micro-batch by
+    micro-batch in ``order`` (row indices; None: ``micro_batch_size`` rows at a time).
+
+    With the ``scoring_order`` of a step, each row the update computes is scored here in
+    the very micro-batch the first update computes it in: the two passes run the same
+    kernels on the same shapes, so the first ratio is exactly 1 whatever the kernels do.
+    """
+    batch, width = rollout.completion_mask.shape
+    if order is None:
+        order = torch.arange(batch).split(settings.micro_batch_size)
+    device = rollout.completion_mask.device
+    logps, ents = torch.zeros(batch, width, device=device), torch.zeros(batch, width, device=device)
+    refs = None if learner.ref is None else torch.zeros(batch, width, device=device)
+    for rows in order:
         stats = completion_logprobs(learner.model, rollout, rows, settings, with_entropy=True)
-        logps.append(_pad_to(stats.logprobs, width))
-        ents.append(_pad_to(stats.entropy, width))
-        if learner.ref is not None:
-            ref = completion_logprobs(learner.ref, rollout, rows, settings).logprobs
-            refs.append(_pad_to(ref, width))
-    return OldPolicyStats(torch.cat(logps), torch.cat(ents), torch.cat(refs) if refs else None)
+        logps[rows] = _pad_to(stats.logprobs, width)
+        ents[rows] = _pad_to(stats.entropy, width)
+        if refs is not None:
+            refs[rows] = _pad_to(completion_logprobs(learner.ref, rollout, rows,
+                                                     settings).logprobs, width)
+    return OldPolicyStats(logps, ents, refs)
+
+
+def minibatches(rollout: Rollout, settings: UpdateSettings, seed: int) -> list[Tensor]:
+    """The K disjoint mini-batches of a step: whole groups (a group's rows share their
+    prompt, which the log-prob pass exploits), prompts shuffled by ``seed``."""
+    g = rollout.group_size
+    prompts = rollout.completion_mask.shape[0] // g
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(prompts, generator=gen).tensor_split(settings.updates_per_step)
+    return [(p[:, None] * g + torch.arange(g)).reshape(-1) for p in order]
+
+
+def active_rows(rollout: Rollout, minibatch: Tensor, advantages: Tensor,
+                settings: UpdateSettings) -> Tensor:
+    """The rows of ``minibatch`` its update computes: all, or with no KL / entropy term
+    only those with a non-zero advantage (the others contribute exactly nothing)."""
+    if settings.scores_every_row:
+        return minibatch
+    row_adv = advantages.reshape(rollout.completion_mask.shape[0], -1)  # (B, 1) or (B, T)
+    return minibatch[(row_adv[minibatch] != 0).any(-1).cpu()]
+
+
+def scoring_order(rollout: Rollout, advantages: Tensor, settings: UpdateSettings,
+                  seed: int) -> list[Tensor]:
+    """Every row once, in micro-batches: those of the step's updates (``policy_update``
+    with ``seed``) first, then the rows no update computes."""
+    order, done = [], torch.zeros(rollout.completion_mask.shape[0], dtype=torch.bool)
+    for minibatch in minibatches(rollout, settings, seed):
+        for rows in active_rows(rollout, minibatch, advantages, settings).split(
+                settings.micro_batch_size):
+            order.append(rows)
+            done[rows] = True
+    order += torch.nonzero(~done).squeeze(-1).split(settings.micro_batch_size)
+    return [rows for rows in order if len(rows)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,11 +256,7 @@ def minibatch_backward(learner: Learner, rollout: Rollout, minibatch: Tensor,
     counts = {"num_tokens": mask[minibatch].sum(),
               "num_seqs": (mask[minibatch].sum(-1) > 0).sum(),
               "norm_len": settings.max_new_tokens}
-    active = minibatch
-    if not settings.scores_every_row:
-        # zero-advantage rows contribute exactly nothing: skip them (counts keep them)
-        row_adv = advantages.reshape(mask.shape[0], -1)  # (B, 1) or (B, T)
-        active = minibatch[(row_adv[minibatch] != 0).any(-1).cpu()]
+    active = active_rows(rollout, minibatch, advantages, settings)  # counts keep the rest
     result = MinibatchGradient(torch.zeros((), device=learner.device), active)
     for rows in active.split(settings.micro_batch_size) if len(active) else ():
         micro = micro_loss(learner.model, rollout, rows, old, advantages, counts, settings)
@@ -242,19 +284,12 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
     ``bad_streak`` counts the non-finite updates in a row before this step; reaching
     ``max_bad_updates`` raises ``TrainingStopped`` (naming ``step``).
     """
-    g = rollout.group_size
-    prompts = rollout.completion_mask.shape[0] // g
-    gen = torch.Generator().manual_seed(seed)
-    # mini-batches of whole groups (all G completions of a prompt together), prompts
-    # shuffled: a group's rows share their prompt, which the log-prob pass exploits
-    order = torch.randperm(prompts, generator=gen).tensor_split(settings.updates_per_step)
-    minibatches = [(p[:, None] * g + torch.arange(g)).reshape(-1) for p in order]
     totals: dict[str, float] = {}
     weights: dict[str, float] = {}
     log_ratios: dict[str, list[Tensor]] = {"pos": [], "neg": []}
     losses, norms, skipped, grads = [], [], 0, []
     learner.model.train()
-    for minibatch in minibatches:
+    for minibatch in minibatches(rollout, settings, seed):
         grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings)
         grads.append(grad)
         for micro in grad.micro:
@@ -275,6 +310,7 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
         if len(grad.active):  # (a mini-batch of zero-advantage rows only: nothing to do)
             bad_streak = 0
             learner.optimizer.step()
+            torch.clear_autocast_cache()  # its bf16 copies of the old weights are stale now
             learner.scheduler.step()
             losses.append(grad.loss.item())
             norms.append(norm.item())

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
-from maspo.logprobs import shared_prompt_logprobs, token_logprobs
+from maspo.logprobs import length_segments, shared_prompt_logprobs, token_logprobs
 
 VOCAB = 257
 PROMPT = 7  # prompt length after left padding; the completion starts here
@@ -149,20 +149,29 @@ def test_bad_completion_start_is_rejected(model, batch):
         token_logprobs(model, ids, mask, ids.shape[1])
 
 
-def test_shared_prompt_logprobs_equal_the_concatenated_rows(model):
+@pytest.mark.parametrize(("group", "t", "segmented"), [(4, 5, False), (8, 40, True)])
+def test_shared_prompt_logprobs_equal_the_concatenated_rows(model, group, t, segmented):
     """Running each prompt once and its completions on the shared cache gives the same
-    log-probs, entropies and gradients as the full rows."""
+    log-probs, entropies and gradients as the full rows; so does a completion pass cut
+    into length segments (rows of many lengths, as a long cap gives)."""
     g = torch.Generator().manual_seed(5)
     vocab = model.config.vocab_size
-    prompts, group, s, t = 3, 4, 6, 5
+    prompts, s = 3, 6
     prompt_mask = torch.ones(prompts, s, dtype=torch.long)
     prompt_mask[0, :2] = 0  # left padding
     prompt_mask[2, :1] = 0
     prompt_ids = torch.randint(1, vocab, (prompts, s), generator=g) * prompt_mask
     index = torch.arange(prompts).repeat_interleave(group)
-    completion_mask = torch.ones(prompts * group, t, dtype=torch.long)
-    completion_mask[1, 2:] = 0  # right padding after an early stop
-    completion_mask[7, 1:] = 0
+    if segmented:  # lengths 1 .. t, one row at the cap
+        lengths = torch.randint(1, t + 1, (prompts * group,), generator=g)
+        lengths[3] = t
+        completion_mask = (torch.arange(t) < lengths[:, None]).long()
+    else:
+        completion_mask = torch.ones(prompts * group, t, dtype=torch.long)
+        completion_mask[1, 2:] = 0  # right padding after an early stop
+        completion_mask[7, 1:] = 0
+    needed = (completion_mask.sum(-1) - 1).tolist()
+    assert (length_segments(needed) is not None) == segmented
     completion_ids = torch.randint(1, vocab, (prompts * group, t), generator=g) * completion_mask
     full = token_logprobs(model, torch.cat([prompt_ids[index], completion_ids], 1),
                           torch.cat([prompt_mask[index], completion_mask], 1), s,
@@ -177,6 +186,25 @@ def test_shared_prompt_logprobs_equal_the_concatenated_rows(model):
     grads_shared = torch.autograd.grad((shared.logprobs + shared.entropy).sum(), params)
     for a, b in zip(grads_full, grads_shared, strict=True):  # equal up to float rounding
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max())
+
+
+def test_length_segments_cover_each_needed_position_once():
+    """Each row runs in the segments that hold its needed positions and no other; a
+    segment ends once half its rows are done; a small saving keeps one pass."""
+    needed = [40, 3, 3, 5, 8, 20, 0, 30, 2, 4] * 4
+    segments = length_segments(needed)
+    assert segments is not None
+    assert segments[0][0] == 0
+    for (_, b, rows), (next_a, _, next_rows) in zip(segments, segments[1:]):
+        assert b == next_a and set(next_rows) <= set(rows)
+        assert 2 * len(next_rows) <= len(rows)
+    for i, n in enumerate(needed):
+        covered = sum(b - a for a, b, rows in segments if i in rows)
+        assert covered >= n and all(n > a for a, _, rows in segments if i in rows)
+    work = sum((b - a) * len(rows) for a, b, rows in segments)
+    assert work < 0.6 * len(needed) * max(needed)
+    assert length_segments([5, 5, 5, 5]) is None  # nothing to save
+    assert length_segments([40, 1, 1, 1]) is None  # too little to repay a second pass
 
 
 class RenamedCacheLlama(LlamaModel):

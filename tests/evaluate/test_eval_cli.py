@@ -176,3 +176,25 @@ def test_eval_of_a_run_samples_at_the_runs_eval_temperature(tiny_run, tmp_path):
     assert main(["eval", str(tiny_run), "--out", str(tmp_path / "b"), "--temperature", "1.3",
                  *args]) == 0
     assert json.loads((tmp_path / "b" / "eval.json").read_text())["settings"]["temperature"] == 1.3
+
+
+def test_a_run_is_evaluated_at_its_own_precision_unless_told(tiny_model_dir, tmp_path,
+                                                             capsys):
+    """``maspo eval`` of a run samples at the run's ``train.precision``; ``--precision``
+    overrides it, and a plain model directory evaluates in fp32."""
+    from maspo.config import load_config
+    from maspo.testing import tiny_overrides
+    from maspo.trainer import train
+
+    run = tmp_path / "bf16-run"
+    train(load_config(None, tiny_overrides(tiny_model_dir, run, **{
+        "train.precision": "bf16", "train.steps": 1})), progress=False)
+    capsys.readouterr()
+    cases = [(run, [], "bf16"), (run, ["--precision", "fp32"], "fp32"),
+             (tiny_model_dir, ["--data", "arithmetic"], "fp32")]
+    for index, (spec, extra, expected) in enumerate(cases):
+        out = tmp_path / f"eval-{index}"
+        assert main(["eval", str(spec), "--n", "2", "--test-size", "2", "--out", str(out),
+                     "--no-progress", *extra]) == 0
+        assert json.loads((out / "eval.json").read_text())["precision"] == expected
+        assert f", {expected})" in capsys.readouterr().out

@@ -7,9 +7,13 @@ import torch
 
 from maspo.config import load_config
 from maspo.errors import UserError
+from maspo.logprobs import decoder_and_head, length_segments
+from maspo.precision import FP32_ATTENTION, resolve_precision
+from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
 from maspo.testing import tiny_overrides
 from maspo.trainer import Trainer, TrainState
+from maspo.update import completion_logprobs, old_policy_stats, policy_update, scoring_order
 
 
 def _trainer(tiny_model_dir, out, **extra) -> Trainer:
@@ -17,11 +21,13 @@ def _trainer(tiny_model_dir, out, **extra) -> Trainer:
     return Trainer(config, prepare_run_dir(config, out, resume=False))
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
 def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision):
     """One update per rollout: the policy that sampled is the one updated, so every ratio
     is exactly 1 (old log-probs and the update's log-probs agree to the bit), also with
-    micro-batches that group rows differently from the old-log-prob pass."""
+    micro-batches that group rows differently from the old-log-prob pass. Under bf16
+    autocast (``auto`` picks it where bf16 is native) weights, gradients and the AdamW
+    moments stay fp32."""
     trainer = _trainer(tiny_model_dir, tmp_path / precision, **{
         "optim.updates_per_step": 1, "optim.micro_batch_size": 3,
         "rollout.prompts_per_step": 3, "train.precision": precision,
@@ -35,22 +41,92 @@ def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision)
     moved = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
     assert moved  # the update happened
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
-    assert all(s.dtype == torch.float32 for state in trainer.learner.optimizer.state.values()
-               for s in state.values() if torch.is_tensor(s) and s.dim())
+    assert all(p.grad is None for p in trainer.model.parameters())  # zeroed after the step
+    moments = [s for state in trainer.learner.optimizer.state.values()
+               for s in state.values() if torch.is_tensor(s) and s.dim()]
+    assert moments and all(s.dtype == torch.float32 for s in moments)
+    assert trainer.precision_mode == resolve_precision(precision, "cpu")
 
 
-def test_steps_are_seeded_by_step_not_by_history(tiny_model_dir, tmp_path):
-    """Step 2's rollout depends only on (seed, step) and the weights: a trainer that
-    starts at step 2 with the same weights samples the same completions."""
-    first = _trainer(tiny_model_dir, tmp_path / "a")
-    second = _trainer(tiny_model_dir, tmp_path / "b")
-    prompts = first.render(first.splits.heldout[:2])
-    torch.manual_seed(99)  # whatever the global RNG holds
-    a = first.sampler.generate(prompts, 4, seed=first.step_seed(2))
-    b = second.sampler.generate(prompts, 4, seed=second.step_seed(2))
-    assert torch.equal(a.input_ids, b.input_ids)
-    assert not torch.equal(a.input_ids,
-                           first.sampler.generate(prompts, 4, seed=first.step_seed(3)).input_ids)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_first_ratio_is_exactly_one_when_passes_run_in_length_segments(tiny_model_dir,
+                                                                       tmp_path, precision):
+    """Completions of many lengths: the log-prob passes run in length segments, whose
+    kernels round by shape. The old policy scores each row in the micro-batch its update
+    will use (``scoring_order``), so the first update's ratios are still exactly 1."""
+    trainer = _trainer(tiny_model_dir, tmp_path, **{
+        "optim.updates_per_step": 1, "optim.micro_batch_size": 16, "train.precision": precision})
+    groups, g, t = 4, 8, 60
+    enc = trainer.tokenizer(trainer.render(trainer.splits.heldout[:groups]),
+                            return_tensors="pt", padding=True, add_special_tokens=False)
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, t // 3, (groups * g,), generator=gen)  # (B,) mostly short,
+    lengths[::g] = t  # one per group at the cap
+    mask = torch.arange(t) < lengths[:, None]  # (B, T)
+    ids = torch.randint(4, len(trainer.tokenizer), mask.shape, generator=gen) * mask
+    index = torch.arange(groups).repeat_interleave(g)
+    rollout = Rollout(torch.cat([enc["input_ids"][index], ids], 1),
+                      torch.cat([enc["attention_mask"][index], mask.long()], 1), mask,
+                      enc["input_ids"].shape[1], [""] * len(ids),
+                      torch.zeros(len(ids), dtype=torch.bool), g, torch.zeros(mask.shape))
+    advantages = torch.linspace(-1.0, 1.0, len(ids))  # (B,) no zero
+    settings = trainer.update_settings
+    order = scoring_order(rollout, advantages, settings, seed=5)
+    assert all(length_segments((lengths[rows] - 1).tolist()) for rows in order)  # all split
+    with trainer.precision():
+        old = old_policy_stats(trainer.learner, rollout, settings, order)
+        update = policy_update(trainer.learner, rollout, old, advantages, settings, seed=5,
+                               bad_streak=0, step=1)
+    assert update.metrics["obj/ratio_max"] == 1.0
+    assert update.metrics["ratio/pos/min"] == update.metrics["ratio/neg/max"] == 1.0
+
+
+def _bf16_trainer(tiny_model_dir, out) -> Trainer:
+    return _trainer(tiny_model_dir, out, **{"train.precision": "bf16",
+                                           "optim.updates_per_step": 2})
+
+
+def test_updates_under_bf16_autocast_use_the_updated_weights(tiny_model_dir, tmp_path):
+    """Autocast keeps a bf16 copy of each weight for as long as its context lasts; after
+    the K updates made inside one context, a pass in that context sees the new weights,
+    exactly as a pass in a fresh context does (else the second mini-batch would be scored
+    and differentiated at the weights before the first update)."""
+    trainer = _bf16_trainer(tiny_model_dir, tmp_path)
+    settings = trainer.update_settings
+    rollout = trainer.sampler.generate(trainer.render(trainer.splits.heldout[:2]), 4, seed=0)
+    rows = torch.arange(len(rollout.texts))
+    advantages = torch.linspace(-1.0, 1.0, len(rows))  # (B,) every row has a signal
+    with trainer.precision():
+        old = old_policy_stats(trainer.learner, rollout, settings)
+        update = policy_update(trainer.learner, rollout, old, advantages, settings, seed=0,
+                               bad_streak=0, step=1)
+        inside = completion_logprobs(trainer.model, rollout, rows, settings).logprobs
+    with trainer.precision():
+        fresh = completion_logprobs(trainer.model, rollout, rows, settings).logprobs
+    assert update.skipped == 0
+    assert torch.equal(inside, fresh)
+    assert not torch.equal(fresh, old.logprobs[:, :fresh.shape[1]])  # the policy moved
+
+
+def test_bf16_on_cpu_runs_attention_in_fp32(tiny_model_dir, tmp_path):
+    """CPU bf16 attention's backward is several times slower than fp32's: under bf16 the
+    matmuls are bf16 but attention runs in fp32; an fp32 run keeps transformers' sdpa."""
+    assert _bf16_trainer(tiny_model_dir, tmp_path / "a").model.config._attn_implementation \
+        == FP32_ATTENTION
+    assert _trainer(tiny_model_dir, tmp_path / "b").model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_held_out_evaluation_runs_at_the_run_precision(tiny_model_dir, tmp_path, precision):
+    """The held-out evaluation samples under the run's precision: every forward pass of
+    the policy during it runs under bf16 autocast with ``train.precision=bf16``, and
+    under none with fp32."""
+    trainer = _trainer(tiny_model_dir, tmp_path, **{"train.precision": precision})
+    seen: list[bool] = []
+    decoder, _ = decoder_and_head(trainer.model)
+    decoder.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    trainer.evaluate()
+    assert seen and set(seen) == {precision == "bf16"}
 
 
 @pytest.mark.parametrize(("override", "culprit"), [

@@ -1,0 +1,120 @@
+"""The precision of the forward passes (``train.precision``, ``maspo eval --precision``) and
+the bf16 units of this machine.
+
+- ``fp32``: every matmul in float32.
+- ``bf16``: bf16 autocast. Matmuls (and, on a GPU, attention) run in bf16; weights,
+  gradients, AdamW state, the logits once computed (softmax, log-probs, entropies) and
+  the loss stay fp32. On a CPU, attention over several tokens runs in fp32 even so
+  (``FP32_ATTENTION``): the CPU's bf16 attention backward was 4-5x slower than fp32's.
+- ``auto``: bf16 where the hardware multiplies bf16 natively and bf16 was measured faster
+  (a CPU with AMX-BF16 units; a CUDA GPU with bf16 tensor cores), else fp32. A CPU with
+  AVX512-BF16 but no AMX gets fp32: bf16 has not been measured on one.
+
+Autocast caches the bf16 copy of each weight until its context ends: code that changes
+weights inside one context (an optimizer step) must clear that cache
+(``torch.clear_autocast_cache``), or later passes multiply by the old weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FP32_ATTENTION = "maspo_fp32_sdpa"  # attention implementation: transformers' sdpa, in fp32
+NATIVE_CPU_FLAGS = ("amx_bf16",)  # CPU units for which auto picks bf16 (measured faster)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")  # CPU flags reported
+CPUINFO = Path("/proc/cpuinfo")  # Linux: the flags lscpu shows
+
+
+@dataclass(frozen=True)
+class Bf16Units:
+    """What this machine offers for bf16 matmuls on one device."""
+
+    device: str  # "cpu", or the GPU's name
+    capability: str  # torch's CPU kernel level (AVX512, AVX2, ...) or "sm_XY" on a GPU
+    flags: tuple[str, ...]  # bf16 units found (CPU flags; "bf16" on a GPU that has them)
+    native: bool  # auto picks bf16 here
+
+    def describe(self) -> str:
+        found = ", ".join(self.flags) if self.flags else "no bf16 units"
+        verdict = "auto picks bf16" if self.native else "auto picks fp32"
+        return f"{self.device}: {self.capability}, {found} ({verdict})"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is absent)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def bf16_units(device: torch.device | str) -> Bf16Units:
+    """The bf16 units of ``device``'s hardware, and whether ``auto`` picks bf16 there."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return Bf16Units(torch.cuda.get_device_name(device), f"sm_{major}{minor}",
+                         ("bf16",) if native else (), native)
+    flags = cpu_flags()
+    found = tuple(f for f in BF16_CPU_FLAGS if f in flags)
+    return Bf16Units("cpu", torch.backends.cpu.get_cpu_capability(), found,
+                     all(f in flags for f in NATIVE_CPU_FLAGS))
+
+
+def resolve_precision(name: str, device: torch.device | str) -> str:
+    """``fp32`` or ``bf16``: ``name`` itself, or what ``auto`` picks on ``device``."""
+    if name != "auto":
+        return name
+    return "bf16" if bf16_units(device).native else "fp32"
+
+
+def autocast(precision: str, device: torch.device | str):
+    """The context the forward passes run in: bf16 autocast for ``bf16``, else nothing."""
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_model(model: nn.Module, precision: str) -> None:
+    """Under bf16 on a CPU, switch the model's sdpa attention to ``FP32_ATTENTION``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    on_cpu = next(base.parameters()).device.type == "cpu"
+    if precision != "bf16" or not on_cpu or base.config._attn_implementation != "sdpa":
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(FP32_ATTENTION, fp32_sdpa)
+    AttentionMaskInterface.register(FP32_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    base.set_attn_implementation(FP32_ATTENTION)
+
+
+def fp32_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa attention with q, k, v (B, heads, T, d) in fp32, autocast off;
+    the output comes back in the query's dtype.
+
+    A single query (a decode step: no backward follows) keeps sdpa as autocast runs it,
+    which is faster there and spares casting the whole key/value cache each step. The
+    choice depends on the shapes alone, so the old-policy pass and the update's pass over
+    the same tokens still compute alike (the first ratio stays exactly 1).
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] == 1:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    dtype = query.dtype
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(),
+                                              value.float(), attention_mask, **kwargs)
+    return out.to(dtype), weights
