@@ -298,7 +298,8 @@ def _probe(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as work:
-        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps)
+        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
+                              cache=out / "seeds")
     command = "maspo " + shlex.join(args.argv)
     paths = write_probes(out, per_seed, baseline, command)
     print(paths["markdown"].read_text().rstrip())
@@ -471,7 +472,9 @@ def _add_probe(sub) -> None:
         "probability, update size by advantage sign, entropy under random rewards",
         description="Per seed: one rollout of the starting policy, then each objective's "
         "K updates from a copy of it on the same mini-batches; every measure is set "
-        "against the baseline seed by seed (95%% intervals). See maspo.probes.")
+        "against the baseline seed by seed (95%% intervals). Each finished seed is saved "
+        "under OUT/seeds/: rerun the same command to go on where it stopped, or with more "
+        "--seeds to add some. See maspo.probes.")
     probe.add_argument("--objectives", action="append", required=True, metavar="SPECS",
                        help="comma-separated objective specs, as for maspo compare")
     probe.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9",

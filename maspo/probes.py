@@ -40,9 +40,11 @@ from torch import Tensor
 
 from maspo import advantages as adv_lib
 from maspo.compare import Variant
-from maspo.config import Config
+from maspo.config import Config, to_dict
+from maspo.errors import UserError
 from maspo.losses import get_spec
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
+from maspo.paths import write_atomic
 from maspo.rollout.groups import Drawn
 from maspo.run import prepare_run_dir
 from maspo.step_log import Clock
@@ -324,14 +326,47 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
 
 
 def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int],
-               workdir: Path, entropy_steps: int,
-               log: Callable[[str], Any] = print) -> dict[int, dict[str, dict[str, float]]]:
-    """Every seed's measures (each seed a fresh rollout of the starting policy)."""
+               workdir: Path, entropy_steps: int, log: Callable[[str], Any] = print,
+               cache: Path | None = None) -> dict[int, dict[str, dict[str, float]]]:
+    """Every seed's measures (each seed a fresh rollout of the starting policy).
+
+    With ``cache`` (a folder), each finished seed is saved there as ``seed-N.json`` with
+    what it was probed with, and a rerun takes it from there instead of probing it again;
+    a saved seed probed with another config, objectives or entropy steps is refused.
+    """
     per_seed = {}
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(
             base.train, seed=seed, output_dir=str(workdir / f"seed-{seed}")))
+        what = {"config": to_dict(dataclasses.replace(
+                    config, train=dataclasses.replace(config.train, output_dir=None))),
+                "objectives": [o.spec for o in objectives], "entropy_steps": entropy_steps}
+        saved = _saved_seed(cache, seed, what)
+        if saved is not None:
+            log(f"seed {seed}: probed before ({cache / f'seed-{seed}.json'})")
+            per_seed[seed] = saved
+            continue
         log(f"seed {seed}: probing {len(objectives)} objectives")
         per_seed[seed] = probe_seed(config, objectives, workdir / f"seed-{seed}",
                                     entropy_steps)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache / f"seed-{seed}.json",
+                         json.dumps({"probed_with": what, "values": per_seed[seed]}) + "\n")
     return per_seed
+
+
+def _saved_seed(cache: Path | None, seed: int, what: dict[str, Any]) -> dict | None:
+    path = None if cache is None else cache / f"seed-{seed}.json"
+    if path is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        probed_with, values = saved["probed_with"], saved["values"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{str(path)!r} is not a saved probe seed; delete it to probe "
+                        "that seed again") from None
+    if json.loads(json.dumps(what)) != probed_with:
+        raise UserError(f"{str(path)!r} was probed with another config, objectives or "
+                        "--entropy-steps; use another --out") from None
+    return values
