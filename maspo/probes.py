@@ -55,9 +55,9 @@ from maspo.update import (
     OldPolicyStats,
     UpdateResult,
     UpdateSettings,
-    completion_logprobs,
     old_policy_stats,
     policy_update,
+    rollout_logprobs,
     scoring_order,
 )
 
@@ -146,12 +146,8 @@ class Probe:
         """The starting weights with a fresh optimizer, and the objective's settings."""
         model, o = self.trainer.model, self.config.optim
         model.load_state_dict(self.start)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas,
-                                      weight_decay=o.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: 1.0)
-        learner = Learner(model, self.ref, params, optimizer, scheduler,
-                          self.trainer.learner.device)
+        # no warmup: every objective's K updates take the full rate
+        learner = Learner.create(model, self.ref, o, self.trainer.learner.device, 0)
         settings = dataclasses.replace(
             self.base_settings, objective=objective.name, params=objective.params,
             aggregation=self.config.loss.aggregation or get_spec(objective.name).aggregation)
@@ -184,7 +180,8 @@ class Probe:
         with self.trainer.precision():
             result = policy_update(learner, rollout, old, advantages, settings,
                                    seed=self.trainer.step_seed(1), bad_streak=0, step=1)
-            new = updated_logprobs(learner, rollout, settings)  # (B, T)
+            learner.model.eval()
+            new = rollout_logprobs(learner.model, rollout, settings)[0]  # (B, T)
         mask = rollout.completion_mask
         values = update_gradient_kept(result, advantages, mask)
         adv = advantages[:, None].expand_as(mask) if advantages.dim() == 1 else advantages
@@ -207,18 +204,6 @@ class Probe:
             entropies.append(trainer.learn(step, state, drawn, clock)["entropy"])
         return {"entropy_first": entropies[0], "entropy_last": entropies[-1],
                 "entropy_drift": entropies[-1] - entropies[0]}
-
-
-@torch.no_grad()
-def updated_logprobs(learner: Learner, rollout, settings: UpdateSettings) -> Tensor:
-    """(B, T) log-probs of the rollout's tokens under the updated policy."""
-    width = rollout.completion_mask.shape[1]
-    learner.model.eval()
-    parts = []
-    for rows in torch.arange(len(rollout.texts)).split(settings.micro_batch_size):
-        logp = completion_logprobs(learner.model, rollout, rows, settings).logprobs
-        parts.append(torch.nn.functional.pad(logp, (0, width - logp.shape[1])))
-    return torch.cat(parts)
 
 
 def probe_seed(config: Config, objectives: Sequence[Variant], workdir: Path,
