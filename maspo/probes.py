@@ -44,7 +44,7 @@ from maspo.config import Config, to_dict
 from maspo.errors import UserError
 from maspo.losses import get_spec
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
-from maspo.paths import write_atomic
+from maspo.paths import write_atomic, writing
 from maspo.rollout.groups import Drawn
 from maspo.run import prepare_run_dir
 from maspo.step_log import Clock
@@ -335,9 +335,11 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
         per_seed[seed] = probe_seed(config, objectives, workdir / f"seed-{seed}",
                                     entropy_steps)
         if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache / f"seed-{seed}.json",
-                         json.dumps({"probed_with": what, "values": per_seed[seed]}) + "\n")
+            with writing(f"the probes of seed {seed} to {str(cache)!r}", "free some space "
+                         "and run the same command again (saved seeds are not probed again)"):
+                cache.mkdir(parents=True, exist_ok=True)
+                write_atomic(cache / f"seed-{seed}.json", json.dumps(
+                    {"probed_with": what, "values": per_seed[seed]}) + "\n")
     return per_seed
 
 
