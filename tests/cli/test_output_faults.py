@@ -73,3 +73,14 @@ def test_probes_that_cannot_be_written_keep_their_seeds(tiny_model_dir, tmp_path
     assert main(argv) == 0
     assert "seed 0: probed before" in capsys.readouterr().out
     assert (out / "probes.md").read_text().startswith("# Mechanism probes")
+
+
+def test_a_new_run_whose_config_cannot_be_written_leaves_no_folder(tiny_model_dir, tmp_path,
+                                                                   capsys):
+    run = tmp_path / "new" / "run"  # neither folder exists yet
+    with file_size_limit(64):  # the config does not fit
+        code = main(["train", "--no-progress", *tiny_overrides(tiny_model_dir, run)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"could not write the run folder {str(run)!r} (File too large)" in err
+    assert not (tmp_path / "new").exists()  # nothing left that looks like a started run
