@@ -16,6 +16,7 @@ from pathlib import Path
 
 from maspo import __version__
 from maspo.errors import EXIT_USER_ERROR, UserError
+from maspo.paths import writing
 
 EXIT_TRAINING_STOPPED = 1
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
@@ -169,14 +170,16 @@ def _eval(args: argparse.Namespace) -> int:
     with autocast(precision, device):
         reports = evaluate_datasets(model, tokenizer, datasets, settings, ks,
                                     progress=not args.no_progress)
-    _check_eval_out(out)  # again: another process may have written there meanwhile
-    paths = write_eval(out, reports, settings, ks, source.describe(), precision)
     sampling = settings.sampling
     mode = "greedy" if sampling.greedy else (f"temperature {sampling.temperature}, "
                                             f"top-p {sampling.top_p}")
     print(f"\n{source.describe()}: {n} sample{'s' * (n > 1)} per problem ({mode}, "
           f"{precision})\n")
-    print(eval_table(reports, n, ks))
+    print(eval_table(reports, n, ks))  # first: a failed write below loses no result
+    _check_eval_out(out)  # again: another process may have written there meanwhile
+    with writing(f"the evaluation to {str(out)!r}", "the scores are printed above; free "
+                 "some space or choose another --out"):
+        paths = write_eval(out, reports, settings, ks, source.describe(), precision)
     print(f"\nwrote {paths['json']}, {paths['csv'].name}, {paths['markdown'].name}, "
           f"{paths['samples'].name}")
     return 0
@@ -263,7 +266,9 @@ def _compare(args: argparse.Namespace) -> int:
                              progress=not args.no_progress, device=device, jobs=args.jobs,
                              keep_checkpoints=args.keep_checkpoints,
                              keep_models=args.keep_models)
-    paths = write_results(out, results, n, ks, args.target, baseline)
+    with writing(f"the results to {str(out)!r}", "free some space and run the same command "
+                 "again (finished runs are not trained again)"):
+        paths = write_results(out, results, n, ks, args.target, baseline)
     print()
     print(paths["markdown"].read_text().rstrip())
     if baseline is None:
@@ -298,9 +303,12 @@ def _probe(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as work:
-        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps)
+        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
+                              cache=out / "seeds")
     command = "maspo " + shlex.join(args.argv)
-    paths = write_probes(out, per_seed, baseline, command)
+    with writing(f"the probes to {str(out)!r}", "free some space and run the same command "
+                 "again (finished seeds are not probed again)"):
+        paths = write_probes(out, per_seed, baseline, command)
     print(paths["markdown"].read_text().rstrip())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -471,7 +479,9 @@ def _add_probe(sub) -> None:
         "probability, update size by advantage sign, entropy under random rewards",
         description="Per seed: one rollout of the starting policy, then each objective's "
         "K updates from a copy of it on the same mini-batches; every measure is set "
-        "against the baseline seed by seed (95%% intervals). See maspo.probes.")
+        "against the baseline seed by seed (95%% intervals). Each finished seed is saved "
+        "under OUT/seeds/: rerun the same command to go on where it stopped, or with more "
+        "--seeds to add some. See maspo.probes.")
     probe.add_argument("--objectives", action="append", required=True, metavar="SPECS",
                        help="comma-separated objective specs, as for maspo compare")
     probe.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9",

@@ -47,6 +47,7 @@ from maspo.grid import RunTask, run_grid
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
+from maspo.update import TRUST_RANGE
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
 PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
@@ -255,7 +256,8 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
                "stopped": r.stopped, "failed": r.failed, "step0": step0, **metrics,
                "gain": None if step0 is None or final is None else final - step0,
                "train_time_s": r.summary.get("train_time_s"),
-               "auc": learning_curve_area(r.run_dir) if r.finished else None}
+               "auc": learning_curve_area(r.run_dir) if r.finished else None,
+               **trust_region_use(r.run_dir if r.finished else None)}
         if target is not None:
             row["steps_to_target"] = steps_to_target(r.run_dir, target)
         rows.append(row)
@@ -268,6 +270,19 @@ def learning_curve_area(run_dir: Path) -> float | None:
 
     steps, values = series(read_metrics(run_dir), "eval/accuracy")
     return curve_area(steps, values) if steps else None
+
+
+def trust_region_use(run_dir: Path | None) -> dict[str, float | None]:
+    """How much the run exercised the trust region: over its steps, the mean and the
+    lowest share of updated tokens (updates after each step's first) whose ratio left
+    ``maspo.update.TRUST_RANGE`` (the logged ``ratio/outside_trust``)."""
+    from maspo.plots import read_metrics, series
+
+    values = series(read_metrics(run_dir), "ratio/outside_trust")[1] if run_dir else []
+    if not values:
+        return {"outside_trust_mean": None, "outside_trust_min": None}
+    return {"outside_trust_mean": sum(values) / len(values),
+            "outside_trust_min": min(values)}
 
 
 PAIRED_METRICS = ("final", "auc")  # final Avg@n; area under the held-out learning curve
@@ -303,6 +318,10 @@ def _shown_p(p: float) -> str:
     return "-" if math.isnan(p) else f"{p:.2g}"
 
 
+def _shown_detectable(delta: float) -> str:
+    return "-" if math.isnan(delta) else f"±{delta:.3f}"
+
+
 def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
     return [r[key] for r in rows if r[key] is not None]
 
@@ -326,9 +345,13 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     paths = {"markdown": out / "results.md", "csv": out / "results.csv",
              "paired_csv": out / "paired.csv", "json": out / "results.json"}
     md_header, md_rows, csv_header, csv_rows = _objective_rows(by_obj, n, ks, target)
+    low, high = TRUST_RANGE
     note = (f"Final held-out scores: {n} samples per prompt, mean ± std over seeds. Step 0: "
             "the held-out accuracy before training (train.eval_samples per prompt); min "
-            f"gain: the smallest final avg@{n} minus step 0 over the seeds.")
+            f"gain: the smallest final avg@{n} minus step 0 over the seeds. Outside "
+            f"[{low:g}, {high:g}]: the share of updated tokens (after each step's first "
+            "update) whose ratio pi/pi_old left the trust region, mean over steps and "
+            "seeds, and in brackets the lowest step of any seed.")
     if target is not None:
         note += (f" Steps to {target:g}: first logged eval/accuracy >= {target:g}, over the "
                  "seeds that reached it (reached/seeds).")
@@ -337,7 +360,7 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
         text += f"\n{_paired_markdown(paired, n, baseline)}\n"
     paths["markdown"].write_text(text)
     write_csv(paths["csv"], csv_header, csv_rows)
-    fields = ("n", "mean", "low", "high", "p", "verdict")
+    fields = ("n", "mean", "low", "high", "p", "verdict", "detectable")
     write_csv(paths["paired_csv"], ["objective", "baseline"] + [
         f"{m}_{f}" for m in PAIRED_METRICS for f in fields],
         [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
@@ -358,7 +381,9 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
     """(Markdown header, rows, CSV header, rows): one row per objective over its seeds."""
     metrics = metric_names(n, ks)
     shown = [m for m in metrics if not m.startswith("maj")]  # Maj@k: CSV and JSON only
-    header = ["objective", "seeds", "step 0", *shown, "min gain"]
+    low, high = TRUST_RANGE
+    header = ["objective", "seeds", "step 0", *shown, "min gain",
+              f"outside [{low:g}, {high:g}]: mean (lowest step)"]
     csv_header = ["objective", "seeds", "stopped", "failed"]
     for m in [*metrics, "train_time_s"] + (["steps_to_target"] if target is not None else []):
         csv_header += [f"{m}_mean", f"{m}_std"]
@@ -366,7 +391,8 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
         header.append(f"steps to {target:g}")
         csv_header.append("reached_target")
     header.append("train time (s)")
-    csv_header += ["step0_mean", "step0_std", "gain_min"]
+    csv_header += ["step0_mean", "step0_std", "gain_min", "outside_trust_mean",
+                   "outside_trust_min"]
     md_rows, csv_rows = [], []
     for objective, rows in by_obj.items():
         stopped = sum(r["stopped"] is not None for r in rows)
@@ -377,6 +403,8 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
         md = [objective, seeds, format_mean_std(_values(rows, "step0"))]
         md += [format_mean_std(_values(rows, m)) for m in shown]
         md.append(f"{min(gains):+.3f}" if gains else "-")
+        used, lowest = _values(rows, "outside_trust_mean"), _values(rows, "outside_trust_min")
+        md.append(f"{sum(used) / len(used):.3f} ({min(lowest):.3f})" if used else "-")
         line: list[Any] = [objective, len(rows) - stopped - failed, stopped, failed]
         for m in [*metrics, "train_time_s"]:
             line += mean_std(_values(rows, m))
@@ -385,7 +413,8 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
             md.append(f"{format_mean_std(reached, 1)} ({len(reached)}/{len(rows)})")
             line += [*mean_std(reached), len(reached)]
         md.append(format_mean_std(_values(rows, "train_time_s"), 1))
-        line += [*mean_std(_values(rows, "step0")), min(gains) if gains else None]
+        line += [*mean_std(_values(rows, "step0")), min(gains) if gains else None,
+                 sum(used) / len(used) if used else None, min(lowest) if lowest else None]
         md_rows.append(md)
         csv_rows.append(line)
     return header, md_rows, csv_header, csv_rows
@@ -394,13 +423,16 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
 def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str) -> str:
     """The paired table of results.md and the note under it."""
     header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "p", "verdict",
-              "Δ curve area [95% CI]", "p", "verdict"]
-    rows = [[row["objective"], str(len(row["seeds"])), row["final_shown"],
-             _shown_p(row["final"]["p"]), row["final"]["verdict"], row["auc_shown"],
-             _shown_p(row["auc"]["p"]), row["auc"]["verdict"]] for row in paired]
+              "detectable", "Δ curve area [95% CI]", "p", "verdict", "detectable"]
+    rows = [[row["objective"], str(len(row["seeds"]))] + [
+        cell for m in PAIRED_METRICS for cell in (
+            row[f"{m}_shown"], _shown_p(row[m]["p"]), row[m]["verdict"],
+            _shown_detectable(row[m]["detectable"]))] for row in paired]
     note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
             "95% Student-t interval over seeds, p the paired t-test's two-sided p-value; "
             "better / worse only when the interval "
             "excludes 0. Curve area: mean held-out accuracy over training (area under "
-            "the eval/accuracy curve / steps), i.e. sample efficiency.")
+            "the eval/accuracy curve / steps), i.e. sample efficiency. Detectable: the "
+            "smallest true difference these seeds would show at 80% power (5% level), "
+            "from the pairs' spread (maspo.paired).")
     return f"{markdown_table(header, rows)}\n\n{note}"

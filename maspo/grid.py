@@ -62,12 +62,18 @@ class RunOutcome:
     wall_s: float = 0.0  # time this call spent on it
 
 
-def run_one(task: RunTask, progress: bool = False) -> RunOutcome:
-    """Train, evaluate and prune one run; a failure is returned, not raised."""
+def run_one(task: RunTask, progress: bool = False, announce: str | None = None) -> RunOutcome:
+    """Train, evaluate and prune one run; a failure is returned, not raised.
+
+    ``announce`` (e.g. "[3/30]") prints the run's start line here, in the process that runs
+    it, so a pool's log says when a run starts rather than when it was queued.
+    """
     from maspo.trainer import train
 
     t0 = time.perf_counter()
     run, config = task.run, task.config
+    if announce is not None:
+        print(f"{announce} {task.label}: {_state(run)} ({run.root})", flush=True)
     try:
         if run.stopped_reason() is None:
             status = run.status()
@@ -158,15 +164,15 @@ def run_grid(tasks: Sequence[RunTask], jobs: int = 1, progress: bool = True,
     done: dict[int, RunOutcome] = {}
     import multiprocessing
 
+    log(f"{total} runs, {jobs} at a time")
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {}
-        for i, task in enumerate(parallel, start=1):
-            log(f"[{i}/{total}] {task.label}: {_state(task.run)} ({task.run.root})")
-            futures[pool.submit(run_one, task)] = i
+        futures = {pool.submit(run_one, task, False, f"[{i}/{total}]"): i
+                   for i, task in enumerate(parallel, start=1)}
         for future in as_completed(futures):
             i = futures[future]
             done[i] = future.result()
-            log(f"[{i}/{total}] {tasks[i - 1].label}: finished in {done[i].wall_s:.0f} s")
+            log(f"[{i}/{total}] {tasks[i - 1].label}: finished in {done[i].wall_s:.0f} s "
+                f"({len(done)} of {total} done)")
             said(i, done[i])
     return [done[i] for i in range(1, total + 1)]
 

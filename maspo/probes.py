@@ -40,9 +40,11 @@ from torch import Tensor
 
 from maspo import advantages as adv_lib
 from maspo.compare import Variant
-from maspo.config import Config
+from maspo.config import Config, to_dict
+from maspo.errors import UserError
 from maspo.losses import get_spec
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
+from maspo.paths import write_atomic, writing
 from maspo.rollout.groups import Drawn
 from maspo.run import prepare_run_dir
 from maspo.step_log import Clock
@@ -53,9 +55,9 @@ from maspo.update import (
     OldPolicyStats,
     UpdateResult,
     UpdateSettings,
-    completion_logprobs,
     old_policy_stats,
     policy_update,
+    rollout_logprobs,
     scoring_order,
 )
 
@@ -144,12 +146,8 @@ class Probe:
         """The starting weights with a fresh optimizer, and the objective's settings."""
         model, o = self.trainer.model, self.config.optim
         model.load_state_dict(self.start)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas,
-                                      weight_decay=o.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: 1.0)
-        learner = Learner(model, self.ref, params, optimizer, scheduler,
-                          self.trainer.learner.device)
+        # no warmup: every objective's K updates take the full rate
+        learner = Learner.create(model, self.ref, o, self.trainer.learner.device, 0)
         settings = dataclasses.replace(
             self.base_settings, objective=objective.name, params=objective.params,
             aggregation=self.config.loss.aggregation or get_spec(objective.name).aggregation)
@@ -182,7 +180,8 @@ class Probe:
         with self.trainer.precision():
             result = policy_update(learner, rollout, old, advantages, settings,
                                    seed=self.trainer.step_seed(1), bad_streak=0, step=1)
-            new = updated_logprobs(learner, rollout, settings)  # (B, T)
+            learner.model.eval()
+            new = rollout_logprobs(learner.model, rollout, settings)[0]  # (B, T)
         mask = rollout.completion_mask
         values = update_gradient_kept(result, advantages, mask)
         adv = advantages[:, None].expand_as(mask) if advantages.dim() == 1 else advantages
@@ -205,18 +204,6 @@ class Probe:
             entropies.append(trainer.learn(step, state, drawn, clock)["entropy"])
         return {"entropy_first": entropies[0], "entropy_last": entropies[-1],
                 "entropy_drift": entropies[-1] - entropies[0]}
-
-
-@torch.no_grad()
-def updated_logprobs(learner: Learner, rollout, settings: UpdateSettings) -> Tensor:
-    """(B, T) log-probs of the rollout's tokens under the updated policy."""
-    width = rollout.completion_mask.shape[1]
-    learner.model.eval()
-    parts = []
-    for rows in torch.arange(len(rollout.texts)).split(settings.micro_batch_size):
-        logp = completion_logprobs(learner.model, rollout, rows, settings).logprobs
-        parts.append(torch.nn.functional.pad(logp, (0, width - logp.shape[1])))
-    return torch.cat(parts)
 
 
 def probe_seed(config: Config, objectives: Sequence[Variant], workdir: Path,
@@ -324,14 +311,49 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
 
 
 def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int],
-               workdir: Path, entropy_steps: int,
-               log: Callable[[str], Any] = print) -> dict[int, dict[str, dict[str, float]]]:
-    """Every seed's measures (each seed a fresh rollout of the starting policy)."""
+               workdir: Path, entropy_steps: int, log: Callable[[str], Any] = print,
+               cache: Path | None = None) -> dict[int, dict[str, dict[str, float]]]:
+    """Every seed's measures (each seed a fresh rollout of the starting policy).
+
+    With ``cache`` (a folder), each finished seed is saved there as ``seed-N.json`` with
+    what it was probed with, and a rerun takes it from there instead of probing it again;
+    a saved seed probed with another config, objectives or entropy steps is refused.
+    """
     per_seed = {}
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(
             base.train, seed=seed, output_dir=str(workdir / f"seed-{seed}")))
+        what = {"config": to_dict(dataclasses.replace(
+                    config, train=dataclasses.replace(config.train, output_dir=None))),
+                "objectives": [o.spec for o in objectives], "entropy_steps": entropy_steps}
+        saved = _saved_seed(cache, seed, what)
+        if saved is not None:
+            log(f"seed {seed}: probed before ({cache / f'seed-{seed}.json'})")
+            per_seed[seed] = saved
+            continue
         log(f"seed {seed}: probing {len(objectives)} objectives")
         per_seed[seed] = probe_seed(config, objectives, workdir / f"seed-{seed}",
                                     entropy_steps)
+        if cache is not None:
+            with writing(f"the probes of seed {seed} to {str(cache)!r}", "free some space "
+                         "and run the same command again (saved seeds are not probed again)"):
+                cache.mkdir(parents=True, exist_ok=True)
+                write_atomic(cache / f"seed-{seed}.json", json.dumps(
+                    {"probed_with": what, "values": per_seed[seed]}) + "\n")
     return per_seed
+
+
+def _saved_seed(cache: Path | None, seed: int, what: dict[str, Any]) -> dict | None:
+    path = None if cache is None else cache / f"seed-{seed}.json"
+    if path is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        probed_with, values = saved["probed_with"], saved["values"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{str(path)!r} is not a saved probe seed; delete it to probe "
+                        "that seed again") from None
+    if json.loads(json.dumps(what)) != probed_with:
+        raise UserError(f"{str(path)!r} was probed with another config, objectives or "
+                        "--entropy-steps; use another --out") from None
+    return values

@@ -168,9 +168,18 @@ class RunDir:
         return yaml.safe_load(self.config.read_text()) or {}
 
     def write_config(self, config: Config) -> None:
-        """Create the folder and write the config the run trains with."""
+        """Create the folder and write the config the run trains with; a failed write
+        leaves no folder it created behind."""
+        created = [] if self.root.exists() else [self.root]
+        created += [p for p in self.root.parents if not p.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.config, yaml.safe_dump(to_dict(config), sort_keys=False))
+        try:
+            write_atomic(self.config, yaml.safe_dump(to_dict(config), sort_keys=False))
+        except BaseException:
+            for folder in created:  # innermost first; only if still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
 
     # -- records ---------------------------------------------------------------------------
 

@@ -99,13 +99,7 @@ class Trainer:
         ref = None
         if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
             ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.optim.lr, betas=c.optim.betas,
-                                      weight_decay=c.optim.weight_decay)
-        warmup = c.optim.warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda u: min(1.0, (u + 1) / (warmup + 1)))
-        self.learner = Learner(self.model, ref, params, optimizer, scheduler, device)
+        self.learner = Learner.create(self.model, ref, c.optim, device, c.optim.warmup_steps)
         self.update_settings = UpdateSettings.of(c)
         self.scorer = Scorer(c.reward.functions, c.reward.format_weight,
                              c.reward.score_truncated)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from maspo.config import Config
+from maspo.config import Config, OptimConfig
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.rollout import Rollout
@@ -91,6 +91,18 @@ class Learner:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
 
+    @classmethod
+    def create(cls, model: torch.nn.Module, ref: torch.nn.Module | None, optim: OptimConfig,
+               device: torch.device, warmup_steps: int) -> Learner:
+        """AdamW over ``model``'s trainable weights (``optim``), its rate ramped linearly
+        over the first ``warmup_steps`` updates (0: constant from the first)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas,
+                                      weight_decay=optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda u: min(1.0, (u + 1) / (warmup_steps + 1)))
+        return cls(model, ref, params, optimizer, scheduler, device)
+
 
 # ---------------------------------------------------------------------------------------
 # Log-probs of a rollout's completions.
@@ -132,6 +144,26 @@ def _pad_to(values: Tensor, width: int) -> Tensor:
 
 
 @torch.no_grad()
+def rollout_logprobs(model, rollout: Rollout, settings: UpdateSettings,
+                     order: Sequence[Tensor] | None = None,
+                     with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """(B, T) log-probs (and entropies, else None) of every completion of ``rollout``
+    under ``model``, micro-batch by micro-batch in ``order`` (row indices; None:
+    ``micro_batch_size`` rows at a time)."""
+    batch, width = rollout.completion_mask.shape
+    if order is None:
+        order = torch.arange(batch).split(settings.micro_batch_size)
+    device = rollout.completion_mask.device
+    logps = torch.zeros(batch, width, device=device)
+    ents = torch.zeros(batch, width, device=device) if with_entropy else None
+    for rows in order:
+        stats = completion_logprobs(model, rollout, rows, settings, with_entropy=with_entropy)
+        logps[rows] = _pad_to(stats.logprobs, width)
+        if ents is not None:
+            ents[rows] = _pad_to(stats.entropy, width)
+    return logps, ents
+
+
 def old_policy_stats(learner: Learner, rollout: Rollout, settings: UpdateSettings,
                      order: Sequence[Tensor] | None = None) -> OldPolicyStats:
     """Old-policy log-probs and entropies (and reference log-probs), micro-batch by
@@ -141,19 +173,9 @@ def old_policy_stats(learner: Learner, rollout: Rollout, settings: UpdateSetting
     the very micro-batch the first update computes it in: the two passes run the same
     kernels on the same shapes, so the first ratio is exactly 1 whatever the kernels do.
     """
-    batch, width = rollout.completion_mask.shape
-    if order is None:
-        order = torch.arange(batch).split(settings.micro_batch_size)
-    device = rollout.completion_mask.device
-    logps, ents = torch.zeros(batch, width, device=device), torch.zeros(batch, width, device=device)
-    refs = None if learner.ref is None else torch.zeros(batch, width, device=device)
-    for rows in order:
-        stats = completion_logprobs(learner.model, rollout, rows, settings, with_entropy=True)
-        logps[rows] = _pad_to(stats.logprobs, width)
-        ents[rows] = _pad_to(stats.entropy, width)
-        if refs is not None:
-            refs[rows] = _pad_to(completion_logprobs(learner.ref, rollout, rows,
-                                                     settings).logprobs, width)
+    logps, ents = rollout_logprobs(learner.model, rollout, settings, order, with_entropy=True)
+    refs = None if learner.ref is None else rollout_logprobs(learner.ref, rollout, settings,
+                                                             order)[0]
     return OldPolicyStats(logps, ents, refs)
 
 

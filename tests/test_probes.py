@@ -77,11 +77,15 @@ def test_mass_change_by_bucket_and_sign_matches_a_hand_count():
     assert out["size_ratio"] == pytest.approx(0.25 / 0.3)
 
 
+def _probe_argv(model_dir, out, seeds: str, entropy_steps: int) -> list[str]:
+    return ["probe", "--objectives", "grpo,maspo", "--seeds", seeds, "--out", str(out),
+            "--entropy-steps", str(entropy_steps), *tiny_overrides(model_dir, **{
+                "optim.updates_per_step": 2, "rollout.prompts_per_step": 2})]
+
+
 def test_probe_command_pairs_objectives_on_one_policy(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "probes"
-    argv = ["probe", "--objectives", "grpo,maspo", "--seeds", "0,1", "--out", str(out),
-            "--entropy-steps", "2", *tiny_overrides(tiny_model_dir, **{
-                "optim.updates_per_step": 2, "rollout.prompts_per_step": 2})]
+    argv = _probe_argv(tiny_model_dir, out, "0,1", 2)
     assert main(argv) == 0
     saved = json.loads((out / "probes.json").read_text())
     assert saved["baseline"] == "grpo" and saved["command"].startswith("maspo probe ")
@@ -100,3 +104,25 @@ def test_probe_command_pairs_objectives_on_one_policy(tiny_model_dir, tmp_path, 
         assert f"## {title}" in text
         assert (out / f"{title.replace(' ', '_')}.png").read_bytes()[:4] == b"\x89PNG"
     assert "minus grpo [95% CI]" in capsys.readouterr().out
+
+    # every finished seed is saved: a rerun with one more seed probes only that one, and
+    # the first two seeds' values come back unchanged
+    assert sorted(p.name for p in (out / "seeds").iterdir()) == ["seed-0.json", "seed-1.json"]
+    more = [a if a != "0,1" else "0,1,2" for a in argv]
+    assert main(more) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("probed before") == 2 and "seed 2: probing 2 objectives" in printed
+    again = json.loads((out / "probes.json").read_text())["seeds"]
+    assert again["0"] == saved["seeds"]["0"] and again["1"] == saved["seeds"]["1"]
+    assert set(again["2"]) == {"grpo", "maspo"}
+
+
+def test_a_saved_seed_of_another_probe_is_refused(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    base = _probe_argv(tiny_model_dir, out, "0", 0)
+    assert main(base) == 0
+    kept = (out / "seeds" / "seed-0.json").read_text()
+    assert main([*base, "optim.lr=3e-4"]) == 2
+    assert "seed-0.json' was probed with another config, objectives or --entropy-steps; " \
+        "use another --out" in capsys.readouterr().err
+    assert (out / "seeds" / "seed-0.json").read_text() == kept  # nothing overwritten

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 import matplotlib.image
@@ -16,6 +17,7 @@ from maspo.cli import main
 from maspo.compare import parse_variants, run_comparison, run_config
 from maspo.config import load_config
 from maspo.evaluate import eval_settings
+from maspo.paired import detectable_difference
 from maspo.trainer import train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +67,18 @@ def test_two_objectives_by_two_seeds_give_the_table_and_figures(comparison):
         assert run["step0"] == _records(run["run_dir"])[0]["eval/accuracy"]
         assert run["gain"] == pytest.approx(run["avg@2"] - run["step0"])
     assert "step 0" in header and "min gain" in header
+    for run in runs:  # the trust region's use: mean and lowest step of ratio/outside_trust
+        shares = [r["ratio/outside_trust"] for r in _records(run["run_dir"])
+                  if "ratio/outside_trust" in r]
+        # (logged at steps whose second mini-batch held a group with unequal rewards)
+        assert shares and all(0 <= v <= 1 for v in shares)
+        assert run["outside_trust_mean"] == pytest.approx(sum(shares) / len(shares))
+        assert run["outside_trust_min"] == min(shares)
+    grpo = [r for r in runs if r["objective"] == "grpo"]
+    mean_used = sum(r["outside_trust_mean"] for r in grpo) / 2
+    lowest = min(r["outside_trust_min"] for r in grpo)
+    assert "outside [0.8, 1.25]: mean (lowest step)" in header
+    assert f"{mean_used:.3f} ({lowest:.3f})" in [c.strip() for c in rows[0].split("|")]
     for name in ("learning_curves.png", "objective_activity.png", "ratios.png"):
         assert _is_png(out / "figures" / name)
 
@@ -97,6 +111,11 @@ def test_each_objective_is_paired_with_grpo_by_seed(comparison):
     with (out / "paired.csv").open() as f:
         [paired] = list(csv.DictReader(f))
     assert paired["objective"] == ABLATION and paired["final_verdict"] == row["final"]["verdict"]
+    # the smallest difference two seeds with this spread would show (maspo.paired)
+    assert float(paired["final_detectable"]) == pytest.approx(row["final"]["detectable"])
+    assert row["final"]["detectable"] == pytest.approx(detectable_difference(
+        statistics.stdev(diffs), 2)) and row["auc"]["detectable"] >= 0
+    assert f"±{row['final']['detectable']:.3f}" in line
 
 
 def test_a_baseline_not_compared_is_refused_before_training(tiny_base, tmp_path, capsys):

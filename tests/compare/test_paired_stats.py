@@ -10,7 +10,15 @@ import matplotlib.image
 import pytest
 
 from maspo.compare import paired_rows
-from maspo.paired import BETTER, CANNOT_TELL, WORSE, curve_area, paired_difference, t_quantile
+from maspo.paired import (
+    BETTER,
+    CANNOT_TELL,
+    WORSE,
+    curve_area,
+    detectable_difference,
+    paired_difference,
+    t_quantile,
+)
 from maspo.plots import plot_ratio_distribution
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -49,6 +57,19 @@ def test_the_p_value_is_the_paired_t_tests():
     assert 0.01 < diff.p < 0.05
     same = paired_difference([0.6, 0.7], [0.4, 0.5])  # no spread: the interval is a point
     assert (same.low, same.high, same.p) == (pytest.approx(0.2), pytest.approx(0.2), 0.0)
+
+
+@pytest.mark.parametrize(("n", "effect_size"), [(5, 1.6819), (10, 0.9960), (30, 0.5292)])
+def test_the_detectable_difference_matches_power_tables(n, effect_size):
+    # the effect sizes d = delta / sd a two-sided paired t-test at 5% finds with 80% power
+    # (Cohen's tables; G*Power gives the same to 3 digits); delta scales with sd
+    assert detectable_difference(1.0, n) == pytest.approx(effect_size, abs=2e-3)
+    assert detectable_difference(0.05, n) == pytest.approx(0.05 * effect_size, abs=1e-4)
+    # the 4-seed table above: sd(d) = 0.0478714; d = 2.1279 for 4 pairs
+    diff = paired_difference([0.50, 0.60, 0.55, 0.65], [0.40, 0.45, 0.50, 0.50])
+    assert diff.detectable == pytest.approx(2.1279 * 0.0478714, abs=2e-4)
+    assert math.isnan(paired_difference([0.9], [0.1]).detectable)
+    assert paired_difference([0.6, 0.7], [0.4, 0.5]).detectable == 0.0
 
 
 def test_verdict_flips_to_cannot_tell_when_the_interval_spans_zero():

@@ -28,9 +28,18 @@ def _compare(out, tiny_base, *extra) -> int:
                  "--n", "2", "--no-progress", *extra, *tiny_base])
 
 
-def test_two_jobs_write_the_results_of_a_serial_comparison(tiny_base, tmp_path):
+def test_two_jobs_write_the_results_of_a_serial_comparison(tiny_base, tmp_path, capfd):
     assert _compare(tmp_path / "serial", tiny_base) == 0
+    capfd.readouterr()
     assert _compare(tmp_path / "parallel", tiny_base, "--jobs", "2") == 0
+    # each run says it is training from its own process when it starts, once, and the
+    # comparison says when it finished (not "training" for every queued run up front)
+    printed = capfd.readouterr().out
+    assert "2 runs, 2 at a time" in printed
+    for i, name in enumerate(OBJECTIVES.split(","), start=1):
+        assert printed.count(f"[{i}/2] {name} seed 0: training (") == 1
+        assert re.search(rf"\[{i}/2\] {name} seed 0: finished in \d+ s \([12] of 2 done\)",
+                         printed)
     serial, parallel = _results(tmp_path / "serial"), _results(tmp_path / "parallel")
     assert [r["objective"] for r in parallel["runs"]] == ["grpo", "maspo"]
     assert all(r["stopped"] is None and r["failed"] is None for r in parallel["runs"])
