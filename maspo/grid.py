@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -142,18 +143,22 @@ def run_grid(tasks: Sequence[RunTask], jobs: int = 1, progress: bool = True,
     """Every task's outcome, in the order of ``tasks``; ``jobs`` processes at a time."""
     total = len(tasks)
 
+    def say(message: str) -> None:  # flushed: the pool's processes write to the same stream
+        log(message)
+        sys.stdout.flush()
+
     def said(i: int, outcome: RunOutcome) -> None:
         if outcome.stopped is not None:
-            log(f"    [{i}/{total}] stopped: {outcome.stopped} (counted as stopped; delete "
+            say(f"    [{i}/{total}] stopped: {outcome.stopped} (counted as stopped; delete "
                 f"{tasks[i - 1].run.stopped} to retry)")
         elif outcome.failed is not None:
-            log(f"    [{i}/{total}] failed: {outcome.failed} (run the comparison again to "
+            say(f"    [{i}/{total}] failed: {outcome.failed} (run the comparison again to "
                 "retry it)")
 
     if jobs <= 1 or total <= 1:
         outcomes = []
         for i, task in enumerate(tasks, start=1):
-            log(f"[{i}/{total}] {task.label}: {_state(task.run)} ({task.run.root})")
+            say(f"[{i}/{total}] {task.label}: {_state(task.run)} ({task.run.root})")
             outcomes.append(run_one(task, progress))
             said(i, outcomes[-1])
         return outcomes
@@ -164,14 +169,14 @@ def run_grid(tasks: Sequence[RunTask], jobs: int = 1, progress: bool = True,
     done: dict[int, RunOutcome] = {}
     import multiprocessing
 
-    log(f"{total} runs, {jobs} at a time")
+    say(f"{total} runs, {jobs} at a time")
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_one, task, False, f"[{i}/{total}]"): i
                    for i, task in enumerate(parallel, start=1)}
         for future in as_completed(futures):
             i = futures[future]
             done[i] = future.result()
-            log(f"[{i}/{total}] {tasks[i - 1].label}: finished in {done[i].wall_s:.0f} s "
+            say(f"[{i}/{total}] {tasks[i - 1].label}: finished in {done[i].wall_s:.0f} s "
                 f"({len(done)} of {total} done)")
             said(i, done[i])
     return [done[i] for i in range(1, total + 1)]
