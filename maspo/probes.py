@@ -107,25 +107,17 @@ def mass_change(delta: Tensor, q: Tensor, adv: Tensor, mask: Tensor) -> dict[str
     return out
 
 
-def update_gradient_kept(result: UpdateResult, advantages: Tensor,
-                         mask: Tensor) -> dict[str, float]:
+def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
     """``gradient_kept`` over every token the K updates computed."""
-    weights, log_ratios, advs, masks = [], [], [], []
-    for grad in result.minibatches:
-        for micro in grad.micro:
-            t = micro.weight.shape[1]
-            m = mask[micro.rows, :t]
-            a = advantages[micro.rows]
-            a = a[:, None].expand_as(m) if a.dim() == 1 else a[:, :t]
-            weights.append(micro.weight[m].cpu())
-            log_ratios.append(micro.log_ratio[m].cpu())
-            advs.append(a[m].cpu())
-            masks.append(torch.ones(int(m.sum()), dtype=torch.bool))
-    if not weights:
+    micros = [micro for grad in result.minibatches for micro in grad.micro]
+    if not micros:
         return {"outside_share": float("nan"), "kept_share": float("nan"),
                 "kept_mass": float("nan")}
-    return gradient_kept(torch.cat(weights), torch.cat(log_ratios), torch.cat(advs),
-                         torch.cat(masks))
+    weights, log_ratios, advs = ([getattr(m, key)[m.mask].cpu() for m in micros]
+                                 for key in ("weight", "log_ratio", "advantage"))
+    weight = torch.cat(weights)
+    return gradient_kept(weight, torch.cat(log_ratios), torch.cat(advs),
+                         torch.ones_like(weight, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,7 +175,7 @@ class Probe:
             learner.model.eval()
             new = rollout_logprobs(learner.model, rollout, settings)[0]  # (B, T)
         mask = rollout.completion_mask
-        values = update_gradient_kept(result, advantages, mask)
+        values = update_gradient_kept(result)
         adv = advantages[:, None].expand_as(mask) if advantages.dim() == 1 else advantages
         values.update(mass_change(new - old.logprobs, old.logprobs.exp(), adv, mask))
         return values

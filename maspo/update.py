@@ -224,7 +224,8 @@ class MicroLoss:
     loss: Tensor  # () its share of the mini-batch loss
     metrics: dict[str, tuple[float, float | None]]  # name -> (value, token count; None: a max)
     log_ratios: dict[str, Tensor]  # "pos" / "neg" -> (N,) log pi / pi_old per advantage sign
-    rows: Tensor  # (b,) the rollout rows it holds
+    mask: Tensor  # (b, t) its completion tokens
+    advantage: Tensor  # (b, t) each token's advantage
     weight: Tensor  # (b, t) the objective's gradient weight w per token (0 off the mask)
     log_ratio: Tensor  # (b, t) log pi / pi_old per token
 
@@ -242,9 +243,9 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
     out = policy_loss(s.objective, stats.logprobs, old_logp, adv, mask, **s.params)
     loss = aggregate(out.per_token, mask, s.aggregation, **counts)
     log_ratio = stats.logprobs.detach() - old_logp  # (b, t)
-    sign = adv.expand_as(mask) if adv.dim() == 2 else adv[:, None].expand_as(mask)
-    log_ratios = {"pos": log_ratio[mask & (sign > 0)].cpu(),
-                  "neg": log_ratio[mask & (sign < 0)].cpu()}
+    token_adv = adv.expand_as(mask) if adv.dim() == 2 else adv[:, None].expand_as(mask)
+    log_ratios = {"pos": log_ratio[mask & (token_adv > 0)].cpu(),
+                  "neg": log_ratio[mask & (token_adv < 0)].cpu()}
     keys = list(out.metrics)
     values = torch.stack([out.metrics[k].float() for k in keys]).tolist() if keys else []
     metrics: dict[str, tuple[float, float | None]] = {}
@@ -258,7 +259,7 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
         metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
     if s.entropy_coef > 0:
         loss = loss - s.entropy_coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
-    return MicroLoss(loss, metrics, log_ratios, rows, out.weight.detach(), log_ratio)
+    return MicroLoss(loss, metrics, log_ratios, mask, token_adv, out.weight.detach(), log_ratio)
 
 
 @dataclass
