@@ -46,6 +46,7 @@ from maspo.evaluate import EvalSettings, metric_names, verdict_metrics
 from maspo.grid import RunTask, run_grid
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
+from maspo.run import RunDir
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
 from maspo.update import TRUST_RANGE
 
@@ -231,11 +232,9 @@ def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[in
 # Results: table (Markdown, CSV, JSON) and figures.
 
 
-def steps_to_target(run_dir: Path, target: float) -> int | None:
+def steps_to_target(records: Sequence[dict[str, Any]], target: float) -> int | None:
     """First step whose logged held-out accuracy (``eval/accuracy``) is >= target."""
-    from maspo.plots import read_metrics
-
-    for record in read_metrics(run_dir):
+    for record in records:
         if record.get("eval/accuracy", -1.0) >= target:
             return int(record["step"])
     return None
@@ -250,35 +249,38 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
     for r in results:
         metrics = (verdict_metrics(r.correct, r.answers, ks) if r.finished else
                    dict.fromkeys(metric_names(n, ks)))
+        run = RunDir(r.run_dir)
+        logged = (r.finished or target is not None) and run.metrics.is_file()
+        records = run.read_metrics() if logged else []  # (a failed run may have none)
         step0 = r.summary.get("eval_accuracy_before") if r.finished else None
         final = metrics[f"avg@{n}"]
         row = {"objective": r.variant.spec, "seed": r.seed, "run_dir": str(r.run_dir),
                "stopped": r.stopped, "failed": r.failed, "step0": step0, **metrics,
                "gain": None if step0 is None or final is None else final - step0,
                "train_time_s": r.summary.get("train_time_s"),
-               "auc": learning_curve_area(r.run_dir) if r.finished else None,
-               **trust_region_use(r.run_dir if r.finished else None)}
+               "auc": learning_curve_area(records) if r.finished else None,
+               **trust_region_use(records if r.finished else [])}
         if target is not None:
-            row["steps_to_target"] = steps_to_target(r.run_dir, target)
+            row["steps_to_target"] = steps_to_target(records, target)
         rows.append(row)
     return rows
 
 
-def learning_curve_area(run_dir: Path) -> float | None:
+def learning_curve_area(records: Sequence[dict[str, Any]]) -> float | None:
     """Mean held-out accuracy over training: area under ``eval/accuracy`` / step span."""
-    from maspo.plots import read_metrics, series
+    from maspo.plots import series
 
-    steps, values = series(read_metrics(run_dir), "eval/accuracy")
+    steps, values = series(records, "eval/accuracy")
     return curve_area(steps, values) if steps else None
 
 
-def trust_region_use(run_dir: Path | None) -> dict[str, float | None]:
+def trust_region_use(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     """How much the run exercised the trust region: over its steps, the mean and the
     lowest share of updated tokens (updates after each step's first) whose ratio left
     ``maspo.update.TRUST_RANGE`` (the logged ``ratio/outside_trust``)."""
-    from maspo.plots import read_metrics, series
+    from maspo.plots import series
 
-    values = series(read_metrics(run_dir), "ratio/outside_trust")[1] if run_dir else []
+    values = series(records, "ratio/outside_trust")[1]
     if not values:
         return {"outside_trust_mean": None, "outside_trust_min": None}
     return {"outside_trust_mean": sum(values) / len(values),
@@ -403,8 +405,10 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
         md = [objective, seeds, format_mean_std(_values(rows, "step0"))]
         md += [format_mean_std(_values(rows, m)) for m in shown]
         md.append(f"{min(gains):+.3f}" if gains else "-")
-        used, lowest = _values(rows, "outside_trust_mean"), _values(rows, "outside_trust_min")
-        md.append(f"{sum(used) / len(used):.3f} ({min(lowest):.3f})" if used else "-")
+        used = _values(rows, "outside_trust_mean")
+        trust = (sum(used) / len(used), min(_values(rows, "outside_trust_min"))) if used else (
+            None, None)
+        md.append("-" if trust[0] is None else f"{trust[0]:.3f} ({trust[1]:.3f})")
         line: list[Any] = [objective, len(rows) - stopped - failed, stopped, failed]
         for m in [*metrics, "train_time_s"]:
             line += mean_std(_values(rows, m))
@@ -413,8 +417,7 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
             md.append(f"{format_mean_std(reached, 1)} ({len(reached)}/{len(rows)})")
             line += [*mean_std(reached), len(reached)]
         md.append(format_mean_std(_values(rows, "train_time_s"), 1))
-        line += [*mean_std(_values(rows, "step0")), min(gains) if gains else None,
-                 sum(used) / len(used) if used else None, min(lowest) if lowest else None]
+        line += [*mean_std(_values(rows, "step0")), min(gains) if gains else None, *trust]
         md_rows.append(md)
         csv_rows.append(line)
     return header, md_rows, csv_header, csv_rows

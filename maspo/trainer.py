@@ -338,4 +338,3 @@ def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
         plot_run([run.root], run.curves)
         run.write_summary(summary)  # last: a run with a summary is done
     return summary
-
