@@ -92,7 +92,11 @@ class LossConfig:
     advantage: str = "grpo"  # group estimator: grpo | dr_grpo | rloo
     entropy_advantage: bool = False  # entropy-shaped advantages (arXiv 2506.14758)
     kl_coef: float = 0.0  # k3 KL penalty to the initial (reference) policy
-    entropy_coef: float = 0.0  # entropy bonus
+    entropy_coef: float = 0.0  # entropy bonus (with entropy_target: its starting value)
+    entropy_target: float | None = None  # adaptive bonus: target token entropy, nats (None: off)
+    entropy_coef_delta: float = 0.005  # adaptive: coefficient step per optimizer update
+    entropy_coef_min: float = 0.0  # adaptive: the coefficient's lower bound
+    entropy_coef_max: float = 1.0  # adaptive: the coefficient's upper bound
 
 
 @dataclass(frozen=True)
@@ -466,6 +470,10 @@ BOUNDS: dict[str, Bounds] = {
     "reward.format_weight": NON_NEGATIVE,
     "loss.kl_coef": NON_NEGATIVE,
     "loss.entropy_coef": NON_NEGATIVE,
+    "loss.entropy_target": NON_NEGATIVE,
+    "loss.entropy_coef_delta": POSITIVE,
+    "loss.entropy_coef_min": NON_NEGATIVE,
+    "loss.entropy_coef_max": NON_NEGATIVE,
     "optim.lr": POSITIVE,
     "optim.weight_decay": NON_NEGATIVE,
     "optim.betas": Bounds(0, 1, high_open=True, why="AdamW's moment decay rates"),
@@ -540,6 +548,9 @@ def validate(config: Config) -> None:
     if loss.aggregation is not None and loss.aggregation not in MODES:
         raise UserError(f"config key 'loss.aggregation': unknown mode {loss.aggregation!r}; "
                         f"known: {', '.join(MODES)}")
+    if loss.entropy_coef_min > loss.entropy_coef_max:
+        raise UserError(f"config key 'loss.entropy_coef_min' ({loss.entropy_coef_min}) exceeds "
+                        f"loss.entropy_coef_max ({loss.entropy_coef_max})")
     if loss.advantage not in ESTIMATORS:
         raise UserError(f"config key 'loss.advantage': unknown estimator {loss.advantage!r}; "
                         f"known: {', '.join(ESTIMATORS)}")
