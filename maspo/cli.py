@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from maspo import __version__
@@ -224,6 +226,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    import shlex
+
     from maspo.compare import (
         check_overrides,
         find_baseline,
@@ -255,20 +259,23 @@ def _compare(args: argparse.Namespace) -> int:
     from maspo.devices import resolve_device
     from maspo.model_files import check_model_spec
     from maspo.paths import check_output_dir
+    from maspo.run import hold_folder
 
     out = check_output_dir(args.out, "--out")
-    fetch_sources(base.data)  # hub data sets and model, before anything is written
-    check_model_spec(base.model.path)
-    device = str(resolve_device(args.device or "auto", "--device"))
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    results = run_comparison(base, variants, seeds, out, settings,
-                             progress=not args.no_progress, device=device, jobs=args.jobs,
-                             keep_checkpoints=args.keep_checkpoints,
-                             keep_models=args.keep_models)
-    with writing(f"the results to {str(out)!r}", "free some space and run the same command "
-                 "again (finished runs are not trained again)"):
-        paths = write_results(out, results, n, ks, args.target, baseline)
+    # the study's one writer; each run of it holds its own folder as well (maspo.grid)
+    with hold_folder(out, "the comparison folder", "maspo " + shlex.join(args.argv)):
+        fetch_sources(base.data)  # hub data sets and model, before anything is written
+        check_model_spec(base.model.path)
+        device = str(resolve_device(args.device or "auto", "--device"))
+        results = run_comparison(base, variants, seeds, out, settings,
+                                 progress=not args.no_progress, device=device,
+                                 jobs=args.jobs, keep_checkpoints=args.keep_checkpoints,
+                                 keep_models=args.keep_models)
+        with writing(f"the results to {str(out)!r}", "free some space and run the same "
+                     "command again (finished runs are not trained again)"):
+            paths = write_results(out, results, n, ks, args.target, baseline)
     print()
     print(paths["markdown"].read_text().rstrip())
     if baseline is None:
@@ -300,15 +307,17 @@ def _probe(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from maspo.probes import run_probes, write_probes
+    from maspo.run import hold_folder
 
     hf_logging.disable_progress_bar()
-    with tempfile.TemporaryDirectory() as work:
-        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
-                              cache=out / "seeds")
     command = "maspo " + shlex.join(args.argv)
-    with writing(f"the probes to {str(out)!r}", "free some space and run the same command "
-                 "again (finished seeds are not probed again)"):
-        paths = write_probes(out, per_seed, baseline, command)
+    with hold_folder(out, "the probe folder", command):
+        with tempfile.TemporaryDirectory() as work:
+            per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
+                                  cache=out / "seeds")
+        with writing(f"the probes to {str(out)!r}", "free some space and run the same "
+                     "command again (finished seeds are not probed again)"):
+            paths = write_probes(out, per_seed, baseline, command)
     print(paths["markdown"].read_text().rstrip())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -535,6 +544,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)  # --help, --version, or an unknown command
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that a command ends as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -542,14 +559,19 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv  # the command as typed, for the files that record it
     except SystemExit as done:  # --help / --version (0) or a usage error (2, one line)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # (signals go to it alone)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as err:
         print(f"maspo: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("maspo: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # the message of an Interrupted says how to go on
+        term = isinstance(stop, _Terminated) or isinstance(stop.__cause__, _Terminated)
+        print(f"maspo: {'terminated (SIGTERM)' if term else 'interrupted'}"
+              + (f" {stop}" if str(stop) else ""), file=sys.stderr)
+        return 128 + (signal.SIGTERM if term else signal.SIGINT)
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
         return 0
@@ -560,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"maspo: {err}", file=sys.stderr)
             return EXIT_TRAINING_STOPPED
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -9,3 +9,7 @@ class UserError(Exception):
 
 
 EXIT_USER_ERROR = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a command works; the message says where it can go on from."""

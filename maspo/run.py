@@ -12,6 +12,10 @@
                         (written as final_model.tmp/ and renamed into place)
       final_eval.json   ``maspo compare``: verdicts of the final held-out evaluation
       stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
+      writer.lock       while a process writes the run: its lock (``maspo.folder_lock``),
+                        holding its pid, host and command; deleted when it is done
+
+A study folder (``maspo compare --out``, ``maspo probe --out``) has a writer.lock of its own.
 
 A run is *new* (no config.yaml), *resumable* (a config, not finished), *done*
 (summary.json) or *stopped* (stopped.txt). Resuming takes the saved config; only
@@ -46,8 +50,11 @@ from maspo.config import (
     with_defaults,
 )
 from maspo.errors import UserError
+from maspo.folder_lock import hold, holder
 from maspo.hub import PINNED_KEYS, keeps_pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
+
+LOCK_FILE = "writer.lock"  # in a run or study folder while a process writes it
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
                   "train.threads", "train.output_dir")
@@ -123,6 +130,7 @@ class RunDir:
     final_model_partial = property(lambda self: self.root / "final_model.tmp")
     final_eval = property(lambda self: self.root / "final_eval.json")
     stopped = property(lambda self: self.root / "stopped.txt")
+    lock = property(lambda self: self.root / LOCK_FILE)
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Path) -> RunDir:
@@ -152,6 +160,10 @@ class RunDir:
 
     def has_final_model(self) -> bool:
         return (self.final_model / "config.json").is_file()
+
+    def writer(self) -> str | None:
+        """The other process writing this run now ("process 123 on host h (...)"), or None."""
+        return holder(self.lock)
 
     # -- config ----------------------------------------------------------------------------
 
@@ -232,6 +244,13 @@ class RunDir:
 
     def write_stopped(self, reason: str) -> None:
         write_atomic(self.stopped, f"{reason}\n")
+
+
+def hold_folder(folder: str | Path, what: str, command: str | None = None):
+    """Context manager: this process is ``folder``'s one writer for the block, or a
+    ``maspo.folder_lock.FolderBusy`` names the one that is (``what``: e.g. "the run
+    folder"). A folder it creates and leaves empty is removed again."""
+    return hold(Path(folder) / LOCK_FILE, what, command)
 
 
 RESUME_HINT = ("the checkpoints already written are intact: free some space (or make the "

@@ -25,13 +25,13 @@ import torch
 from tqdm.auto import tqdm
 
 from maspo import advantages as adv_lib
-from maspo.checkpoint import load_checkpoint, save_checkpoint
+from maspo.checkpoint import latest_saved, load_checkpoint, save_checkpoint
 from maspo.config import Config
 from maspo.data import Example, render_prompt
 from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.entropy_control import EntropyCoef
-from maspo.errors import UserError
+from maspo.errors import Interrupted, UserError
 from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_and_score
 from maspo.hub import pin_config
 from maspo.models import LoraSettings, load_policy, resolve_model
@@ -41,7 +41,14 @@ from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
 from maspo.rollout.groups import Drawn, DrawStats, draw_untied
-from maspo.run import RESUME_HINT, RunDir, RunLog, check_run_dir, default_output_dir
+from maspo.run import (
+    RESUME_HINT,
+    RunDir,
+    RunLog,
+    check_run_dir,
+    default_output_dir,
+    hold_folder,
+)
 from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
 from maspo.update import (
     Learner,
@@ -240,11 +247,37 @@ class Trainer:
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
           output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns the summary it also writes to the run folder."""
+    """Run (or resume) training; returns the summary it also writes to the run folder.
+
+    The process is the run folder's one writer throughout (``maspo.run.hold_folder``): a
+    second one is refused before its model loads. Ctrl-C or SIGTERM ends it with an
+    ``Interrupted`` that names the checkpoint ``--resume`` continues from.
+    """
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    run = check_run_dir(config, _output_dir(config, output_dir, resume), resume)
+    root = _output_dir(config, output_dir, resume)
+    with hold_folder(root, "the run folder"):
+        try:
+            return _train(config, check_run_dir(config, root, resume), resume, progress)
+        except KeyboardInterrupt as stop:
+            raise Interrupted(_interrupted(RunDir(root))) from stop
+
+
+def _interrupted(run: RunDir) -> str:
+    """Where ``--resume`` goes on from after an interrupt."""
+    if not run.config.is_file():
+        return "before training started; nothing was written"
+    latest = latest_saved(run.checkpoints)
+    again = f"maspo train --resume train.output_dir={run.root}"
+    if latest is None:
+        return (f"before the run in {str(run.root)!r} saved a checkpoint: none exists, and "
+                f"`{again}` starts it over")
+    return (f"after checkpoint {latest} of the run in {str(run.root)!r}: `{again}` continues "
+            "from it (steps logged after it are trained again)")
+
+
+def _train(config: Config, run: RunDir, resume: bool, progress: bool) -> dict[str, Any]:
     # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
     config = pin_config(config, run.read_config() if resume else None)
     checkpoint = run.latest_checkpoint() if resume else None  # verified
