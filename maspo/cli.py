@@ -553,6 +553,7 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # (tests pass argv and stay in-process)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(argv)
@@ -571,7 +572,12 @@ def main(argv: list[str] | None = None) -> int:
         term = isinstance(stop, _Terminated) or isinstance(stop.__cause__, _Terminated)
         print(f"maspo: {'terminated (SIGTERM)' if term else 'interrupted'}"
               + (f" {stop}" if str(stop) else ""), file=sys.stderr)
-        return 128 + (signal.SIGTERM if term else signal.SIGINT)
+        code = 128 + (signal.SIGTERM if term else signal.SIGINT)
+        if as_program:  # files are closed and locks released by now: skip the teardown,
+            sys.stdout.flush()  # which was once seen to hang after an interrupt
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
         return 0
