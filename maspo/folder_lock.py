@@ -28,7 +28,7 @@ from pathlib import Path
 
 from maspo.errors import UserError
 
-RETRIES = 5  # a reader's momentary shared lock (``holder``) is waited out, briefly
+RETRIES = 5  # a reader's momentary shared lock (``holder``) is waited out: 0.1 s in all
 RETRY_WAIT_S = 0.02
 
 _held: dict[Path, int] = {}  # lock files this process holds -> nesting depth
@@ -66,7 +66,7 @@ def holder(lock_file: Path) -> str | None:
     """Who holds ``lock_file`` now ("process 123 on host h (...)"), or None when no live
     process does (no file, or one a killed writer left behind)."""
     lock_file = Path(lock_file)
-    if lock_file.absolute() in _held:
+    if lock_file.resolve() in _held:
         return None  # this very process
     try:
         fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
@@ -91,13 +91,12 @@ def _acquire(lock_file: Path, what: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            record = _read_record(lock_file)
-            if record is None and attempt < RETRIES - 1:  # a reader, or a writer starting
+            if attempt < RETRIES - 1:  # a reader's probe passes; a writer stays
                 time.sleep(RETRY_WAIT_S)
                 continue
             raise FolderBusy(f"{what} {str(lock_file.parent)!r} is being written by "
-                             f"{_describe(record or {})}; wait for it to finish, or stop "
-                             "it and run the command again") from None
+                             f"{_describe(_read_record(lock_file) or {})}; wait for it to "
+                             "finish, or stop it and run the command again") from None
         try:
             same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
         except FileNotFoundError:
@@ -115,23 +114,29 @@ def hold(lock_file: str | Path, what: str = "the folder",
     """Hold ``lock_file`` (its folder created if need be) for the block; ``what`` names
     the folder in the refusal (e.g. "the run folder"), ``command`` what the holder runs
     (default: this process's command line)."""
-    lock_file = Path(lock_file).absolute()
-    if lock_file in _held:
-        _held[lock_file] += 1
+    lock_file = Path(lock_file)
+    key = lock_file.resolve()  # one identity however the folder is named
+    if key in _held:
+        _held[key] += 1
         try:
             yield
         finally:
-            _held[lock_file] -= 1
+            _held[key] -= 1
         return
     folder = lock_file.parent
-    created = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
-    folder.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (folder, *folder.absolute().parents) if not p.exists()]
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         fd = _acquire(lock_file, what)
+    except OSError as err:
+        _remove_empty(created)
+        raise UserError(f"cannot lock {what} {str(folder)!r} for writing "
+                        f"({err.strerror or type(err).__name__}); make it writable or "
+                        "choose another folder") from None
     except BaseException:
         _remove_empty(created)
         raise
-    _held[lock_file] = 1
+    _held[key] = 1
     try:
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "command": command or _command(),
@@ -141,7 +146,7 @@ def hold(lock_file: str | Path, what: str = "the folder",
             os.write(fd, (json.dumps(record) + "\n").encode())
         yield
     finally:
-        del _held[lock_file]
+        del _held[key]
         with contextlib.suppress(OSError):
             lock_file.unlink()  # while still held: a waiting opener then sees a new file
         os.close(fd)  # releases the lock

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from maspo.cli import main
-from maspo.run import LOCK_FILE, RunDir
+from maspo.errors import UserError
+from maspo.folder_lock import FolderBusy
+from maspo.run import LOCK_FILE, RunDir, hold_folder
 from maspo.testing import tiny_overrides
 
 LONG = 20  # steps of a run that is still training while the test acts on it
@@ -58,6 +60,44 @@ def _holder_pid(folder: Path) -> int | None:
 def _train_argv(model_dir, out, **extra) -> list[str]:
     return ["train", "--no-progress", *tiny_overrides(model_dir, out, **{
         "train.steps": LONG, "train.save_every": 1, **extra})]
+
+
+def test_the_lock_is_reentrant_and_leaves_no_file_nor_folder_it_created(tmp_path):
+    folder = tmp_path / "a" / "b"
+    with hold_folder(folder, "the run folder"):
+        record = json.loads((folder / LOCK_FILE).read_text())
+        assert record["command"] and record["host"] and record["since"]
+        assert RunDir(folder).writer() is None  # (this process is no other writer)
+        with hold_folder(tmp_path / "a" / ".." / "a" / "b", "the run folder"):  # nested
+            assert (folder / LOCK_FILE).is_file()
+        assert (folder / LOCK_FILE).is_file()  # still held by the outer block
+    assert not (tmp_path / "a").exists()  # it wrote nothing there: gone again
+
+
+def test_a_holder_in_another_process_is_named_and_an_unlockable_folder_refused(
+        tmp_path):
+    folder = tmp_path / "study"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from maspo.run import hold_folder\n"
+        f"with hold_folder({str(folder)!r}, 'x', 'maspo compare --out study'):\n"
+        "    print('held', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderBusy, match=(
+                rf"^the comparison folder '{folder}' is being written by process "
+                rf"{holder.pid} on host .+ \(maspo compare --out study, since .+ UTC\); "
+                "wait for it to finish")):
+            with hold_folder(folder, "the comparison folder"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with hold_folder(folder, "the comparison folder"):  # killed: the lock went with it
+        pass
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(UserError, match="cannot lock the run folder .* for writing"):
+        with hold_folder(tmp_path / "a-file" / "run", "the run folder"):
+            pass
 
 
 def test_a_second_writer_is_refused_and_the_first_run_finishes_as_if_alone(
