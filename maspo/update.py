@@ -373,8 +373,9 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
             learner.scheduler.step()
             losses.append(grad.loss.item())
             norms.append(norm.item())
-            if control is not None:
-                entropy = entropy.after_update(control, grad.mean_entropy())
+            measured = grad.mean_entropy() if control is not None else None
+            if measured is not None:
+                entropy = entropy.after_update(control, measured)
         learner.optimizer.zero_grad(set_to_none=True)
     # a group no token fell into this step (e.g. no head token with A < 0) is omitted
     out = {f"obj/{k}": totals[k] / weights[k] for k in totals if weights[k]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import pytest
@@ -218,11 +219,15 @@ def test_adaptive_entropy_run_matches_trl_bit_for_bit(tmp_path):
 
 def test_adaptive_entropy_rides_on_any_objective(tmp_path):
     args = grpo_args(tmp_path, gradient_accumulation_steps=2, use_adaptive_entropy=True,
-                     entropy_target=10.0, entropy_coef_delta=0.02)  # far above: it rises
+                     entropy_target=10.0, entropy_coef_delta=0.02,  # far above: it rises
+                     save_strategy="steps", save_steps=2)
     trainer = make_trainer(MaspoGRPOTrainer, args, objective="maspo")
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
     steps = [h for h in trainer.state.log_history if "entropy_coef" in h]
     assert [h["entropy_coef"] for h in steps] == pytest.approx([0.02, 0.04])
     assert all("maspo/w_mean" in h for h in steps)
+    saved = json.loads((tmp_path / "checkpoint-2" / "entropy_ctrl_state.json").read_text())
+    assert saved["entropy_coef"] == trainer.entropy_coef == steps[-1]["entropy_coef"]
+    assert 0 < saved["last_world_entropy"] < 10.0  # TRL's checkpoint keeps the controller
     assert any(not torch.equal(b, a) for b, a in zip(before, trainer.model.parameters()))
