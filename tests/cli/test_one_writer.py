@@ -20,7 +20,7 @@ from maspo.run import LOCK_FILE, RunDir, hold_folder
 from maspo.testing import tiny_overrides
 
 LONG = 20  # steps of a run that is still training while the test acts on it
-TIMEOUT_S = 300
+TIMEOUT_S = 900  # generous: the suite may share a loaded machine
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen:
@@ -107,12 +107,12 @@ def test_a_second_writer_is_refused_and_the_first_run_finishes_as_if_alone(
     _wait_for(lambda: 1 in _steps(out), first, log)
     assert _holder_pid(out) == first.pid
     for extra in (["--resume"], []):  # resumed or started anew into the same folder
-        t0 = time.monotonic()
         assert main(_train_argv(tiny_model_dir, out) + extra) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1, err
-        assert f"the run folder {str(out)!r} is being written by process {first.pid}" in err
-        assert "maspo train" in err and time.monotonic() - t0 < 5  # at once: no model loaded
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1, captured.err
+        assert (f"the run folder {str(out)!r} is being written by process {first.pid}"
+                in captured.err and "maspo train" in captured.err)
+        assert "maspo: training" not in captured.out  # refused before its model loaded
     assert first.poll() is None  # refused while the first was training
     assert first.wait(TIMEOUT_S) == 0, log.read_text()[-2000:]
     assert _steps(out) == list(range(LONG + 1))  # every step once, from one writer
