@@ -22,6 +22,10 @@ Each objective is then set against a baseline objective (default ``grpo``) seed 
 learning curve (``eval/accuracy`` over steps, divided by the step span: sample
 efficiency), each with a 95% Student-t interval over seeds and a verdict.
 
+Each run reports to the trackers of ``train.report_to`` (``maspo.trackers``) as run
+``<objective-slug>-seed<s>`` of a project named after ``<out>``, grouped by objective
+(``study_label``), so a tracker's own views set the study's runs side by side.
+
 Objective specs are ``name`` or ``name:key=value,key=value`` (values are YAML scalars),
 e.g. ``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
 parameters are merged over the base's ``loss.params``; otherwise they replace them.

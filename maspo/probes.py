@@ -355,7 +355,10 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
                 write_atomic(cache / f"seed-{seed}.json", json.dumps(
                     {"probed_with": what, "values": per_seed[seed]}) + "\n")
         if study is not None:
-            report_seed(config, objectives, per_seed[seed], study)
+            with writing(f"the trackers' files of seed {seed} in {str(study)!r}",
+                         "free some space and run the same command again (a saved "
+                         "seed is neither probed nor reported again)"):
+                report_seed(config, objectives, per_seed[seed], study)
     return per_seed
 
 

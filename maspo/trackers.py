@@ -94,13 +94,23 @@ class Trackers:
     def __init__(self, report_to: Sequence[str], destination: Destination) -> None:
         check_installed(report_to)
         self.trackers: dict[str, Tracker] = {}
-        try:
-            for name in report_to:
-                if name != "none":
-                    self.trackers[name] = OPENERS[name](destination)
-        except BaseException:
-            self.close(ok=False)
-            raise
+        for name in report_to:
+            if name == "none":
+                continue
+            try:
+                self.trackers[name] = OPENERS[name](destination)
+            except OSError:  # a full disk, a read-only folder: the caller's sentence
+                self.close(ok=False)
+                raise
+            except Exception as err:  # e.g. wandb online without a login
+                self.close(ok=False)
+                first = (str(err).strip().splitlines() or [""])[0]
+                raise UserError(f"{name} (train.report_to) could not start the run "
+                                f"{destination.label.name!r}: {type(err).__name__}: "
+                                f"{first}") from None
+            except BaseException:
+                self.close(ok=False)
+                raise
 
     def ids(self) -> dict[str, str]:
         """tracker -> run id, for the trackers whose run a resume reopens by id."""

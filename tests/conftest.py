@@ -19,6 +19,9 @@ os.environ.pop("HF_TOKEN", None)
 TRACKERS_HOME = HF_HOME / "trackers"
 os.environ.update(TRACKIO_DIR=str(TRACKERS_HOME / "trackio"), WANDB_MODE="offline",
                   WANDB_DIR=str(TRACKERS_HOME / "wandb"), WANDB_SILENT="true",
+                  WANDB_CONFIG_DIR=str(TRACKERS_HOME / "wandb-config"),
+                  WANDB_CACHE_DIR=str(TRACKERS_HOME / "wandb-cache"),
+                  WANDB_DATA_DIR=str(TRACKERS_HOME / "wandb-data"),
                   MLFLOW_TRACKING_URI=f"sqlite:///{TRACKERS_HOME / 'mlflow.db'}")
 for key in ("WANDB_API_KEY", "TRACKIO_SPACE_ID", "MLFLOW_EXPERIMENT_NAME"):
     os.environ.pop(key, None)

@@ -170,3 +170,17 @@ def test_report_to_none_writes_no_tracker_files(tiny_model_dir, tmp_path):
     assert main(["train", "--no-progress", *overrides]) == 0
     assert run.read_metrics() and not run.tensorboard.exists()
     assert not run.trackers.exists() and not (run.root / "wandb").exists()
+
+
+def test_a_tracker_that_cannot_start_its_run_is_one_sentence(tmp_path, monkeypatch):
+    from maspo.errors import UserError
+    from maspo.trackers import Destination, RunLabel, Trackers
+
+    monkeypatch.setenv("WANDB_MODE", "online")  # online, and no login anywhere
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    destination = Destination(RunLabel("maspo", "no-login"), {}, tmp_path / "tb", tmp_path)
+    with pytest.raises(UserError, match=r"^wandb \(train.report_to\) could not start the run "
+                       r"'no-login': UsageError: No API key configured"):
+        Trackers(["tensorboard", "wandb"], destination)
