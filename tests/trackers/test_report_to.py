@@ -176,11 +176,9 @@ def test_a_tracker_that_cannot_start_its_run_is_one_sentence(tmp_path, monkeypat
     from maspo.errors import UserError
     from maspo.trackers import Destination, RunLabel, Trackers
 
-    monkeypatch.setenv("WANDB_MODE", "online")  # online, and no login anywhere
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    destination = Destination(RunLabel("maspo", "no-login"), {}, tmp_path / "tb", tmp_path)
-    with pytest.raises(UserError, match=r"^wandb \(train.report_to\) could not start the run "
-                       r"'no-login': UsageError: No API key configured"):
-        Trackers(["tensorboard", "wandb"], destination)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchstore://here")  # MLflow knows no such
+    destination = Destination(RunLabel("maspo", "no-store"), {}, tmp_path / "tb", tmp_path)
+    with pytest.raises(UserError, match=r"^mlflow \(train.report_to\) could not start the "
+                       r"run 'no-store': \w+: .*'nosuchstore://here'") as raised:
+        Trackers(["tensorboard", "mlflow"], destination)
+    assert "\n" not in str(raised.value)
