@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from maspo import advantages as adv_lib
-from maspo.compare import Variant, run_config, study_label
+from maspo.compare import Variant, study_label
 from maspo.config import Config, resolved, to_dict
 from maspo.errors import UserError
 from maspo.losses import get_spec
@@ -311,8 +311,10 @@ def report_seed(config: Config, objectives: Sequence[Variant],
     seed = config.train.seed
     for objective in objectives:
         label = study_label(study, objective.slug, seed)
-        own = run_config(config, objective, seed, study)
-        own = dataclasses.replace(own, train=dataclasses.replace(own.train, output_dir=None))
+        own = dataclasses.replace(  # the objective as Probe.learner sets it
+            config, loss=dataclasses.replace(config.loss, name=objective.name,
+                                             params=objective.params),
+            train=dataclasses.replace(config.train, output_dir=None))
         trackers = Trackers(config.train.report_to, Destination(
             label, resolved(own), study / "tensorboard" / label.name, study))
         try:
