@@ -14,6 +14,7 @@ a resumed run is equivalent, not identical).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -50,6 +51,7 @@ from maspo.run import (
     hold_folder,
 )
 from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
+from maspo.trackers import RunLabel, check_installed
 from maspo.update import (
     Learner,
     TrainingStopped,
@@ -246,8 +248,10 @@ class Trainer:
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
-          output_dir: str | Path | None = None) -> dict[str, Any]:
+          output_dir: str | Path | None = None, label: RunLabel | None = None
+          ) -> dict[str, Any]:
     """Run (or resume) training; returns the summary it also writes to the run folder.
+    ``label`` names the run in its trackers (default: project maspo, the folder's name).
 
     The process is the run folder's one writer throughout (``maspo.run.hold_folder``): a
     second one is refused before its model loads. Ctrl-C or SIGTERM ends it with an
@@ -256,10 +260,12 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    check_installed(config.train.report_to)  # before the model loads
     root = _output_dir(config, output_dir, resume)
     with hold_folder(root, "the run folder"):
         try:
-            return _train(config, check_run_dir(config, root, resume), resume, progress)
+            return _train(config, check_run_dir(config, root, resume), resume, progress,
+                          label)
         except KeyboardInterrupt as stop:
             raise Interrupted(_interrupted(RunDir(root))) from stop
 
@@ -277,7 +283,8 @@ def _interrupted(run: RunDir) -> str:
             "from it (steps logged after it are trained again)")
 
 
-def _train(config: Config, run: RunDir, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(config: Config, run: RunDir, resume: bool, progress: bool,
+           label: RunLabel | None) -> dict[str, Any]:
     # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
     config = pin_config(config, run.read_config() if resume else None)
     checkpoint = run.latest_checkpoint() if resume else None  # verified
@@ -289,12 +296,13 @@ def _train(config: Config, run: RunDir, resume: bool, progress: bool) -> dict[st
     _announce(trainer, checkpoint)
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
-    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
+    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None,
+                 config, label)
     stream = trainer.splits.train_stream(skip=state.examples_seen)
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
-    try:
+    with log, contextlib.closing(bar):
         if state.step == 0:
             record = {"step": 0, **_timed_eval(trainer)}
             state.eval_before = record["eval/accuracy"]
@@ -310,9 +318,6 @@ def _train(config: Config, run: RunDir, resume: bool, progress: bool) -> dict[st
             bar.update(1)
             if _due(step, t.save_every, t.steps):
                 trainer.save(state)
-    finally:
-        bar.close()
-        log.close()
     return _finish(trainer, state)
 
 
