@@ -44,8 +44,9 @@ def _finite(text: str) -> float:
 
 def _config(args: argparse.Namespace):
     """The config `maspo train` would run: a preset + overrides, or a run's saved config."""
-    from maspo.config import load_config, override_value
+    from maspo.config import load_config
     from maspo.run import resume_config
+    from maspo.spec_text import override_value
 
     if not args.resume:
         return load_config(args.config, args.overrides)
@@ -83,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
     from maspo.trainer import train
 
     summary = train(config, resume=args.resume, progress=not args.no_progress)
-    run = RunDir(Path(summary["run_dir"]))
+    run = RunDir(Path(summary.run_dir))
     samples = run.read_samples()
     last = [s for s in samples if s["step"] == samples[-1]["step"]] if samples else []
     if last:
@@ -94,13 +95,13 @@ def _train(args: argparse.Namespace) -> int:
         cut = ", cut at the length cap" if sample["truncated"] else ""
         print(f"  {prompt!r}\n    -> {sample['completion']!r}  "
               f"(reward {sample['reward']:g}{cut})")
-    before, after = summary["eval_accuracy_before"], summary["eval_accuracy_after"]
-    n = summary["eval_prompts"] * summary["eval_samples_per_prompt"]
-    print(f"\nheld-out accuracy ({summary['eval_prompts']} prompts x "
-          f"{summary['eval_samples_per_prompt']} samples = {n}):")
+    before, after = summary.eval_accuracy_before, summary.eval_accuracy_after
+    n = summary.eval_prompts * summary.eval_samples_per_prompt
+    print(f"\nheld-out accuracy ({summary.eval_prompts} prompts x "
+          f"{summary.eval_samples_per_prompt} samples = {n}):")
     if before is not None:
         print(f"  before training: {before:.3f}")
-    print(f"  after {summary['steps']} steps:  {after:.3f}"
+    print(f"  after {summary.steps} steps:  {after:.3f}"
           + (f"   ({after - before:+.3f})" if before is not None else ""))
     print(f"run directory: {run.root} ({run.metrics.name}, {run.tensorboard.name}/, "
           f"{run.checkpoints.name}/)")
@@ -224,16 +225,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from maspo.compare import (
-        check_overrides,
-        find_baseline,
-        parse_seeds,
-        parse_variants,
-        run_comparison,
-        write_results,
-    )
+    from maspo.compare import run_comparison, write_results
     from maspo.config import load_config
     from maspo.evaluate import eval_settings, parse_ks
+    from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
 
     check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
@@ -284,8 +279,8 @@ def _probe(args: argparse.Namespace) -> int:
     import shlex
     import tempfile
 
-    from maspo.compare import check_overrides, find_baseline, parse_seeds, parse_variants
     from maspo.config import load_config
+    from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
     from maspo.paths import check_output_dir
 
     check_overrides(args.overrides)
@@ -373,7 +368,7 @@ def _add_demo(sub) -> None:
 
 def _add_eval(sub) -> None:
     """`maspo eval`: Avg@n / Pass@k / Maj@k of a model, run or checkpoint."""
-    from maspo.config import EVAL_MAX_NEW_TOKENS, PRECISIONS
+    from maspo.config import EVAL_MAX_NEW_TOKENS, PRECISIONS, DataConfig
 
     ev = sub.add_parser(
         "eval", help="Avg@n / Pass@k / Maj@k of a model, run or checkpoint on datasets",
@@ -405,7 +400,8 @@ def _add_eval(sub) -> None:
     ev.add_argument("--data-seed", type=int,
                     help="seed of a built-in task's held-out set (default: the run's, else 0)")
     ev.add_argument("--test-size", type=int, help="problems drawn from a built-in task "
-                    "(default: the run's test_size, else 100)")
+                    "(default: the run's data.test_size, else its default "
+                    f"{DataConfig().test_size})")
     ev.add_argument("--prompt-field",
                     help="field holding the problem (default prompt, problem or question)")
     ev.add_argument("--answer-field", help="field holding the answer (default answer, "

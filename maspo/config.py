@@ -29,6 +29,7 @@ import yaml
 
 from maspo.devices import check_device_name
 from maspo.errors import UserError
+from maspo.spec_text import apply_override_texts, yaml_number
 
 PRECISIONS = ("fp32", "bf16", "auto")  # train.precision values (see maspo.precision)
 AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
@@ -235,67 +236,6 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-# YAML 1.1 (PyYAML) reads an exponent without a dot, such as 1e-5, as text
-EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
-
-
-def yaml_number(value: Any) -> Any:
-    """``value``, or the float it spells when YAML 1.1 left a number like ``1e-5`` as text."""
-    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-def parse_scalar(raw: str) -> Any:
-    """One command-line value read as YAML (``3``, ``true``, ``[a, b]``); text that is
-    not valid YAML stays text, and nothing at all is the empty string."""
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
-
-
-def parse_named_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
-    """``name`` or ``name:key=value,key=value`` -> (name, settings), as an objective
-    spec of ``maspo compare`` or a task spec of ``maspo eval --data`` is written; values
-    are YAML scalars. ``what`` names the spec in the error (e.g. "objective spec")."""
-    name, _, rest = spec.strip().partition(":")
-    settings: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{what} {spec!r}: {item!r} must look like key=value")
-        value = parse_scalar(raw) if raw.strip() else None  # "key=" gives None
-        settings[key.strip()] = yaml_number(value)
-    return name.strip(), settings
-
-
-def parse_override(text: str) -> dict[str, Any]:
-    """``a.b.c=value`` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"override {text!r} must look like section.key=value")
-    value = parse_scalar(raw)
-    nested: dict[str, Any] = {}
-    node = nested
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return nested
-
-
-def _merge_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Overrides merge into mappings key by key (``loss.params.alpha=0.5`` keeps others)."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge_override(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 PRESET_SUFFIX = ".yaml"
 
 
@@ -348,9 +288,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     data = to_dict(Config())
     if path is not None:
         data = _merge(data, _read_yaml(*_preset_text(path)))
-    for text in overrides:
-        data = _merge_override(data, parse_override(text))
-    config = _build(Config, data)
+    config = _build(Config, apply_override_texts(data, overrides))
     validate(config)
     return config
 
@@ -376,22 +314,7 @@ def config_from_saved(text: str, what: str) -> Config:
 
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """``config`` with ``section.key=value`` overrides applied; not validated."""
-    data = to_dict(config)
-    for text in overrides:
-        data = _merge_override(data, parse_override(text))
-    return _build(Config, data)
-
-
-def override_value(overrides: list[str], key: str) -> Any:
-    """The value the overrides give ``section.key`` (the last one wins), else None."""
-    value = None
-    for text in overrides:
-        node: Any = parse_override(text)
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            value = node
-    return value
+    return _build(Config, apply_override_texts(to_dict(config), overrides))
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -30,14 +30,15 @@ from typing import Any
 import torch
 
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
-from maspo.config import Config, parse_named_spec
-from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
+from maspo.config import Config, DataConfig
+from maspo.data import TASKS, Example, get_task, heldout_set, load_examples
 from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.hub import MODEL, parse_hub_id, pin
 from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
 from maspo.run import RunDir
+from maspo.spec_text import parse_named_spec
 
 RUN_HELDOUT = "heldout"  # --data spec: the run's own held-out set
 
@@ -130,7 +131,7 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
     """The examples named by one ``--data`` spec (see the module docstring).
 
     ``seed`` and ``size`` pick a built-in task's held-out set (defaults: the run's when it
-    trained on that task, else 0 and ``DEFAULT_TEST_SIZE``); ``limit`` keeps the first rows.
+    trained on that task, else 0 and ``data.test_size``'s default); ``limit`` keeps the first rows.
     """
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
@@ -156,7 +157,7 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         if own:
             settings = {**run.data.task_settings, **settings}
         seed = seed if seed is not None else (run.train.seed if own else 0)
-        size = size if size is not None else (run.data.test_size if own else DEFAULT_TEST_SIZE)
+        size = size if size is not None else (run.data.test_size if own else DataConfig().test_size)
         examples = heldout_set(get_task(name, **settings), seed=seed, size=size)
         shown = ",".join(f"{k}={v}" for k, v in settings.items())
         source = f"task {name}" + (f" ({shown})" if shown else "") + f", seed {seed}"

@@ -29,8 +29,8 @@ from maspo.data import Example, render_prompt
 from maspo.errors import UserError
 from maspo.paths import EVAL_FILES
 from maspo.rewards import default_verifier, extract_answer, final_boxed
-from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, SamplingSettings
+from maspo.scoring import Scorer
 from maspo.tables import markdown_table, write_csv
 
 if TYPE_CHECKING:

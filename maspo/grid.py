@@ -32,7 +32,7 @@ from maspo.config import Config
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, sample_and_score
-from maspo.run import RunDir
+from maspo.run import RunDir, RunSummary
 from maspo.update import TrainingStopped
 
 
@@ -56,7 +56,7 @@ class RunTask:
 class RunOutcome:
     """What became of one run."""
 
-    summary: dict[str, Any]  # the trainer's summary ({} unless finished)
+    summary: RunSummary | None  # the trainer's summary (None unless finished)
     final_eval: dict[str, Any] | None  # the cached final evaluation (None unless finished)
     stopped: str | None = None  # why the trainer stopped it (non-finite updates)
     failed: str | None = None  # why it failed otherwise (a crash, a damaged folder)
@@ -86,13 +86,13 @@ def run_one(task: RunTask, progress: bool = False, announce: str | None = None) 
                 run.write_stopped(str(err))
         reason = run.stopped_reason()
         if reason is not None:
-            return RunOutcome({}, None, stopped=reason, wall_s=time.perf_counter() - t0)
+            return RunOutcome(None, None, stopped=reason, wall_s=time.perf_counter() - t0)
         final = final_eval(config, run, task.settings, task.device)
         prune(run, task.keep_checkpoints, task.keep_model)
         return RunOutcome(run.read_summary(), final, wall_s=time.perf_counter() - t0)
     except Exception as err:  # any other failure is this run's, not the comparison's
         why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-        return RunOutcome({}, None, failed=why, wall_s=time.perf_counter() - t0)
+        return RunOutcome(None, None, failed=why, wall_s=time.perf_counter() - t0)
 
 
 def final_eval(config: Config, run: RunDir, settings: EvalSettings,

@@ -8,7 +8,8 @@ same order, so the objectives differ in nothing but their gradient weights. Meas
 claims of MASPO, arXiv 2602.17550, that each probe tests):
 
 - **gradient kept** (claim 1, soft gate): among the update's tokens whose ratio r lies
-  outside [1 - eps, 1 + eps], the share with a non-zero gradient weight w (``kept_share``)
+  outside the trust region (``maspo.step_log.TRUST_RANGE``, the one the trainer logs
+  ``ratio/outside_trust`` with), the share with a non-zero gradient weight w (``kept_share``)
   and the share of the update's gradient mass sum |A w| they carry (``kept_mass``);
 - **probability mass** (claim 2, mass-adaptive limiter): the mean change of log pi from
   pi_old to the updated policy on head (q > 0.9), middle and tail (q < 0.1) tokens, per
@@ -39,20 +40,21 @@ import torch
 from torch import Tensor
 
 from maspo import advantages as adv_lib
-from maspo.compare import Variant
 from maspo.config import Config, to_dict
 from maspo.errors import UserError
 from maspo.losses import get_spec
+from maspo.objective_specs import Variant
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
 from maspo.paths import write_atomic, writing
 from maspo.rollout.groups import Drawn
 from maspo.run import prepare_run_dir
-from maspo.step_log import Clock
+from maspo.step_log import TRUST_RANGE, Clock
 from maspo.tables import markdown_table
 from maspo.trainer import Trainer, TrainState
 from maspo.update import (
     Learner,
     OldPolicyStats,
+    TokenRecord,
     UpdateResult,
     UpdateSettings,
     old_policy_stats,
@@ -61,7 +63,6 @@ from maspo.update import (
     scoring_order,
 )
 
-TRUST_EPS = 0.2  # the trust region [1 - eps, 1 + eps] of the gradient-kept probe (PPO's)
 HEAD, TAIL = 0.9, 0.1  # q = pi_old(token) above HEAD: head; below TAIL: tail
 BUCKETS = ("head", "middle", "tail")
 COIN_SEED_OFFSET = 7_777_777  # random-reward coins: seeded by (seed, step), apart from sampling
@@ -74,11 +75,11 @@ DIRECTION = {BETTER: "higher", WORSE: "lower", CANNOT_TELL: CANNOT_TELL}
 
 
 def gradient_kept(weight: Tensor, log_ratio: Tensor, adv: Tensor, mask: Tensor,
-                  eps: float = TRUST_EPS) -> dict[str, float]:
+                  trust: tuple[float, float] = TRUST_RANGE) -> dict[str, float]:
     """``kept_share`` and ``kept_mass`` of tokens (all (N,) or (b, t), ``adv`` broadcast
-    per token) whose ratio is outside [1 - eps, 1 + eps]; NaN when no token is outside."""
+    per token) whose ratio is outside ``trust``; NaN when no token is outside."""
     ratio = log_ratio.double().exp()
-    outside = mask & ((ratio < 1 - eps) | (ratio > 1 + eps))
+    outside = mask & ((ratio < trust[0]) | (ratio > trust[1]))
     mass = (adv.double() * weight.double()).abs() * mask
     n = int(outside.sum())
     return {"outside_share": n / max(int(mask.sum()), 1),
@@ -109,15 +110,12 @@ def mass_change(delta: Tensor, q: Tensor, adv: Tensor, mask: Tensor) -> dict[str
 
 def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
     """``gradient_kept`` over every token the K updates computed."""
-    micros = [micro for grad in result.minibatches for micro in grad.micro]
-    if not micros:
+    tokens = TokenRecord.cat(result.tokens)
+    if not len(tokens.weight):
         return {"outside_share": float("nan"), "kept_share": float("nan"),
                 "kept_mass": float("nan")}
-    weights, log_ratios, advs = ([getattr(m, key)[m.mask].cpu() for m in micros]
-                                 for key in ("weight", "log_ratio", "advantage"))
-    weight = torch.cat(weights)
-    return gradient_kept(weight, torch.cat(log_ratios), torch.cat(advs),
-                         torch.ones_like(weight, dtype=torch.bool))
+    return gradient_kept(tokens.weight, tokens.log_ratio, tokens.advantage,
+                         torch.ones_like(tokens.weight, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,9 +273,9 @@ def write_probes(out: Path, per_seed: dict[int, dict[str, dict[str, float]]], ba
 def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[str],
                title: str, out: Path) -> Path:
     """One panel per measure: each objective's mean over seeds with the seeds as dots."""
-    from maspo.plots import _pyplot, _save
+    from maspo.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     seeds = sorted(per_seed)
     objectives = list(per_seed[seeds[0]])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -297,7 +295,7 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
     try:
-        return _save(fig, out)
+        return save_figure(fig, out)
     finally:
         plt.close(fig)
 

@@ -25,23 +25,36 @@ import torch
 from tqdm.auto import tqdm
 
 from maspo import advantages as adv_lib
-from maspo.checkpoint import load_checkpoint, save_checkpoint
+from maspo.checkpoint import load_checkpoint, save_checkpoint, step_dir_name
 from maspo.config import Config
 from maspo.data import Example, render_prompt
 from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_and_score
-from maspo.hub import pin_config
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.paths import writing
 from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rewards import default_verifier
-from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
 from maspo.rollout.groups import Drawn, DrawStats, draw_untied
-from maspo.run import RESUME_HINT, RunDir, RunLog, check_run_dir, default_output_dir
-from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
+from maspo.run import (
+    RESUME_HINT,
+    RunDir,
+    RunLog,
+    RunSummary,
+    check_run_dir,
+    default_output_dir,
+    pin_config,
+)
+from maspo.scoring import Scorer
+from maspo.step_log import (
+    Clock,
+    draw_metrics,
+    rollout_metrics,
+    saved_completions,
+    update_metrics,
+)
 from maspo.update import (
     Learner,
     TrainingStopped,
@@ -200,7 +213,7 @@ class Trainer:
         state.bad_streak = update.bad_streak
         state.skipped_updates += update.skipped
         clock.lap("update")
-        return {**rollout_metrics(drawn, advantages, old.entropy), **update.metrics}
+        return {**rollout_metrics(drawn, advantages, old.entropy), **update_metrics(update)}
 
     def evaluate(self) -> float:
         """Avg@n on the held-out set (``train.eval_samples`` per prompt)."""
@@ -231,7 +244,7 @@ class Trainer:
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
-          output_dir: str | Path | None = None) -> dict[str, Any]:
+          output_dir: str | Path | None = None) -> RunSummary:
     """Run (or resume) training; returns the summary it also writes to the run folder."""
     from transformers.utils import logging as hf_logging
 
@@ -311,29 +324,25 @@ def _progress(record: dict[str, Any]) -> dict[str, str]:
             f"{record[key]:.3f}" for name, key in shown.items() if key in record}
 
 
-def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
+def _finish(trainer: Trainer, state: TrainState) -> RunSummary:
     """Save the final model (sealed with checksums), the summary and the curves."""
     from maspo.plots import plot_run
 
     run, config = trainer.run, trainer.config
     records = run.read_metrics()
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
-    hint = (f"checkpoint step-{state.step:06d} is intact: free some space, then finish the run "
-            "with --resume")
+    hint = (f"checkpoint {step_dir_name(state.step)} is intact: free some space, then "
+            "finish the run with --resume")
     with writing(f"the final model in {str(run.final_model)!r}", hint):
         run.write_final_model(trainer.model, trainer.tokenizer)
-    summary = {
-        "objective": config.loss.name,
-        "steps": config.train.steps,
-        "eval_accuracy_before": state.eval_before,
-        "eval_accuracy_after": final,
-        "eval_prompts": len(trainer.splits.heldout),
-        "eval_samples_per_prompt": config.train.eval_samples,
-        "skipped_updates": state.skipped_updates,
-        "train_time_s": sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0)
-                            for r in records),
-        "run_dir": str(run.root),
-    }
+    summary = RunSummary(
+        objective=config.loss.name, steps=config.train.steps,
+        eval_accuracy_before=state.eval_before, eval_accuracy_after=final,
+        eval_prompts=len(trainer.splits.heldout),
+        eval_samples_per_prompt=config.train.eval_samples,
+        skipped_updates=state.skipped_updates,
+        train_time_s=sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0) for r in records),
+        run_dir=str(run.root))
     with writing(f"the summary and curves of {str(run.root)!r}", hint):
         plot_run([run.root], run.curves)
         run.write_summary(summary)  # last: a run with a summary is done

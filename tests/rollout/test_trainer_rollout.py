@@ -11,6 +11,7 @@ from maspo.logprobs import decoder_and_head, length_segments
 from maspo.precision import FP32_ATTENTION, resolve_precision
 from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
+from maspo.step_log import update_metrics
 from maspo.testing import tiny_overrides
 from maspo.trainer import Trainer, TrainState
 from maspo.update import completion_logprobs, old_policy_stats, policy_update, scoring_order
@@ -77,8 +78,9 @@ def test_first_ratio_is_exactly_one_when_passes_run_in_length_segments(tiny_mode
         old = old_policy_stats(trainer.learner, rollout, settings, order)
         update = policy_update(trainer.learner, rollout, old, advantages, settings, seed=5,
                                bad_streak=0, step=1)
-    assert update.metrics["obj/ratio_max"] == 1.0
-    assert update.metrics["ratio/pos/min"] == update.metrics["ratio/neg/max"] == 1.0
+    metrics = update_metrics(update)
+    assert metrics["obj/ratio_max"] == 1.0
+    assert metrics["ratio/pos/min"] == metrics["ratio/neg/max"] == 1.0
 
 
 def _bf16_trainer(tiny_model_dir, out) -> Trainer:

@@ -104,7 +104,7 @@ def test_bad_data_row_is_named_and_a_failed_start_writes_nothing(tiny_model_dir,
 
 def test_an_exponent_number_is_a_number_wherever_an_objective_parameter_is_written(tmp_path):
     # YAML 1.1 reads 1e-1 (no dot) as text; an objective parameter is a number all the same
-    from maspo.compare import parse_variant
+    from maspo.objective_specs import parse_variant
 
     preset = tmp_path / "p.yaml"
     preset.write_text("loss:\n  name: maspo\n  params:\n    sigma_base: 1e-1\n")

@@ -13,6 +13,7 @@ from maspo.cli import main
 from maspo.config import load_config
 from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
+from maspo.step_log import update_metrics
 from maspo.testing import tiny_overrides
 from maspo.trainer import Trainer, TrainingStopped, TrainState, train
 from maspo.update import minibatch_backward, old_policy_stats, policy_update
@@ -34,7 +35,7 @@ def test_tiny_model_trains_two_steps_end_to_end(tiny_model_dir, tmp_path):
         assert key in step, key
     assert "eval/accuracy" in records[0] and "eval/accuracy" in records[2]
     assert step["grad_norm"] > 0 and torch.isfinite(torch.tensor(step["loss"]))
-    assert summary["eval_accuracy_after"] is not None
+    assert summary.eval_accuracy_after is not None
 
     assert (out / "config.yaml").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -71,7 +72,7 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
         grad = minibatch_backward(t.learner, rollout, rows, old, adv, t.update_settings)
         assert grad.active.tolist() == [0, 1, 2, 4, 5, 6, 7]  # the zero-advantage row: skipped
         losses.append(grad.loss)
-        gate = [m.metrics["gate_frac"] for m in grad.micro]  # (value, tokens) per micro-batch
+        gate = [m["gate_frac"] for m in grad.metrics]  # (value, tokens) per micro-batch
         metrics.append(sum(v * n for v, n in gate) / sum(n for _, n in gate))
     assert torch.allclose(losses[0], losses[1], rtol=1e-6)
     assert 0 < metrics[0] < 1 and metrics[0] == pytest.approx(metrics[1])
@@ -108,7 +109,7 @@ def test_lora_run_trains_only_adapters_and_resumes(tiny_model_dir, tmp_path):
     assert weights and all("lora_" in key for key in weights)
     more = tiny_overrides(tiny_model_dir, out, **lora, **{"train.steps": 3})
     summary = train(load_config(None, more), resume=True, progress=False)
-    assert summary["steps"] == 3
+    assert summary.steps == 3
     assert (out / "checkpoints" / "step-000003" / "weights.safetensors").is_file()
 
 
@@ -217,14 +218,14 @@ def test_the_trust_region_share_counts_the_updates_after_the_first(tiny_model_di
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
     result = policy_update(trainer.learner, rollout, old, adv, trainer.update_settings,
                            seed=0, bad_streak=0, step=1)
-    first, second = result.minibatches
-    assert all(torch.all(m.log_ratio[m.weight != 0] == 0) for m in first.micro)  # r = 1
-    ratios = torch.cat([v for m in second.micro for v in m.log_ratios.values()]).exp()
+    first, second = result.tokens  # each mini-batch's tokens
+    assert torch.all(first.log_ratio[first.weight != 0] == 0)  # r = 1
+    ratios = second.log_ratio[second.advantage != 0].exp()
     expected = ((ratios < 0.8) | (ratios > 1.25)).double().mean().item()
     assert 0 < expected < 1  # lr 0.01 moves the tiny model past the region at some tokens
-    assert result.metrics["ratio/outside_trust"] == expected
+    assert update_metrics(result)["ratio/outside_trust"] == expected
     single = _trainer(tiny_model_dir, tmp_path / "k1", **{"optim.updates_per_step": 1})
     old = old_policy_stats(single.learner, rollout, single.update_settings)
     result = policy_update(single.learner, rollout, old, adv, single.update_settings,
                            seed=0, bad_streak=0, step=1)
-    assert "ratio/outside_trust" not in result.metrics  # one update: the policy never moved
+    assert "ratio/outside_trust" not in update_metrics(result)  # one update: never moved
