@@ -36,7 +36,7 @@ from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.hub import MODEL, parse_hub_id, pin
-from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
+from maspo.models import DEFAULT_MODEL_ALIASES, load_policy, resolve_model
 from maspo.run import RunDir
 from maspo.spec_text import parse_named_spec
 
@@ -105,7 +105,7 @@ def load_eval_model(source: ModelSource | str, device: str = "cpu",
         return model.eval(), tokenizer
     config = source.run_config
     model, tokenizer = load_policy(resolve_model(config.model.path), dtype=dtype,
-                                   device=device, lora=LoraSettings.of(config.model.lora))
+                                   device=device, lora=config.model.lora)
     weights = source.checkpoint / WEIGHTS_FILE
     try:
         missing, unexpected = load_model(model, weights, strict=False, device=str(device))

@@ -39,13 +39,13 @@ import yaml
 from maspo.config import (
     Config,
     apply_overrides,
-    config_changes,
     config_from_saved,
     load_config,
     to_dict,
     validate,
     with_defaults,
 )
+from maspo.config_build import changes
 from maspo.errors import UserError
 from maspo.hub import DATASET, MODEL, PINNED_KEYS, keeps_pin, pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
@@ -310,7 +310,7 @@ def default_output_dir(config: Config) -> Path:
 
 def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
     """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
-    for key, was, now in config_changes(saved, new):
+    for key, was, now in changes(saved, new):
         if key in PINNED_KEYS and keeps_pin(was, now, PINNED_KEYS[key]):
             continue  # the id the run started with, which keeps its commit (maspo.hub)
         if key not in RESUMABLE_KEYS:

@@ -32,7 +32,7 @@ from maspo.data.splits import data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
 from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_and_score
-from maspo.models import LoraSettings, load_policy, resolve_model
+from maspo.models import load_policy, resolve_model
 from maspo.paths import writing
 from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rewards import default_verifier
@@ -106,7 +106,7 @@ class Trainer:
         model_dir = resolve_model(c.model.path)
         device = resolve_device(c.train.device, "train.device")
         self.model, self.tokenizer = load_policy(model_dir, device=device,
-                                                 lora=LoraSettings.of(c.model.lora))
+                                                 lora=c.model.lora)
         self.precision_mode = resolve_precision(c.train.precision, device)  # fp32 or bf16
         prepare_model(self.model, self.precision_mode)
         ref = None

@@ -114,3 +114,12 @@ def test_an_exponent_number_is_a_number_wherever_an_objective_parameter_is_writt
     assert parse_variant("maspo:sigma_base=1e-1").params == {"sigma_base": 0.1}
     with pytest.raises(UserError, match="'sigma_base' must be a number, got 'nan'"):
         load_config(None, ["loss.name=maspo", "loss.params.sigma_base=nan"])
+
+
+def test_maspo_config_refuses_the_lora_settings_training_would(capsys):
+    """LoRA's rules are the config's: refused by `maspo config` before any model is resolved."""
+    for command in ("config", "train"):
+        assert main([command, "model.lora.enabled=true", "model.lora.dropout=0.1",
+                     "model.path=/no/such/model"]) == 2
+        err = capsys.readouterr().err
+        assert "'model.lora.dropout' must be 0, got 0.1" in err and "dropout off" in err
