@@ -23,6 +23,8 @@ Dataset specs (``--data``, repeatable):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.hub import MODEL, parse_hub_id, pin
 from maspo.models import DEFAULT_MODEL_ALIASES, load_policy, resolve_model
+from maspo.precision import autocast, prepare_model
 from maspo.run import RunDir
 from maspo.spec_text import parse_named_spec
 
@@ -90,6 +93,18 @@ def locate_model(spec: str) -> ModelSource:
         return ModelSource(pinned, pinned, None, None)
     resolve_model(spec)  # raises the UserError that names what is missing
     raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")
+
+
+@contextlib.contextmanager
+def loaded_for_eval(source: ModelSource | str, *, device: str, precision: str,
+                    dtype: torch.dtype = torch.float32) -> Iterator[tuple[Any, Any]]:
+    """(model, tokenizer) of ``source`` made ready to evaluate at ``precision`` (resolved
+    for ``device``), inside its autocast: the setup that `maspo eval` and a comparison's
+    final evaluation share."""
+    model, tokenizer = load_eval_model(source, device=device, dtype=dtype)
+    prepare_model(model, precision)
+    with autocast(precision, device):
+        yield model, tokenizer
 
 
 def load_eval_model(source: ModelSource | str, device: str = "cpu",

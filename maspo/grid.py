@@ -98,8 +98,8 @@ def run_one(task: RunTask, progress: bool = False, announce: str | None = None) 
 def final_eval(config: Config, run: RunDir, settings: EvalSettings,
                device: str) -> dict[str, Any]:
     """Held-out verdicts of the run's final model (cached in the run folder)."""
-    from maspo.eval_specs import load_eval_model, locate_model
-    from maspo.precision import autocast, prepare_model, resolve_precision
+    from maspo.eval_specs import loaded_for_eval, locate_model
+    from maspo.precision import resolve_precision
 
     wanted = settings.record()
     saved = run.read_final_eval(wanted)
@@ -109,12 +109,11 @@ def final_eval(config: Config, run: RunDir, settings: EvalSettings,
         raise UserError(f"run {str(run.root)!r} was evaluated with other settings and its "
                         "model was not kept (--keep-models); evaluate with the earlier "
                         "settings, or delete the run folder to train it again")
-    model, tokenizer = load_eval_model(locate_model(str(run.root)), device=device)
     precision = resolve_precision(config.train.precision, device)  # the run's own
-    prepare_model(model, precision)
     examples = data_splits(config.data, config.train.seed).heldout
-    t0 = time.perf_counter()
-    with autocast(precision, device):
+    with loaded_for_eval(locate_model(str(run.root)), device=device,
+                         precision=precision) as (model, tokenizer):
+        t0 = time.perf_counter()
         results = sample_and_score(model, tokenizer, examples, settings)
     record = {"settings": wanted, "problems": len(results),
               "correct": [r.correct for r in results], "answers": [r.answers for r in results],
