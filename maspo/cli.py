@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from maspo.cli_parser import DEFAULT_BASELINE, DEFAULT_EVAL_N, parse_args
-from maspo.errors import EXIT_USER_ERROR, UserError
+from maspo.cli_parser import DEFAULT_BASELINE, DEFAULT_EVAL_N, FLAGS, parse_args
+from maspo.errors import EXIT_USER_ERROR, FieldError, UserError
 from maspo.paths import writing
 
 EXIT_TRAINING_STOPPED = 1
@@ -111,10 +111,6 @@ def _eval_inputs(args: argparse.Namespace):
 
     out = _check_eval_out(Path(args.out or f"results/eval-{time.strftime('%Y%m%d-%H%M%S')}"))
     check_device_name(args.device or "auto", "--device")
-    for flag, value, low in (("--test-size", args.test_size, 1),
-                             ("--data-seed", args.data_seed, 0)):
-        if value is not None and value < low:
-            raise UserError(f"{flag} must be >= {low}, got {value}")
     source = locate_model(args.model)  # configs only: every input error before loading
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
@@ -212,7 +208,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from maspo.compare import run_comparison, write_results
-    from maspo.config import load_config
+    from maspo.config import check_setting, load_config
     from maspo.evaluate import eval_settings, parse_ks
     from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
 
@@ -220,9 +216,6 @@ def _compare(args: argparse.Namespace) -> int:
     base = load_config(args.config, args.overrides)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
-    if args.eval_temperature is not None and args.eval_temperature <= 0 and not args.greedy:
-        raise UserError(f"--eval-temperature must be > 0, got {args.eval_temperature} (use "
-                        "--greedy for argmax decoding)")
     baseline = None  # the default grpo only when it is compared; a named one must be
     if args.baseline is not None or any(v.spec == DEFAULT_BASELINE for v in variants):
         baseline = find_baseline(variants, args.baseline or DEFAULT_BASELINE).spec
@@ -230,8 +223,8 @@ def _compare(args: argparse.Namespace) -> int:
     settings = eval_settings(base, n=n, temperature=args.eval_temperature, greedy=args.greedy,
                              prompts_per_batch=args.batch_size)
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
-    if args.target is not None and not 0 <= args.target <= 1:
-        raise UserError(f"--target is an accuracy in [0, 1], got {args.target}")
+    check_setting("compare.target", args.target)
+    check_setting("compare.jobs", args.jobs)
     from maspo.data.splits import fetch_sources
     from maspo.devices import resolve_device
     from maspo.model_files import check_model_spec
@@ -241,8 +234,6 @@ def _compare(args: argparse.Namespace) -> int:
     fetch_sources(base.data)  # hub data sets and model, before anything is written
     check_model_spec(base.model.path)
     device = str(resolve_device(args.device or "auto", "--device"))
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     results = run_comparison(base, variants, seeds, out, settings,
                              progress=not args.no_progress, device=device, jobs=args.jobs,
                              keep_checkpoints=args.keep_checkpoints,
@@ -265,7 +256,7 @@ def _probe(args: argparse.Namespace) -> int:
     import shlex
     import tempfile
 
-    from maspo.config import load_config
+    from maspo.config import check_setting, load_config
     from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
     from maspo.paths import check_output_dir
 
@@ -274,8 +265,7 @@ def _probe(args: argparse.Namespace) -> int:
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
     baseline = find_baseline(variants, args.baseline).spec
-    if args.entropy_steps < 0:
-        raise UserError(f"--entropy-steps must be >= 0, got {args.entropy_steps}")
+    check_setting("probe.entropy_steps", args.entropy_steps)
     out = check_output_dir(args.out, "--out")
 
     from transformers.utils import logging as hf_logging
@@ -309,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.run](args)
     except UserError as err:
+        if isinstance(err, FieldError):  # a setting's field, named by its flag
+            err = err.named(FLAGS.get(args.run, {}))
         print(f"maspo: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

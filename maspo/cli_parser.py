@@ -15,6 +15,16 @@ from maspo.errors import EXIT_USER_ERROR
 
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
 DEFAULT_BASELINE = "grpo"  # what `maspo compare` sets every other objective against
+_EVAL_FLAGS = {"eval.n": "--n", "eval.greedy": "--greedy", "eval.prompts_per_batch": "--batch-size"}
+FLAGS = {  # command -> {setting or config field: its flag}, how errors name a field
+    "eval": {**_EVAL_FLAGS, "sampling.max_new_tokens": "--max-new-tokens",
+             "sampling.temperature": "--temperature", "sampling.top_p": "--top-p",
+             "eval.limit": "--limit", "eval.test_size": "--test-size",
+             "eval.data_seed": "--data-seed"},
+    "compare": {**_EVAL_FLAGS, "sampling.temperature": "--eval-temperature",
+                "compare.jobs": "--jobs", "compare.target": "--target"},
+    "probe": {"probe.entropy_steps": "--entropy-steps"},
+}
 DESCRIPTION = ("`maspo` command line: train | config | eval | compare | probe | plot | objectives "
                " | demo.")
 

@@ -245,6 +245,28 @@ KEYS: dict[str, Key] = {
 """Every key of ``Config``: its one-line doc, and its range or choices (floats must also
 be finite, see ``maspo.config_build``)."""
 
+SETTINGS: dict[str, Key] = {
+    "sampling.max_new_tokens": Key("completion length cap", AT_LEAST_ONE),
+    "sampling.temperature": Key("sampling temperature (unused when greedy)", POSITIVE),
+    "sampling.top_p": Key("nucleus sampling", Bounds(0, 1, low_open=True)),
+    "eval.n": Key("completions per problem", AT_LEAST_ONE),
+    "eval.prompts_per_batch": Key("prompts per generate call", AT_LEAST_ONE),
+    "eval.limit": Key("the first problems of each data set", AT_LEAST_ONE),
+    "eval.test_size": Key("problems drawn from a built-in task", AT_LEAST_ONE),
+    "eval.data_seed": Key("seed of a built-in task's held-out set", NON_NEGATIVE),
+    "compare.jobs": Key("runs trained at a time", AT_LEAST_ONE),
+    "compare.target": Key("held-out accuracy whose first step is reported", Bounds(0, 1)),
+    "probe.entropy_steps": Key("steps of the entropy probe", NON_NEGATIVE),
+}
+"""The ranges of the settings that are not a run's config: sampling, evaluation, and the
+comparison and probe commands (``check_setting``)."""
+
+
+def check_setting(key: str, value: Any) -> None:
+    """FieldError naming ``key`` (of ``SETTINGS``) unless ``value`` is in its range."""
+    SETTINGS[key].check(key, value, "setting")
+
+
 BOUNDS = {key: spec.bounds for key, spec in KEYS.items() if spec.bounds is not None}
 """The numeric keys' ranges (a view of ``KEYS``)."""
 

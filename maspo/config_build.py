@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from maspo.errors import UserError
+from maspo.errors import FieldError, UserError
 from maspo.spec_text import yaml_number
 
 UNMERGED_MAPPINGS = ("params", "task_settings", "fields")
@@ -157,14 +157,14 @@ class Bounds:
     high_open: bool = False  # ``high`` itself is not allowed
     why: str = ""  # the reason, appended to the message
 
-    def check(self, key: str, value: float) -> None:
+    def check(self, key: str, value: float, what: str = "config key") -> None:
         too_low = self.low is not None and (value < self.low or
                                             (self.low_open and value == self.low))
         too_high = self.high is not None and (value > self.high or
                                               (self.high_open and value == self.high))
         if too_low or too_high:
-            raise UserError(f"config key {key!r} must be {self.describe()}, got {value!r}"
-                            + (f": {self.why}" if self.why else ""))
+            raise FieldError(key, f" must be {self.describe()}, got {value!r}"
+                             + (f": {self.why}" if self.why else ""), what)
 
     def describe(self) -> str:
         if self.low is not None and self.low == self.high:
@@ -190,18 +190,17 @@ class Key:
     bounds: Bounds | None = None  # a numeric key's range (each item of a tuple's)
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None  # (a registry's: late)
 
-    def check(self, key: str, value: Any) -> None:
-        """UserError naming ``key`` unless ``value`` is in range / among the choices."""
+    def check(self, key: str, value: Any, what: str = "config key") -> None:
+        """FieldError naming ``key`` unless ``value`` is in range / among the choices."""
         if value is None:
             return
         if self.bounds is not None:
             for item in value if isinstance(value, (list, tuple)) else [value]:
-                self.bounds.check(key, item)
+                self.bounds.check(key, item, what)
         if self.choices is not None:
             known = self.choices() if callable(self.choices) else self.choices
             if value not in known:
-                raise UserError(f"config key {key!r}: {value!r} is not one of "
-                                f"{', '.join(known)}")
+                raise FieldError(key, f": {value!r} is not one of {', '.join(known)}", what)
 
     def describe(self) -> str:
         shown = self.bounds and self.bounds.describe()

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
-from maspo.config import Config, DataConfig
+from maspo.config import Config, DataConfig, check_setting
 from maspo.data import TASKS, Example, get_task, heldout_set, load_examples
 from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
 from maspo.data.splits import data_splits
@@ -148,8 +148,9 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
     ``seed`` and ``size`` pick a built-in task's held-out set (defaults: the run's when it
     trained on that task, else 0 and ``data.test_size``'s default); ``limit`` keeps the first rows.
     """
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be >= 1, got {limit}")
+    for key, value in (("eval.limit", limit), ("eval.test_size", size),
+                       ("eval.data_seed", seed)):
+        check_setting(key, value)
     path = Path(spec).expanduser()
     if spec == RUN_HELDOUT:
         if run is None:
