@@ -254,7 +254,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     import shlex
-    import tempfile
 
     from maspo.config import check_setting, load_config
     from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
@@ -273,9 +272,7 @@ def _probe(args: argparse.Namespace) -> int:
     from maspo.probes import run_probes, write_probes
 
     hf_logging.disable_progress_bar()
-    with tempfile.TemporaryDirectory() as work:
-        per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
-                              cache=out / "seeds")
+    per_seed = run_probes(base, variants, seeds, args.entropy_steps, cache=out / "seeds")
     command = "maspo " + shlex.join(args.argv)
     with writing(f"the probes to {str(out)!r}", "free some space and run the same command "
                  "again (finished seeds are not probed again)"):

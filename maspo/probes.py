@@ -45,12 +45,11 @@ from maspo.errors import UserError
 from maspo.losses import get_spec
 from maspo.objective_specs import Variant
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
+from maspo.parts import RunParts, TrainState
 from maspo.paths import write_atomic, writing
 from maspo.rollout.groups import Drawn
-from maspo.run import prepare_run_dir
 from maspo.step_log import TRUST_RANGE, Clock
 from maspo.tables import markdown_table
-from maspo.trainer import Trainer, TrainState
 from maspo.update import (
     Learner,
     OldPolicyStats,
@@ -123,21 +122,19 @@ def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
 
 
 class Probe:
-    """A starting policy and its parts for one seed; objectives start from its weights."""
+    """The parts of a run for one seed (``maspo.parts.RunParts``, as the trainer builds
+    them); every objective starts from the starting policy's weights with its own learner."""
 
-    def __init__(self, config: Config, workdir: Path) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.trainer = Trainer(config, prepare_run_dir(config, workdir))
-        self.start = copy.deepcopy(self.trainer.model.state_dict())
-        self.ref = self.trainer.learner.ref  # the frozen starting policy (KL term), if any
-        self.base_settings = self.trainer.update_settings
+        self.parts = RunParts.build(config)
+        self.start = copy.deepcopy(self.parts.model.state_dict())
+        self.base_settings = UpdateSettings.of(config)
 
     def learner(self, objective: Variant) -> tuple[Learner, UpdateSettings]:
         """The starting weights with a fresh optimizer, and the objective's settings."""
-        model, o = self.trainer.model, self.config.optim
-        model.load_state_dict(self.start)
-        # no warmup: every objective's K updates take the full rate
-        learner = Learner.create(model, self.ref, o, self.trainer.learner.device, 0)
+        self.parts.model.load_state_dict(self.start)
+        learner = self.parts.learner(warmup_steps=0)  # every objective's K updates at full rate
         settings = dataclasses.replace(
             self.base_settings, objective=objective.name, params=objective.params,
             aggregation=self.config.loss.aggregation or get_spec(objective.name).aggregation)
@@ -145,21 +142,21 @@ class Probe:
 
     def rollout(self) -> tuple[Drawn, Tensor, OldPolicyStats]:
         """One scored rollout of the starting policy, its advantages and old statistics."""
-        trainer, state = self.trainer, TrainState()
-        stream, clock = trainer.splits.train_stream(), Clock(trainer.learner.device)
-        torch.manual_seed(trainer.step_seed(1))
+        parts, state = self.parts, TrainState()
+        stream, clock = parts.splits.train_stream(), Clock(parts.device)
+        torch.manual_seed(parts.step_seed(1))
         if self.config.rollout.filter_groups:
-            drawn, _ = trainer.draw_untied(1, state, stream, clock)
+            drawn, _ = parts.draw_untied(1, state, stream, clock)
         else:
-            drawn = trainer.draw(1, 0, state, stream, clock)
+            drawn = parts.draw(1, 0, state, stream, clock)
         if drawn is None:
             raise RuntimeError("no prompt group with unequal rewards was drawn")
         advantages = adv_lib.estimate(self.config.loss.advantage, drawn.rewards,
-                                      drawn.rollout.group_size).to(trainer.learner.device)
+                                      drawn.rollout.group_size).to(parts.device)
         order = scoring_order(drawn.rollout, advantages, self.base_settings,
-                              trainer.step_seed(1))  # the rows of each update together
-        with trainer.precision():
-            old = old_policy_stats(trainer.learner, drawn.rollout, self.base_settings, order)
+                              parts.step_seed(1))  # the rows of each update together
+        with parts.precision():
+            old = old_policy_stats(parts.learner(), drawn.rollout, self.base_settings, order)
         return drawn, advantages, old
 
     def update(self, objective: Variant, drawn: Drawn, advantages: Tensor,
@@ -167,9 +164,9 @@ class Probe:
         """Gradient kept, mass change and update size of the objective's K updates."""
         learner, settings = self.learner(objective)
         rollout = drawn.rollout
-        with self.trainer.precision():
+        with self.parts.precision():
             result = policy_update(learner, rollout, old, advantages, settings,
-                                   seed=self.trainer.step_seed(1), bad_streak=0, step=1)
+                                   seed=self.parts.step_seed(1), bad_streak=0, step=1)
             learner.model.eval()
             new = rollout_logprobs(learner.model, rollout, settings)[0]  # (B, T)
         mask = rollout.completion_mask
@@ -180,26 +177,27 @@ class Probe:
 
     def entropy_drift(self, objective: Variant, steps: int) -> dict[str, float]:
         """Train ``steps`` steps on fair-coin rewards; the entropy's change over them."""
-        trainer = self.trainer
-        trainer.learner, trainer.update_settings = self.learner(objective)
-        state, stream, entropies = TrainState(), trainer.splits.train_stream(), []
+        parts = self.parts
+        learner, settings = self.learner(objective)
+        state, stream, entropies = TrainState(), parts.splits.train_stream(), []
         for step in range(1, steps + 1):
-            clock = Clock(trainer.learner.device)
-            torch.manual_seed(trainer.step_seed(step))
-            drawn = trainer.draw(step, 0, state, stream, clock)
+            clock = Clock(parts.device)
+            torch.manual_seed(parts.step_seed(step))
+            drawn = parts.draw(step, 0, state, stream, clock)
             coins = torch.Generator().manual_seed(
                 self.config.train.seed * COIN_SEED_OFFSET + step)
             drawn.scores.reward = torch.randint(0, 2, (len(drawn.scores.reward),),
                                                 generator=coins).float().tolist()
-            entropies.append(trainer.learn(step, state, drawn, clock)["entropy"])
+            entropies.append(
+                parts.learn(learner, settings, step, state, drawn, clock)["entropy"])
         return {"entropy_first": entropies[0], "entropy_last": entropies[-1],
                 "entropy_drift": entropies[-1] - entropies[0]}
 
 
-def probe_seed(config: Config, objectives: Sequence[Variant], workdir: Path,
+def probe_seed(config: Config, objectives: Sequence[Variant],
                entropy_steps: int) -> dict[str, dict[str, float]]:
     """objective spec -> measures, for the seed of ``config``."""
-    probe = Probe(config, workdir)
+    probe = Probe(config)
     drawn, advantages, old = probe.rollout()
     values = {o.spec: probe.update(o, drawn, advantages, old) for o in objectives}
     if entropy_steps:
@@ -301,7 +299,7 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
 
 
 def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int],
-               workdir: Path, entropy_steps: int, log: Callable[[str], Any] = print,
+               entropy_steps: int, log: Callable[[str], Any] = print,
                cache: Path | None = None) -> dict[int, dict[str, dict[str, float]]]:
     """Every seed's measures (each seed a fresh rollout of the starting policy).
 
@@ -312,9 +310,8 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
     per_seed = {}
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(
-            base.train, seed=seed, output_dir=str(workdir / f"seed-{seed}")))
-        what = {"config": to_dict(dataclasses.replace(
-                    config, train=dataclasses.replace(config.train, output_dir=None))),
+            base.train, seed=seed, output_dir=None))  # a probe writes no run folder
+        what = {"config": to_dict(config),
                 "objectives": [o.spec for o in objectives], "entropy_steps": entropy_steps}
         saved = _saved_seed(cache, seed, what)
         if saved is not None:
@@ -322,8 +319,7 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
             per_seed[seed] = saved
             continue
         log(f"seed {seed}: probing {len(objectives)} objectives")
-        per_seed[seed] = probe_seed(config, objectives, workdir / f"seed-{seed}",
-                                    entropy_steps)
+        per_seed[seed] = probe_seed(config, objectives, entropy_steps)
         if cache is not None:
             with writing(f"the probes of seed {seed} to {str(cache)!r}", "free some space "
                          "and run the same command again (saved seeds are not probed again)"):

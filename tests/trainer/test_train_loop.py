@@ -11,12 +11,13 @@ from safetensors.torch import load_file
 
 from maspo.cli import main
 from maspo.config import load_config
+from maspo.parts import TrainState
 from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
 from maspo.step_log import update_metrics
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, TrainingStopped, TrainState, train
-from maspo.update import minibatch_backward, old_policy_stats, policy_update
+from maspo.trainer import Trainer, train
+from maspo.update import TrainingStopped, minibatch_backward, old_policy_stats, policy_update
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +59,8 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
                                                                          tmp_path):
     whole = _trainer(tiny_model_dir, tmp_path / "a", **{"optim.micro_batch_size": 8})
     split = _trainer(tiny_model_dir, tmp_path / "b", **{"optim.micro_batch_size": 3})
-    rollout = sample(whole.model, whole.tokenizer, whole.render(whole.splits.heldout[:2]), 4,
+    parts = whole.parts
+    rollout = sample(parts.model, parts.tokenizer, parts.render(parts.splits.heldout[:2]), 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old = old_policy_stats(whole.learner, rollout, whole.update_settings)
     # an older policy than the current one, so the ratio is off 1 and the gate acts
@@ -76,7 +78,7 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
         metrics.append(sum(v * n for v, n in gate) / sum(n for _, n in gate))
     assert torch.allclose(losses[0], losses[1], rtol=1e-6)
     assert 0 < metrics[0] < 1 and metrics[0] == pytest.approx(metrics[1])
-    for (name, p), q in zip(whole.model.named_parameters(), split.model.parameters(),
+    for (name, p), q in zip(whole.parts.model.named_parameters(), split.parts.model.parameters(),
                             strict=True):
         assert p.grad is not None and torch.any(p.grad != 0), name
         # equal up to float32 summation order (a wrong normaliser would be off by ~2x)
@@ -89,14 +91,14 @@ def test_non_finite_updates_are_skipped_and_repeated_ones_stop_the_run(
     trainer = _trainer(tiny_model_dir, tmp_path / "nan",
                        **{"loss.name": diverging_objective, "optim.max_bad_updates": 3,
                           "optim.updates_per_step": 2})
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    stream, state = trainer.splits.train_stream(), TrainState()
+    before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
+    stream, state = trainer.parts.splits.train_stream(), TrainState()
     record = trainer.train_step(1, state, stream).record  # two updates, both skipped
     assert record["skipped_updates"] == 2
     assert (state.bad_streak, state.skipped_updates) == (2, 2)
     with pytest.raises(TrainingStopped, match="3 consecutive"):
         trainer.train_step(2, state, stream)
-    for key, value in trainer.model.state_dict().items():
+    for key, value in trainer.parts.model.state_dict().items():
         assert torch.equal(value, before[key]), key
 
 
@@ -140,7 +142,7 @@ def test_each_step_saves_its_samples_and_train_prints_some(tiny_model_dir, tmp_p
     assert main(argv) == 0
     samples = _jsonl(out / "samples.jsonl")
     assert [s["step"] for s in samples] == [1] * 5 + [2] * 5
-    heldout = _trainer(tiny_model_dir, tmp_path / "x").splits.heldout
+    heldout = _trainer(tiny_model_dir, tmp_path / "x").parts.splits.heldout
     test_prompts = {str(ex.prompt) for ex in heldout}
     for saved in samples:
         assert set(saved) == {"step", "prompt", "answer", "completion", "reward", "correct",
@@ -211,8 +213,8 @@ def test_importance_ratio_quantiles_are_logged_per_advantage_sign(tiny_model_dir
 
 def test_the_trust_region_share_counts_the_updates_after_the_first(tiny_model_dir, tmp_path):
     trainer = _trainer(tiny_model_dir, tmp_path / "t", **{"optim.updates_per_step": 2})
-    rollout = sample(trainer.model, trainer.tokenizer,
-                     trainer.render(trainer.splits.heldout[:2]), 4,
+    rollout = sample(trainer.parts.model, trainer.parts.tokenizer,
+                     trainer.parts.render(trainer.parts.splits.heldout[:2]), 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old = old_policy_stats(trainer.learner, rollout, trainer.update_settings)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
