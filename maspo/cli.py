@@ -36,26 +36,36 @@ def _config(args: argparse.Namespace):
     return resume_config(str(run_dir), args.overrides)
 
 
+def _checked_config(args: argparse.Namespace):
+    """``_config``, refused wherever `maspo train` would refuse it before it resolves a
+    model: its settings (before torch is imported), then its run folder (a new run's must
+    be free and writable, a resumed run's must take writes again)."""
+    from maspo.paths import check_output_dir
+    from maspo.run import check_run_dir
+
+    config = _config(args)
+    if args.resume or config.train.output_dir is not None:
+        check_run_dir(config, config.train.output_dir, resume=args.resume)
+    else:
+        check_output_dir("runs", "train.output_dir")
+    return config
+
+
 def _show_config(args: argparse.Namespace) -> int:
     import yaml
 
     from maspo.config import resolved
 
-    print(yaml.safe_dump(resolved(_config(args)), sort_keys=False).rstrip())
+    print(yaml.safe_dump(resolved(_checked_config(args)), sort_keys=False).rstrip())
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from maspo.data.splits import fetch_sources
     from maspo.model_files import check_model_spec
-    from maspo.paths import check_output_dir
-    from maspo.run import RunDir, check_run_dir
+    from maspo.run import RunDir
 
-    config = _config(args)  # every config error, before torch is imported
-    if args.resume:  # the run folder must take writes again
-        check_run_dir(config, config.train.output_dir, resume=True)
-    else:
-        check_output_dir(config.train.output_dir or "runs", "train.output_dir")
+    config = _checked_config(args)
     fetch_sources(config.data)  # hub data sets, then the model: a miss before a download
     check_model_spec(config.model.path)
 

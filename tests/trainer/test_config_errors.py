@@ -123,3 +123,12 @@ def test_maspo_config_refuses_the_lora_settings_training_would(capsys):
                      "model.path=/no/such/model"]) == 2
         err = capsys.readouterr().err
         assert "'model.lora.dropout' must be 0, got 0.1" in err and "dropout off" in err
+
+
+def test_maspo_config_refuses_an_output_dir_that_holds_a_run(tmp_path, capsys):
+    """A folder that already holds a run: refused by `maspo config` as by `maspo train`."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for command in ("config", "train"):
+        assert main([command, f"train.output_dir={run}", "model.path=/no/such/model"]) == 2
+        assert "already holds a run" in capsys.readouterr().err
