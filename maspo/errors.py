@@ -19,11 +19,14 @@ class FieldError(UserError, ValueError):
         super().__init__(f"{what} {field!r}{problem}")
 
     def named(self, names: dict[str, str]) -> UserError:
-        """The same sentence with each field of ``names`` (quoted) given its name there."""
+        """The same sentence with each field of ``names`` (quoted) given its name there
+        (itself when ``names`` does not name its field)."""
+        if self.field not in names:
+            return self
         text = self.problem
         for field, name in names.items():
             text = text.replace(repr(field), name)
-        return UserError(names.get(self.field, repr(self.field)) + text)
+        return UserError(names[self.field] + text)
 
 
 EXIT_USER_ERROR = 2
