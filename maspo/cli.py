@@ -38,12 +38,14 @@ def _config(args: argparse.Namespace):
 
 def _checked_config(args: argparse.Namespace):
     """``_config``, refused wherever `maspo train` would refuse it before it resolves a
-    model: its settings (before torch is imported), then its run folder (a new run's must
-    be free and writable, a resumed run's must take writes again)."""
+    model: its settings (before torch is imported), its trackers, then its run folder (a
+    new run's must be free and writable, a resumed run's must take writes again)."""
     from maspo.paths import check_output_dir
     from maspo.run import check_run_dir
+    from maspo.trackers import check_installed
 
     config = _config(args)
+    check_installed(config.train.report_to)
     if args.resume or config.train.output_dir is not None:
         check_run_dir(config, config.train.output_dir, resume=args.resume)
     else:
@@ -221,9 +223,11 @@ def _compare(args: argparse.Namespace) -> int:
     from maspo.config import check_setting, load_config
     from maspo.evaluate import eval_settings, parse_ks
     from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
+    from maspo.trackers import check_installed
 
     check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
+    check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
     baseline = None  # the default grpo only when it is compared; a named one must be
@@ -268,9 +272,11 @@ def _probe(args: argparse.Namespace) -> int:
     from maspo.config import check_setting, load_config
     from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
     from maspo.paths import check_output_dir
+    from maspo.trackers import check_installed
 
     check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
+    check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
     baseline = find_baseline(variants, args.baseline).spec
@@ -282,7 +288,8 @@ def _probe(args: argparse.Namespace) -> int:
     from maspo.probes import run_probes, write_probes
 
     hf_logging.disable_progress_bar()
-    per_seed = run_probes(base, variants, seeds, args.entropy_steps, cache=out / "seeds")
+    per_seed = run_probes(base, variants, seeds, args.entropy_steps, cache=out / "seeds",
+                          study=out)
     command = "maspo " + shlex.join(args.argv)
     with writing(f"the probes to {str(out)!r}", "free some space and run the same command "
                  "again (finished seeds are not probed again)"):

@@ -22,6 +22,11 @@ Each objective is then set against a baseline objective (default ``grpo``) seed 
 learning curve (``eval/accuracy`` over steps, divided by the step span: sample
 efficiency), each with a 95% Student-t interval over seeds and a verdict.
 
+Each run reports to the trackers of ``train.report_to`` (``maspo.trackers``) as run
+``<objective-slug>-seed<s>`` of a project named after ``<out>``, grouped by objective
+(``maspo.objective_specs.study_label``), so a tracker's own views set the study's runs
+side by side.
+
 Objective specs (``maspo.objective_specs``) are ``name`` or ``name:key=value,...``, e.g.
 ``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
 parameters are merged over the base's ``loss.params``; otherwise they replace them.
@@ -43,7 +48,7 @@ from maspo.config import Config, to_dict, validate
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, metric_names, verdict_metrics
 from maspo.grid import RunTask, run_grid
-from maspo.objective_specs import Variant
+from maspo.objective_specs import Variant, study_label
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
 from maspo.run import RunDir, RunSummary
@@ -121,7 +126,8 @@ def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[in
                      run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}"),
                      # the same evaluation seed for every objective at a seed index
                      dataclasses.replace(settings, seed=s), device,
-                     keep_checkpoints=keep_checkpoints, keep_model=keep_models)
+                     keep_checkpoints=keep_checkpoints, keep_model=keep_models,
+                     tracking=study_label(out, v.slug, s))
              for v, s in grid]  # every spec validated before any training starts
     _record(out, base, variants, seeds, settings)
     outcomes = run_grid(tasks, jobs=jobs, progress=progress, log=log)

@@ -45,6 +45,7 @@ from maspo.spec_text import apply_override_texts
 
 PRECISIONS = ("fp32", "bf16", "auto")  # train.precision values (see maspo.precision)
 AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
+REPORT_TO = ("tensorboard", "trackio", "wandb", "mlflow", "none")  # train.report_to items
 EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
 SEED_LIMIT = 2**32  # step seeds are seed * 7919 + step: below 2**32 they fit torch's 64 bits
 
@@ -138,6 +139,7 @@ class TrainConfig:
     threads: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    report_to: tuple[str, ...] = ("tensorboard",)
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,8 @@ KEYS: dict[str, Key] = {
     "train.output_dir": Key("run folder (null: runs/<objective>-<timestamp>)"),
     "train.threads": Key("torch CPU threads", Bounds(0, why="0 keeps torch's default")),
     "train.device": Key("auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
+    "train.report_to": Key("where the metrics also go: " + ", ".join(REPORT_TO)
+                           + " (alone), each named once"),
     "train.precision": Key("bf16: autocast, fp32 weights/optimizer; auto: bf16 if native",
                            choices=PRECISIONS),
 }
@@ -380,6 +384,11 @@ def validate(config: Config) -> None:
                         "would not come from the policy being scored")
     if not config.model.lora.target_modules:
         raise UserError("config key 'model.lora.target_modules' must name at least one module")
+    for item in t.report_to:
+        if item not in REPORT_TO or t.report_to.count(item) > 1 or (
+                item == "none" and len(t.report_to) > 1):
+            raise UserError(f"config key 'train.report_to' lists {item!r}: each item one of "
+                            f"{', '.join(REPORT_TO)}, named once ([none] alone)")
     if o.updates_per_step > r.prompts_per_step:
         raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
                         f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "

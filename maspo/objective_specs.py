@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maspo.errors import UserError
 from maspo.spec_text import parse_named_spec
+from maspo.trackers import RunLabel
 
 PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
 
@@ -111,3 +113,9 @@ def check_overrides(overrides: Sequence[str]) -> None:
         if text.partition("=")[0].strip() in PER_RUN_KEYS:
             raise UserError(f"override {text!r} is set per run by a comparison "
                             "(--objectives, --seeds, --out); remove it")
+
+
+def study_label(out: Path, slug: str, seed: int) -> RunLabel:
+    """A study's run in its trackers: project the study folder's name, run
+    ``<objective>-seed<s>``, grouped by objective (``maspo compare`` and ``maspo probe``)."""
+    return RunLabel(Path(out).resolve().name, f"{slug}-seed{seed}", group=slug)

@@ -15,6 +15,7 @@ a resumed run is equivalent, not identical).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from maspo.run import (
     pin_config,
 )
 from maspo.step_log import Clock, draw_metrics, saved_completions
+from maspo.trackers import RunLabel, check_installed
 from maspo.update import UpdateSettings
 
 
@@ -112,11 +114,14 @@ class Trainer:
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
-          output_dir: str | Path | None = None) -> RunSummary:
-    """Run (or resume) training; returns the summary it also writes to the run folder."""
+          output_dir: str | Path | None = None, label: RunLabel | None = None
+          ) -> RunSummary:
+    """Run (or resume) training; returns the summary it also writes to the run folder.
+    ``label`` names the run in its trackers (default: project maspo, the folder's name)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    check_installed(config.train.report_to)  # before the model loads
     run = check_run_dir(config, _output_dir(config, output_dir, resume), resume)
     # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
     config = pin_config(config, run.read_config() if resume else None)
@@ -129,12 +134,13 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     _announce(trainer, checkpoint)
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
-    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
+    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None,
+                 config, label)
     stream = trainer.parts.splits.train_stream(skip=state.examples_seen)
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
-    try:
+    with log, contextlib.closing(bar):
         if state.step == 0:
             record = {"step": 0, **_timed_eval(trainer)}
             state.eval_before = record["eval/accuracy"]
@@ -150,9 +156,6 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
             bar.update(1)
             if _due(step, t.save_every, t.steps):
                 trainer.save(state)
-    finally:
-        bar.close()
-        log.close()
     return _finish(trainer, state)
 
 
