@@ -38,6 +38,12 @@ class FolderBusy(UserError):
     """Another process writes the folder."""
 
 
+def busy(what: str, folder: Path, holder: str) -> FolderBusy:
+    """The refusal: ``what`` (e.g. "the run folder") ``folder`` is written by ``holder``."""
+    return FolderBusy(f"{what} {str(folder)!r} is being written by {holder}; wait for it to "
+                      "finish, or stop it and run the command again")
+
+
 def _command() -> str:
     """How this process was started, as a user would type it."""
     argv = list(sys.argv)
@@ -94,9 +100,8 @@ def _acquire(lock_file: Path, what: str) -> int:
             if attempt < RETRIES - 1:  # a reader's probe passes; a writer stays
                 time.sleep(RETRY_WAIT_S)
                 continue
-            raise FolderBusy(f"{what} {str(lock_file.parent)!r} is being written by "
-                             f"{_describe(_read_record(lock_file) or {})}; wait for it to "
-                             "finish, or stop it and run the command again") from None
+            raise busy(what, lock_file.parent,
+                       _describe(_read_record(lock_file) or {})) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
         except FileNotFoundError:

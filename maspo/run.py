@@ -52,7 +52,7 @@ from maspo.config import (
 )
 from maspo.config_build import changes
 from maspo.errors import UserError
-from maspo.folder_lock import hold, holder
+from maspo.folder_lock import busy, hold, holder
 from maspo.hub import DATASET, MODEL, PINNED_KEYS, keeps_pin, pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
 from maspo.trackers import DEFAULT_PROJECT, Destination, RunLabel, Trackers
@@ -404,7 +404,11 @@ def pin_config(config: Config, saved: Config | None = None) -> Config:
 
 def check_run_dir(config: Config, output_dir: str | Path, resume: bool) -> RunDir:
     """The run's folder, checked without writing anything: a new run needs a free,
-    writable folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``."""
+    writable folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``.
+    Neither while another process writes the folder (``maspo.folder_lock``)."""
+    writer = RunDir(Path(output_dir).expanduser()).writer()
+    if writer is not None:
+        raise busy("the run folder", Path(output_dir), writer)
     if resume:
         run = RunDir(Path(output_dir).expanduser())
         if not run.config.is_file():
