@@ -1,5 +1,7 @@
 """`maspo` command line: train | config | eval | compare | probe | plot | objectives | demo.
 
+`maspo verl-data` writes verl's parquet files (maspo.integrations.verl_data).
+
 Errors a user can cause print one sentence and exit with code 2, before any model loads
 where they can be known then (config errors before torch is even imported) and before
 anything is written. Options may stand anywhere among the ``section.key=value`` overrides.
@@ -314,6 +316,19 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verl_data(args: argparse.Namespace) -> int:
+    from maspo.integrations.verl_data import write_verl_files
+
+    fields = {k: v for k, v in (("prompt", args.prompt_field),
+                                ("answer", args.answer_field)) if v}
+    written = write_verl_files(args.train, args.out, val=args.val, val_size=args.val_size,
+                               instruction=args.instruction, fields=fields,
+                               answer_format=args.answer_format)
+    print(f"wrote {written.train} ({written.train_rows} rows) and {written.val} "
+          f"({written.val_rows} rows)\nTRAIN_FILES={written.train} VAL_FILES={written.val}")
+    return 0
+
+
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     """What `train` and `config` share: a preset, --resume and the overrides."""
     from maspo.config import preset_names
@@ -386,8 +401,9 @@ def _add_eval(sub) -> None:
                     help="built-in task (arithmetic, countdown[:key=value,...]), a JSONL/JSON/"
                     "Parquet file or save_to_disk folder with problem/answer fields, a hub "
                     "data set id org/name[@revision][:config=C][,split=S] (split test by "
-                    "default), or 'heldout' (a run's held-out set, the default for a run); "
-                    "repeatable")
+                    "default), 'heldout' (a run's held-out set, the default for a run), or "
+                    "'paper-math' (AIME24, AIME25, AMC23, MATH500, Minerva, OlympiadBench by "
+                    "hub id); repeatable")
     ev.add_argument("--n", type=int, help=f"samples per problem (default {DEFAULT_EVAL_N}; "
                     "1 with --greedy)")
     ev.add_argument("--k", help="comma-separated k values for Pass@k / Maj@k, each <= n; "
@@ -514,12 +530,40 @@ def _add_objectives(sub) -> None:
     obj.add_argument("--out", default="runs/objectives.png", help="PNG path for the w(r) curves")
     obj.set_defaults(func=_objectives)
 
+
+def _add_verl_data(sub) -> None:
+    """`maspo verl-data`: verl's parquet files (maspo.integrations.verl_data)."""
+    from maspo.integrations.verl_data import DEFAULT_VAL_SIZE, INSTRUCTION
+
+    vd = sub.add_parser("verl-data", help="write verl's train/val parquet files from a data "
+                        "set id or a local file",
+                        description="Write OUT/train.parquet and OUT/val.parquet in verl's RL "
+                        "layout, scored by verl's default math reward (last \\boxed{}).")
+    vd.add_argument("train", metavar="DATA", help="JSONL/JSON/Parquet file, save_to_disk "
+                    "folder or hub data set id org/name[@revision][:config=C][,split=S] "
+                    "(split train by default)")
+    vd.add_argument("--out", required=True, help="folder for train.parquet and val.parquet")
+    vd.add_argument("--val", action="append", metavar="SPEC", help="validation file or hub "
+                    "id (split test by default); repeatable. Default: hold out the first "
+                    "--val-size training rows")
+    vd.add_argument("--val-size", type=int, default=DEFAULT_VAL_SIZE,
+                    help=f"rows held out without --val (default {DEFAULT_VAL_SIZE})")
+    vd.add_argument("--instruction", default=INSTRUCTION,
+                    help="appended to each problem ('' for none; default: %(default)r)")
+    vd.add_argument("--prompt-field", help="field holding the problem")
+    vd.add_argument("--answer-field", help="field holding the answer")
+    vd.add_argument("--answer-format", default="auto",
+                    choices=("auto", "plain", "gsm8k", "boxed"),
+                    help="how the answer field reads (as `maspo eval`)")
+    vd.set_defaults(func=_verl_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="maspo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"maspo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_config, _add_demo, _add_eval, _add_compare, _add_probe,
-                _add_plot, _add_objectives):
+                _add_plot, _add_objectives, _add_verl_data):
         add(sub)
     return parser
 
