@@ -1,7 +1,8 @@
 """Real verl 0.9 actor updates on CPU, in a world of one or more gloo processes.
 
     python tests/integrations/verl_cpu_actor.py WORKDIR [hydra overrides...]
-        one update in one process; prints the update's metrics as JSON
+        one update in one process; prints the update's metrics as JSON; verl's worker saves
+        the checkpoint, Hugging Face model folder included, in WORKDIR/global_step_1/actor
     python tests/integrations/verl_cpu_actor.py WORKDIR --worlds 2,1 CASES.json
         every case of CASES.json ({name: [hydra overrides...]}) in a world of 2 processes,
         then in a world of 1 (torch.multiprocessing spawn, a fresh gloo group per world),
@@ -172,6 +173,10 @@ def batch():
     return tensors, (advantages * response_mask).float()
 
 
+# What the example launch script saves: verl's sharded state and the HF model folder.
+SAVE_CONTENTS = ("actor_rollout_ref.actor.checkpoint.save_contents="
+                 '["model","optimizer","extra","hf_model"]')
+CHECKPOINT = os.path.join("global_step_1", "actor")  # as verl's trainer names a step's save
 OLD_SHIFT = 0.4  # scale of the fixed shift of the old log-probs in an off-policy update
 
 
@@ -180,12 +185,13 @@ def old_shift(shape: torch.Size) -> torch.Tensor:
     return OLD_SHIFT * torch.randn(shape, generator=torch.Generator().manual_seed(1))
 
 
-def update(model_dir: str, overrides: list[str],
-           off_policy: bool = False) -> tuple[dict, dict[str, torch.Tensor]]:
+def update(model_dir: str, overrides: list[str], off_policy: bool = False,
+           save_to: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """One actor update of this process's share of ``batch()`` under ``overrides``:
     (the metrics verl's worker returns, the updated full weights by name). ``off_policy``
     shifts the old log-probs by a fixed pattern (OLD_SHIFT), as a reused rollout's are, so
-    the ratio leaves 1 and the objective's gates and clips act."""
+    the ratio leaves 1 and the objective's gates and clips act. ``save_to``: then verl's
+    worker saves its checkpoint there (as verl's trainer does at global_step_N/actor)."""
     import verl
     from hydra import compose, initialize_config_dir
     from verl import DataProto
@@ -235,6 +241,8 @@ def update(model_dir: str, overrides: list[str],
                          epochs=1, seed=1, dataloader_kwargs={"shuffle": False},
                          compute_loss=True)
     metrics = tu.get(worker.update_actor(updating), "metrics")
+    if save_to is not None:
+        worker.save_checkpoint(save_to)
     weights = {name: p.detach().full_tensor().clone()  # a collective: every rank gathers
                for name, p in worker.actor.engine.module.named_parameters()}
     out = {k: [float(x) for x in v] if isinstance(v, list) else float(v)
@@ -250,7 +258,8 @@ def main(workdir: str, overrides: list[str]) -> dict:
     model_dir = str(save_tiny_model(os.path.join(workdir, "model")))
     before = {name: p.clone() for name, p in load_file(
         os.path.join(model_dir, "model.safetensors")).items()}
-    out, after = update(model_dir, overrides)
+    out, after = update(model_dir, overrides + [SAVE_CONTENTS],
+                        save_to=os.path.join(workdir, CHECKPOINT))
     moved = sum(not torch.equal(after[name], before[name]) for name in after if name in before)
     tensors, advantages = batch()
     out["_moved_params"] = moved
