@@ -63,7 +63,8 @@ def test_two_processes_train_to_trl_grpo_trainers_weights(runs, loss_type):
     assert moved > 100 * WEIGHT_TOL  # another normalisation trains to other weights
     for run in (f"trl-{loss_type}", f"maspo-grpo-{loss_type}"):
         history = _history(runs, run)
-        assert history["world"] == WORLD
+        assert history["world"] == WORLD  # accelerate's multi-process CPU world, over gloo
+        assert (history["distributed"], history["backend"]) == ("MULTI_CPU", "gloo")
         assert [h["step"] for h in history["log"] if "loss" in h] == [1, 2]
     logged = [[h.get("loss") for h in _history(runs, r)["log"] if "loss" in h]
               for r in (f"trl-{loss_type}", f"maspo-grpo-{loss_type}")]

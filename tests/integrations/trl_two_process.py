@@ -75,7 +75,9 @@ def train(out: Path, run: str, cls, settings: dict, **kwargs) -> None:
     if rank == 0:
         weights = {k: v.detach().contiguous() for k, v in trainer.model.state_dict().items()}
         save_file(weights, out / f"{run}.safetensors")
-        history = {"world": dist.get_world_size(), "log": trainer.state.log_history}
+        history = {"world": dist.get_world_size(), "log": trainer.state.log_history,
+                   "distributed": trainer.accelerator.distributed_type.value,
+                   "backend": dist.get_backend()}
         (out / f"{run}.json").write_text(json.dumps(history))
     dist.barrier()
 
