@@ -1,5 +1,7 @@
 """`maspo` command line: train | config | eval | compare | probe | plot | objectives | demo.
 
+`maspo verl-data` writes verl's parquet files (maspo.integrations.verl_data).
+
 Errors a user can cause print one sentence and exit with code 2, before any model loads
 where they can be known then (config errors before torch is even imported) and before
 anything is written. Options may stand anywhere among the ``section.key=value`` overrides.
@@ -308,8 +310,21 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verl_data(args: argparse.Namespace) -> int:
+    from maspo.integrations.verl_data import write_verl_files
+
+    fields = {k: v for k, v in (("prompt", args.prompt_field),
+                                ("answer", args.answer_field)) if v}
+    written = write_verl_files(args.train, args.out, val=args.val, val_size=args.val_size,
+                               instruction=args.instruction, fields=fields,
+                               answer_format=args.answer_format)
+    print(f"wrote {written.train} ({written.train_rows} rows) and {written.val} "
+          f"({written.val_rows} rows)\nTRAIN_FILES={written.train} VAL_FILES={written.val}")
+    return 0
+
+
 COMMANDS = {"train": _train, "show_config": _show_config, "eval": _eval, "compare": _compare,
-            "probe": _probe, "plot": _plot, "objectives": _objectives}
+            "probe": _probe, "plot": _plot, "objectives": _objectives, "verl_data": _verl_data}
 
 
 class _Terminated(KeyboardInterrupt):

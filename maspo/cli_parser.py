@@ -26,7 +26,7 @@ FLAGS = {  # command -> {setting or config field: its flag}, how errors name a f
     "probe": {"probe.entropy_steps": "--entropy-steps"},
 }
 DESCRIPTION = ("`maspo` command line: train | config | eval | compare | probe | plot | objectives "
-               " | demo.")
+               "| demo | verl-data.")
 
 
 class Parser(argparse.ArgumentParser):
@@ -137,8 +137,9 @@ def _add_eval(sub) -> None:
                     help="built-in task (arithmetic, countdown[:key=value,...]), a JSONL/JSON/"
                     "Parquet file or save_to_disk folder with problem/answer fields, a hub "
                     "data set id org/name[@revision][:config=C][,split=S] (split test by "
-                    "default), or 'heldout' (a run's held-out set, the default for a run); "
-                    "repeatable")
+                    "default), 'heldout' (a run's held-out set, the default for a run), or "
+                    "'paper-math' (AIME24, AIME25, AMC23, MATH500, Minerva, OlympiadBench by "
+                    "hub id); repeatable")
     _eval_sampling_arguments(ev)
     ev.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     ev.add_argument("--limit", type=int, help="evaluate only the first N problems of each")
@@ -256,12 +257,39 @@ def _add_objectives(sub) -> None:
     obj.set_defaults(run="objectives")
 
 
+def _add_verl_data(sub) -> None:
+    """`maspo verl-data`: verl's parquet files (maspo.integrations.verl_data)."""
+    from maspo.integrations.verl_data import DEFAULT_VAL_SIZE, INSTRUCTION
+
+    vd = sub.add_parser("verl-data", help="write verl's train/val parquet files from a data "
+                        "set id or a local file",
+                        description="Write OUT/train.parquet and OUT/val.parquet in verl's RL "
+                        "layout, scored by verl's default math reward (last \\boxed{}).")
+    vd.add_argument("train", metavar="DATA", help="JSONL/JSON/Parquet file, save_to_disk "
+                    "folder or hub data set id org/name[@revision][:config=C][,split=S] "
+                    "(split train by default)")
+    vd.add_argument("--out", required=True, help="folder for train.parquet and val.parquet")
+    vd.add_argument("--val", action="append", metavar="SPEC", help="validation file or hub "
+                    "id (split test by default); repeatable. Default: hold out the first "
+                    "--val-size training rows")
+    vd.add_argument("--val-size", type=int, default=DEFAULT_VAL_SIZE,
+                    help=f"rows held out without --val (default {DEFAULT_VAL_SIZE})")
+    vd.add_argument("--instruction", default=INSTRUCTION,
+                    help="appended to each problem ('' for none; default: %(default)r)")
+    vd.add_argument("--prompt-field", help="field holding the problem")
+    vd.add_argument("--answer-field", help="field holding the answer")
+    vd.add_argument("--answer-format", default="auto",
+                    choices=("auto", "plain", "gsm8k", "boxed"),
+                    help="how the answer field reads (as `maspo eval`)")
+    vd.set_defaults(run="verl_data")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="maspo", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"maspo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_config, _add_demo, _add_eval, _add_compare, _add_probe,
-                _add_plot, _add_objectives):
+                _add_plot, _add_objectives, _add_verl_data):
         add(sub)
     return parser
 

@@ -18,7 +18,9 @@ Dataset specs (``--data``, repeatable):
 - a built-in task ``name`` or ``name:key=value,...`` (task settings): its held-out set.
   Evaluating a run on its own task, the settings, seed and size default to the run's, so
   the problems are exactly the run's held-out prompts (never its training prompts);
-- ``heldout``: the run's held-out set, whatever its data (the default for a run).
+- ``heldout``: the run's held-out set, whatever its data (the default for a run);
+- a benchmark suite name (``SUITES``): its data sets by hub id, each column named as in
+  the papers' tables. ``paper-math`` is the six benchmarks of the MASPO and DGPO papers.
 """
 
 from __future__ import annotations
@@ -45,6 +47,17 @@ from maspo.run import RunDir
 from maspo.spec_text import parse_named_spec
 
 RUN_HELDOUT = "heldout"  # --data spec: the run's own held-out set
+# The benchmarks of the MASPO / DGPO papers' tables (Avg@32, Pass@32), in their column order:
+# (column, hub data set id). Each id's only split or its test split is read as published.
+PAPER_BENCHMARKS = (
+    ("AIME24", "HuggingFaceH4/aime_2024"),  # problem, answer ("073"); its one split: train
+    ("AIME25", "math-ai/aime25"),  # problem, answer
+    ("AMC23", "math-ai/amc23"),  # question, answer (a float: 27.0)
+    ("MATH500", "HuggingFaceH4/MATH-500"),  # problem, answer
+    ("Minerva", "math-ai/minervamath"),  # question, answer
+    ("OlympiadBench", "math-ai/olympiadbench"),  # question, final_answer (a list)
+)
+SUITES = {"paper-math": PAPER_BENCHMARKS}  # --data NAME -> its (column, spec) pairs
 
 
 @dataclass(frozen=True)
@@ -194,12 +207,23 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
     return EvalDataset(name, source, list(examples))
 
 
+def _expand_suite(spec: str) -> list[tuple[str | None, str]]:
+    """A suite name (``SUITES``, unless a local path of that name exists) as its (column,
+    spec) pairs; any other spec as ``[(None, spec)]``."""
+    if spec in SUITES and not Path(spec).expanduser().exists():
+        return list(SUITES[spec])
+    return [(None, spec)]
+
+
 def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
-    """``resolve_dataset`` of each spec; rows are renamed by their spec if names clash.
+    """``resolve_dataset`` of each spec (a suite: each of its data sets, named by its
+    column); rows are renamed by their spec if names clash.
 
     ``answer_format`` / ``answer_check`` read data files only: with no file among the
     specs they would change nothing, so they are refused.
     """
+    named = [pair for spec in specs for pair in _expand_suite(spec)]  # (column or None, spec)
+    specs = [spec for _, spec in named]
     answer_options = (kwargs.get("answer_format", "auto") != "auto"
                       or kwargs.get("answer_check") is not None)
     if answer_options and not any(
@@ -210,8 +234,10 @@ def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
                         "held-out set keeps its own answer check)")
     datasets = [resolve_dataset(spec, **kwargs) for spec in specs]
     names = [d.name for d in datasets]
-    for dataset, spec in zip(datasets, specs, strict=True):
-        if names.count(dataset.name) > 1:
+    for dataset, (column, spec) in zip(datasets, named, strict=True):
+        if column is not None:
+            dataset.name = column
+        elif names.count(dataset.name) > 1:
             dataset.name = spec
     if len({d.name for d in datasets}) < len(datasets):
         raise UserError("--data names the same dataset twice")
