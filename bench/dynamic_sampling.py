@@ -26,7 +26,7 @@ from maspo.trainer import Trainer, TrainState
 
 def arm(config, out: Path):
     trainer = Trainer(config, prepare_run_dir(config, out))
-    return trainer, TrainState(), trainer.splits.train_stream()
+    return trainer, TrainState(), trainer.splits.train_slots()
 
 
 def main() -> None:

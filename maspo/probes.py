@@ -148,7 +148,7 @@ class Probe:
     def rollout(self) -> tuple[Drawn, Tensor, OldPolicyStats]:
         """One scored rollout of the starting policy, its advantages and old statistics."""
         trainer, state = self.trainer, TrainState()
-        stream, clock = trainer.splits.train_stream(), Clock(trainer.learner.device)
+        stream, clock = trainer.splits.train_slots(), Clock(trainer.learner.device)
         torch.manual_seed(trainer.step_seed(1))
         if self.config.rollout.filter_groups:
             drawn, _ = trainer.draw_untied(1, state, stream, clock)
@@ -184,7 +184,7 @@ class Probe:
         """Train ``steps`` steps on fair-coin rewards; the entropy's change over them."""
         trainer = self.trainer
         trainer.learner, trainer.update_settings = self.learner(objective)
-        state, stream, entropies = TrainState(), trainer.splits.train_stream(), []
+        state, stream, entropies = TrainState(), trainer.splits.train_slots(), []
         for step in range(1, steps + 1):
             clock = Clock(trainer.learner.device)
             torch.manual_seed(trainer.step_seed(step))

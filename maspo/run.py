@@ -10,7 +10,8 @@
       curves.png        the run's training curves
       final_model/      the trained model as an HF folder, with a checksum manifest
                         (written as final_model.tmp/ and renamed into place)
-      final_eval.json   ``maspo compare``: verdicts of the final held-out evaluation
+      final_eval.json   verdicts of the final held-out evaluation: the trainer's last one,
+                        or ``maspo compare``'s when it asks for other settings
       stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
 
 A run is *new* (no config.yaml), *resumable* (a config, not finished), *done*

@@ -10,12 +10,28 @@ due; at the end the final model, the summary and the curves.
 Randomness is drawn from seeds derived from (train.seed, step), which makes a resumed run
 repeat a killed one bit for bit on CPU (on a GPU, kernels are not bitwise deterministic:
 a resumed run is equivalent, not identical).
+
+Common random numbers: the candidate prompts of step t, draw d are the training stream's
+slots ((t - 1) * D + d) * P to ... + P - 1 (D the draws a step may make), and their
+sampling seed is derived from (train.seed, t, d) (``maspo.seeds``), each group's noise
+from that and its position (``maspo.rollout.sampler``). Neither depends on what earlier
+steps drew, so the runs of one seed with different objectives sample their first step
+identically and see the same candidate prompts at every step: their difference is the
+objectives', not the draws'.
+
+Shared evaluations: given ``step0_cache`` (a comparison's file for the seed), the
+held-out evaluation before training is made once for all runs that share its model, data,
+seed and evaluation settings, and read back by the others. The last step's evaluation is
+kept per problem in the run folder (``final_eval.json``), so a comparison whose final
+evaluation has the same settings scores the final model once.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import fcntl
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,21 +42,28 @@ from tqdm.auto import tqdm
 
 from maspo import advantages as adv_lib
 from maspo.checkpoint import load_checkpoint, save_checkpoint
-from maspo.config import Config
+from maspo.config import Config, to_dict
 from maspo.data import Example, render_prompt
-from maspo.data.splits import data_splits
+from maspo.data.splits import PromptSlots, data_splits
 from maspo.devices import resolve_device
 from maspo.errors import UserError
-from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_and_score
+from maspo.evaluate import (
+    ProblemResult,
+    avg_accuracy,
+    eval_settings,
+    heldout_seed,
+    sample_and_score,
+)
 from maspo.hub import pin_config
 from maspo.models import LoraSettings, load_policy, resolve_model
-from maspo.paths import writing
+from maspo.paths import write_atomic, writing
 from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
 from maspo.rollout.groups import Drawn, DrawStats, draw_untied
 from maspo.run import RESUME_HINT, RunDir, RunLog, check_run_dir, default_output_dir
+from maspo.seeds import derive_seed
 from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
 from maspo.update import (
     Learner,
@@ -51,15 +74,13 @@ from maspo.update import (
     scoring_order,
 )
 
-EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
-DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
 
 @dataclass
 class TrainState:
     """What a run carries from step to step besides weights and optimizer (checkpointed)."""
 
-    examples_seen: int = 0  # training prompts drawn so far (where a resumed stream goes on)
+    examples_seen: int = 0  # training prompts drawn so far
     bad_streak: int = 0  # non-finite updates in a row
     skipped_updates: int = 0  # non-finite updates skipped in all
     eval_before: float | None = None  # held-out accuracy before training
@@ -104,7 +125,7 @@ class Trainer:
         self.scorer = Scorer(c.reward.functions, c.reward.format_weight,
                              c.reward.score_truncated)
         self.eval_settings = eval_settings(c, n=c.train.eval_samples,
-                                           seed=c.train.seed + EVAL_SEED_OFFSET)
+                                           seed=heldout_seed(c.train.seed))
         r = c.rollout
         self.sampler: RolloutEngine = LocalSampler(self.model, self.tokenizer, SamplingSettings(
             max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p))
@@ -121,22 +142,28 @@ class Trainer:
     def step_seed(self, step: int) -> int:
         return self.config.train.seed * STEP_SEED_STRIDE + step
 
+    def first_slot(self, step: int, index: int) -> int:
+        """Where the candidates of ``step``'s draw ``index`` start in the training stream."""
+        r = self.config.rollout
+        draws = r.max_draws if r.filter_groups else 1
+        return ((step - 1) * draws + index) * r.prompts_per_step
+
     def render(self, examples: list[Example]) -> list[str]:
         d = self.config.data
         return [render_prompt(self.tokenizer, ex.prompt, d.system_prompt, d.chat_template)
                 for ex in examples]
 
-    def train_step(self, step: int, state: TrainState, stream) -> StepResult:
+    def train_step(self, step: int, state: TrainState, slots: PromptSlots) -> StepResult:
         """One rollout (or, with dynamic sampling, several) and its K updates; ``state``
         is brought up to date."""
         clock = Clock(self.learner.device)
         torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
         if self.config.rollout.filter_groups:
-            drawn, stats = self.draw_untied(step, state, stream, clock)
+            drawn, stats = self.draw_untied(step, state, slots, clock)
             record.update(draw_metrics(stats))
         else:
-            drawn = self.draw(step, 0, state, stream, clock)
+            drawn = self.draw(step, 0, state, slots, clock)
         if drawn is not None:
             record.update(self.learn(step, state, drawn, clock))
         record.update({"lr": self.learner.scheduler.get_last_lr()[0],
@@ -149,13 +176,15 @@ class Trainer:
             step, drawn, self.config.train.samples_per_step)
         return StepResult(record, samples)
 
-    def draw(self, step: int, index: int, state: TrainState, stream, clock: Clock) -> Drawn:
-        """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored."""
+    def draw(self, step: int, index: int, state: TrainState, slots: PromptSlots,
+             clock: Clock) -> Drawn:
+        """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored
+        (prompts and seed fixed by (train.seed, step, index): see the module docstring)."""
         r = self.config.rollout
-        examples = [next(stream) for _ in range(r.prompts_per_step)]
+        examples = slots.take(self.first_slot(step, index), r.prompts_per_step)
         state.examples_seen += len(examples)
         with self.precision():
-            seed = self.step_seed(step) + index * DRAW_SEED_STRIDE
+            seed = derive_seed(self.config.train.seed, step, index)
             rollout = self.sampler.generate(self.render(examples), r.group_size, seed=seed)
         clock.lap("generate")
         repeated = [ex for ex in examples for _ in range(r.group_size)]
@@ -163,11 +192,11 @@ class Trainer:
         clock.lap("score")
         return Drawn(examples, rollout, scores)
 
-    def draw_untied(self, step: int, state: TrainState, stream, clock: Clock
+    def draw_untied(self, step: int, state: TrainState, slots: PromptSlots, clock: Clock
                     ) -> tuple[Drawn | None, DrawStats]:
         """Dynamic sampling: draws until P groups have unequal rewards, or the bound."""
         r = self.config.rollout
-        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, stream, clock),
+        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, slots, clock),
                                    r.prompts_per_step, r.max_draws)
         if stats.kept < r.prompts_per_step:
             found = (f"step {step}: {stats.kept} of {r.prompts_per_step} groups had unequal "
@@ -206,6 +235,14 @@ class Trainer:
         """Avg@n on the held-out set (``train.eval_samples`` per prompt)."""
         return avg_accuracy(self.heldout_results())
 
+    def step0_key(self) -> dict[str, Any]:
+        """What the held-out evaluation before training depends on (a shared one must
+        match it all): the model, the data and seed, the evaluation and the precision."""
+        c = self.config
+        return {"model": to_dict(c)["model"], "data": to_dict(c)["data"],
+                "seed": c.train.seed, "eval": self.eval_settings.record(),
+                "precision": self.precision_mode, "device": str(self.learner.device)}
+
     def heldout_results(self) -> list[ProblemResult]:
         """The held-out prompts sampled and scored, at the run's precision."""
         with self.precision():
@@ -231,8 +268,11 @@ class Trainer:
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
-          output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns the summary it also writes to the run folder."""
+          output_dir: str | Path | None = None,
+          step0_cache: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) training; returns the summary it also writes to the run folder.
+    ``step0_cache``: a file the held-out evaluation before training is shared through by
+    the runs it fits (see the module docstring)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -249,21 +289,23 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
     log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
-    stream = trainer.splits.train_stream(skip=state.examples_seen)
+    slots = trainer.splits.train_slots()
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
     try:
         if state.step == 0:
-            record = {"step": 0, **_timed_eval(trainer)}
+            record = {"step": 0, **_step0_eval(trainer, step0_cache)}
             state.eval_before = record["eval/accuracy"]
             log.write(record)
             bar.set_postfix(eval_acc=f"{state.eval_before:.3f}")
         for step in range(state.step + 1, t.steps + 1):
-            result = trainer.train_step(step, state, stream)
+            cpu = time.process_time()
+            result = trainer.train_step(step, state, slots)
+            result.record["time/step_cpu"] = time.process_time() - cpu
             state.step = step
             if _due(step, t.eval_every, t.steps):
-                result.record.update(_timed_eval(trainer))
+                result.record.update(_timed_eval(trainer, last=step == t.steps))
             log.write(result.record, result.samples)
             bar.set_postfix(_progress(result.record))
             bar.update(1)
@@ -297,10 +339,41 @@ def _due(step: int, every: int, last: int) -> bool:
     return step == last or bool(every and step % every == 0)
 
 
-def _timed_eval(trainer: Trainer) -> dict[str, float]:
-    t0 = time.perf_counter()
-    accuracy = trainer.evaluate()
-    return {"eval/accuracy": accuracy, "time/eval": time.perf_counter() - t0}
+def _timed_eval(trainer: Trainer, last: bool = False) -> dict[str, float]:
+    """The held-out evaluation's line of metrics; the last step's verdicts are kept in
+    the run folder too (a comparison's final evaluation when its settings match)."""
+    t0, cpu = time.perf_counter(), time.process_time()
+    results = trainer.heldout_results()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    if last:
+        with writing(f"the final evaluation in {str(trainer.run.root)!r}",
+                     "free some space, then finish the run with --resume"):
+            trainer.run.write_final_eval({
+                "settings": trainer.eval_settings.record(), "problems": len(results),
+                "correct": [r.correct for r in results],
+                "answers": [r.answers for r in results], "eval_time_s": elapsed})
+    return {"eval/accuracy": avg_accuracy(results), "time/eval": elapsed,
+            "time/eval_cpu": cpu}
+
+
+def _step0_eval(trainer: Trainer, cache: Path | None) -> dict[str, Any]:
+    """The evaluation before training, made once per ``cache`` file for every run whose
+    ``step0_key`` matches (runs of a comparison at one seed); ``eval/shared`` marks a
+    score read back rather than measured (its ``time/eval`` is then 0)."""
+    if cache is None:
+        return _timed_eval(trainer)
+    key = trainer.step0_key()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_name(cache.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a run of the same seed may be measuring it now
+        saved = json.loads(cache.read_text()) if cache.is_file() else None
+        if saved is not None and saved["key"] == key:
+            return {"eval/accuracy": saved["accuracy"], "time/eval": 0.0, "time/eval_cpu": 0.0,
+                    "eval/shared": 1}
+        record = _timed_eval(trainer)
+        write_atomic(cache, json.dumps({"key": key, "accuracy": record["eval/accuracy"],
+                                        "eval_time_s": record["time/eval"]}) + "\n")
+        return record
 
 
 def _progress(record: dict[str, Any]) -> dict[str, str]:
@@ -332,6 +405,8 @@ def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
         "skipped_updates": state.skipped_updates,
         "train_time_s": sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0)
                             for r in records),
+        "train_cpu_s": sum(r.get("time/step_cpu", 0.0) + r.get("time/eval_cpu", 0.0)
+                           for r in records),  # this process's CPU (threads summed)
         "run_dir": str(run.root),
     }
     with writing(f"the summary and curves of {str(run.root)!r}", hint):
