@@ -228,8 +228,10 @@ def _compare(args: argparse.Namespace) -> int:
         check_overrides,
         find_baseline,
         parse_seeds,
+        parse_until,
         parse_variants,
         run_comparison,
+        run_until,
         write_results,
     )
     from maspo.config import load_config
@@ -262,13 +264,28 @@ def _compare(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device or "auto", "--device"))
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    results = run_comparison(base, variants, seeds, out, settings,
-                             progress=not args.no_progress, device=device, jobs=args.jobs,
-                             keep_checkpoints=args.keep_checkpoints,
-                             keep_models=args.keep_models)
-    with writing(f"the results to {str(out)!r}", "free some space and run the same command "
-                 "again (finished runs are not trained again)"):
-        paths = write_results(out, results, n, ks, args.target, baseline)
+    rule = None
+    if args.until is not None:
+        rule = parse_until(args.until, args.max_seeds, seeds)
+        if baseline is None:
+            raise UserError(f"--until needs a paired comparison: add {DEFAULT_BASELINE} to "
+                            "--objectives or pass --baseline SPEC")
+    elif args.max_seeds is not None:
+        raise UserError("--max-seeds needs --until (the half-widths to reach)")
+
+    def write(results, _seeds=None) -> dict[str, Path]:
+        with writing(f"the results to {str(out)!r}", "free some space and run the same "
+                     "command again (finished runs are not trained again)"):
+            return write_results(out, results, n, ks, args.target, baseline, rule)
+
+    grid = {"progress": not args.no_progress, "device": device, "jobs": args.jobs,
+            "keep_checkpoints": args.keep_checkpoints, "keep_models": args.keep_models}
+    if rule is None:
+        results = run_comparison(base, variants, seeds, out, settings, **grid)
+    else:
+        results = run_until(base, variants, seeds, out, settings, rule, baseline, write,
+                            **grid)
+    paths = write(results)
     print()
     print(paths["markdown"].read_text().rstrip())
     if baseline is None:
@@ -465,6 +482,10 @@ def _add_compare(sub) -> None:
                      "run's checkpoints (by default only its records and final evaluation)")
     cmp.add_argument("--keep-models", action="store_true",
                      help="keep each evaluated run's final_model/ folder")
+    cmp.add_argument("--until", metavar="WIDTHS", help="keep adding seeds (one at a time, "
+                     "after --seeds) until every paired row's 95%% half-width is at most "
+                     "these, e.g. auc=0.03,final=0.05; needs --max-seeds")
+    cmp.add_argument("--max-seeds", type=int, help="with --until: stop adding seeds here")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp.add_argument("overrides", nargs="*", metavar="section.key=value",
                      help="base config overrides, e.g. train.steps=50 rollout.group_size=8")
