@@ -5,41 +5,53 @@ the folder elsewhere), and the results record the commit and the pairing statist
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import statistics
 
 import pytest
+import yaml
 
 from maspo.cli import main
 from maspo.compare import StopRule, parse_until, widths_left
 
 
-def _argv(out, tiny_base, *extra):
-    return ["compare", "--objectives", "grpo,maspo", "--seeds", "0,1", "--out", str(out),
+def _argv(out, tiny_base, *extra, seeds="0"):
+    return ["compare", "--objectives", "grpo,maspo", "--seeds", seeds, "--out", str(out),
             "--n", "2", "--no-progress", *extra, *tiny_base]
+
+
+UNTIL = ("--until", "auc=0.03,final=0.05")
 
 
 @pytest.fixture(scope="module")
 def sequential(tiny_base, tmp_path_factory):
+    """One seed (no interval yet), so a second is added; the tiny model scores 0
+    everywhere, so two seeds give zero-width intervals and the rule is met there."""
     out = tmp_path_factory.mktemp("seq") / "compare"
-    # widths no tiny run reaches: the cap ends it
-    assert main(_argv(out, tiny_base, "--until", "auc=1e-9,final=1e-9",
-                      "--max-seeds", "3")) == 0
+    assert main(_argv(out, tiny_base, *UNTIL, "--max-seeds", "3")) == 0
     return out
 
 
-def test_seeds_are_added_up_to_the_cap(sequential, capsys):
+def test_a_seed_is_added_until_the_rule_is_met(sequential):
     results = json.loads((sequential / "results.json").read_text())
-    assert sorted({run["seed"] for run in results["runs"]}) == [0, 1, 2]
-    assert results["stop"] == {"until": {"auc": 1e-9, "final": 1e-9}, "max_seeds": 3}
+    assert sorted({run["seed"] for run in results["runs"]}) == [0, 1]
+    assert results["stop"] == {"until": {"auc": 0.03, "final": 0.05}, "max_seeds": 3}
     [row] = results["paired"]
-    assert row["seeds"] == [0, 1, 2] and row["final"]["n"] == 3
-    for metric in ("final", "auc"):  # every pairing figure is there and consistent
+    assert row["seeds"] == [0, 1] and row["final"]["n"] == 2
+    runs = {(r["objective"], r["seed"]): r for r in results["runs"]}
+    for metric, key in (("final", "avg@2"), ("auc", "auc")):
         d = row[metric]
         assert d["half_width"] == pytest.approx((d["high"] - d["low"]) / 2)
-        assert d["sd_paired"] >= 0 and d["sd_unpaired"] >= 0
-        assert d["welch_low"] <= d["mean"] <= d["welch_high"]
+        assert d["half_width"] <= 0.05
+        arms = [[runs[(o, s)][key] for s in (0, 1)] for o in ("maspo", "grpo")]
+        diffs = [a - b for a, b in zip(*arms)]
+        assert d["sd_paired"] == pytest.approx(statistics.stdev(diffs))
+        assert d["sd_unpaired"] == pytest.approx(math.sqrt(
+            statistics.variance(arms[0]) + statistics.variance(arms[1])))
     commit = results["maspo_commit"]
     assert commit is None or len(commit.removesuffix("+dirty")) == 40
+    assert yaml.safe_load((sequential / "compare.yaml").read_text())["seeds"] == [0, 1]
 
 
 def test_the_paired_tables_show_correlation_sds_and_welch(sequential):
@@ -60,11 +72,22 @@ def test_a_copy_of_the_folder_elsewhere_goes_on_without_training_again(sequentia
         shutil.rmtree(run / "tensorboard", ignore_errors=True)
     metrics = {p: p.read_text() for p in moved.glob("runs/*/seed-*/metrics.jsonl")}
     capsys.readouterr()
-    assert main(_argv(moved, tiny_base, "--until", "auc=1e-9", "--max-seeds", "3")) == 0
+    assert main(_argv(moved, tiny_base, *UNTIL, "--max-seeds", "3", seeds="0,1")) == 0
     said = capsys.readouterr().out
-    assert "training" not in said and "resuming" not in said
+    assert ": training (" not in said and ": resuming (" not in said
+    assert "stopping rule met at 2 seeds" in said
     assert {p: p.read_text() for p in metrics} == metrics
-    assert "--max-seeds 3 reached" in said
+
+
+def test_at_the_cap_it_stops_and_names_what_is_still_too_wide(sequential, tiny_base,
+                                                              tmp_path, capsys):
+    moved = tmp_path / "capped"
+    shutil.copytree(sequential, moved)
+    capsys.readouterr()
+    assert main(_argv(moved, tiny_base, *UNTIL, "--max-seeds", "1")) == 0
+    said = capsys.readouterr().out
+    assert ": training (" not in said
+    assert "--max-seeds 1 reached; still too wide: maspo auc ±nan (> 0.03)" in said
 
 
 def test_widths_left_names_what_is_still_too_wide():
