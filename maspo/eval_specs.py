@@ -23,6 +23,8 @@ Dataset specs (``--data``, repeatable):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,16 @@ from typing import Any
 import torch
 
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
-from maspo.config import Config, parse_named_spec
-from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
+from maspo.config import Config, DataConfig, check_setting
+from maspo.data import TASKS, Example, get_task, heldout_set, load_examples
 from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.hub import MODEL, parse_hub_id, pin
-from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
+from maspo.models import DEFAULT_MODEL_ALIASES, load_policy, resolve_model
+from maspo.precision import autocast, prepare_model
 from maspo.run import RunDir
+from maspo.spec_text import parse_named_spec
 
 RUN_HELDOUT = "heldout"  # --data spec: the run's own held-out set
 
@@ -91,6 +95,18 @@ def locate_model(spec: str) -> ModelSource:
     raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")
 
 
+@contextlib.contextmanager
+def loaded_for_eval(source: ModelSource | str, *, device: str, precision: str,
+                    dtype: torch.dtype = torch.float32) -> Iterator[tuple[Any, Any]]:
+    """(model, tokenizer) of ``source`` made ready to evaluate at ``precision`` (resolved
+    for ``device``), inside its autocast: the setup that `maspo eval` and a comparison's
+    final evaluation share."""
+    model, tokenizer = load_eval_model(source, device=device, dtype=dtype)
+    prepare_model(model, precision)
+    with autocast(precision, device):
+        yield model, tokenizer
+
+
 def load_eval_model(source: ModelSource | str, device: str = "cpu",
                     dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) for a located spec (or a spec string)."""
@@ -104,7 +120,7 @@ def load_eval_model(source: ModelSource | str, device: str = "cpu",
         return model.eval(), tokenizer
     config = source.run_config
     model, tokenizer = load_policy(resolve_model(config.model.path), dtype=dtype,
-                                   device=device, lora=LoraSettings.of(config.model.lora))
+                                   device=device, lora=config.model.lora)
     weights = source.checkpoint / WEIGHTS_FILE
     try:
         missing, unexpected = load_model(model, weights, strict=False, device=str(device))
@@ -130,10 +146,11 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
     """The examples named by one ``--data`` spec (see the module docstring).
 
     ``seed`` and ``size`` pick a built-in task's held-out set (defaults: the run's when it
-    trained on that task, else 0 and ``DEFAULT_TEST_SIZE``); ``limit`` keeps the first rows.
+    trained on that task, else 0 and ``data.test_size``'s default); ``limit`` keeps the first rows.
     """
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be >= 1, got {limit}")
+    for key, value in (("eval.limit", limit), ("eval.test_size", size),
+                       ("eval.data_seed", seed)):
+        check_setting(key, value)
     path = Path(spec).expanduser()
     if spec == RUN_HELDOUT:
         if run is None:
@@ -156,7 +173,7 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         if own:
             settings = {**run.data.task_settings, **settings}
         seed = seed if seed is not None else (run.train.seed if own else 0)
-        size = size if size is not None else (run.data.test_size if own else DEFAULT_TEST_SIZE)
+        size = size if size is not None else (run.data.test_size if own else DataConfig().test_size)
         examples = heldout_set(get_task(name, **settings), seed=seed, size=size)
         shown = ",".join(f"{k}={v}" for k, v in settings.items())
         source = f"task {name}" + (f" ({shown})" if shown else "") + f", seed {seed}"

@@ -4,7 +4,9 @@
       config.yaml       the config the run trains with (written once its model has loaded)
       metrics.jsonl     one record per step; step 0 is the held-out evaluation before training
       samples.jsonl     completions saved at each step (``train.samples_per_step``)
-      tensorboard/      the numeric metrics again, for TensorBoard
+      tensorboard/      the numeric metrics again, for TensorBoard (``train.report_to``)
+      wandb/            wandb's own files of the run, when it reports to wandb
+      trackers.json     the run's id in each tracker that reopens a run by id (resume)
       checkpoints/      ``step-NNNNNN/`` folders and a ``latest`` pointer (``maspo.checkpoint``)
       summary.json      written when training finishes
       curves.png        the run's training curves
@@ -16,7 +18,8 @@
 
 A run is *new* (no config.yaml), *resumable* (a config, not finished), *done*
 (summary.json) or *stopped* (stopped.txt). Resuming takes the saved config; only
-``RESUMABLE_KEYS`` may change. On resume the JSONL files are cut back to the checkpoint's
+``RESUMABLE_KEYS`` may change, and its hub ids keep the commits it started with
+(``pin_config``). On resume the JSONL files are cut back to the checkpoint's
 step, so every step is logged exactly once.
 """
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -39,22 +41,48 @@ import yaml
 from maspo.config import (
     Config,
     apply_overrides,
-    config_changes,
     config_from_saved,
     load_config,
     to_dict,
     validate,
     with_defaults,
 )
+from maspo.config_build import changes
 from maspo.errors import UserError
-from maspo.hub import PINNED_KEYS, keeps_pin
+from maspo.hub import DATASET, MODEL, PINNED_KEYS, keeps_pin, pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
+from maspo.trackers import DEFAULT_PROJECT, Destination, RunLabel, Trackers
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
-                  "train.threads", "train.output_dir")
+                  "train.threads", "train.output_dir", "train.report_to")
 """Keys a resume may change: none of them alters the updates already made or to come."""
 
-Records = list[dict[str, Any]]
+Records = list[dict[str, Any]]  # a JSONL file's records (metrics.jsonl, samples.jsonl)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run reports (summary.json; ``maspo.trainer.train`` returns it)."""
+
+    objective: str  # loss.name
+    steps: int  # train.steps
+    eval_accuracy_before: float | None  # held-out accuracy at step 0 (None: not measured)
+    eval_accuracy_after: float | None  # held-out accuracy after the last step
+    eval_prompts: int  # held-out prompts
+    eval_samples_per_prompt: int  # train.eval_samples
+    skipped_updates: int  # non-finite updates skipped
+    train_time_s: float  # the steps' and evaluations' time, summed over the run's records
+    run_dir: str  # the run folder
+    train_cpu_s: float = 0.0  # the process CPU time of the steps and evaluations (0: older run)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSummary:
+        saved = json.loads(text)
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)
+                      if f.name in saved})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -117,6 +145,7 @@ class RunDir:
     metrics = property(lambda self: self.root / "metrics.jsonl")
     samples = property(lambda self: self.root / "samples.jsonl")
     tensorboard = property(lambda self: self.root / "tensorboard")
+    trackers = property(lambda self: self.root / "trackers.json")
     checkpoints = property(lambda self: self.root / "checkpoints")
     summary = property(lambda self: self.root / "summary.json")
     curves = property(lambda self: self.root / "curves.png")
@@ -193,11 +222,11 @@ class RunDir:
         """The saved completions, [] if the run saved none."""
         return read_jsonl(self.samples)
 
-    def read_summary(self) -> dict[str, Any]:
-        return json.loads(self.summary.read_text())
+    def read_summary(self) -> RunSummary:
+        return RunSummary.from_json(self.summary.read_text())
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_atomic(self.summary, json.dumps(summary, indent=1) + "\n")
+    def write_summary(self, summary: RunSummary) -> None:
+        write_atomic(self.summary, summary.to_json())
 
     def read_final_eval(self, settings: dict[str, Any]) -> dict[str, Any] | None:
         """The cached final evaluation if it was made with ``settings``, else None."""
@@ -228,6 +257,14 @@ class RunDir:
     def write_final_eval(self, record: dict[str, Any]) -> None:
         write_atomic(self.final_eval, json.dumps(record) + "\n")
 
+    def read_tracker_ids(self) -> dict[str, str]:
+        """tracker -> the run's id there ({} if none was saved)."""
+        return json.loads(self.trackers.read_text()) if self.trackers.is_file() else {}
+
+    def write_tracker_ids(self, ids: dict[str, str]) -> None:
+        if ids or self.trackers.exists():
+            write_atomic(self.trackers, json.dumps(ids) + "\n")
+
     def stopped_reason(self) -> str | None:
         return self.stopped.read_text().strip() if self.stopped.is_file() else None
 
@@ -240,23 +277,29 @@ RESUME_HINT = ("the checkpoints already written are intact: free some space (or 
 
 
 class RunLog:
-    """Where a training run's steps go: metrics.jsonl, samples.jsonl and TensorBoard.
+    """Where a training run's steps go: metrics.jsonl, samples.jsonl and the trackers of
+    ``train.report_to`` (``maspo.trackers``).
 
     Opened for a resume at ``resume_step``, it first cuts both JSONL files back to that
-    step (-1: to nothing) and tells TensorBoard to drop the later events. A failed write
-    (a full disk, a folder gone read-only) is one sentence (``maspo.paths.writing``).
+    step (-1: to nothing) and reopens the run's tracker runs. A failed write (a full
+    disk, a folder gone read-only) is one sentence (``maspo.paths.writing``). Used as a
+    context manager, it closes the trackers on the way out, a run that raised as failed.
     """
 
-    def __init__(self, run: RunDir, resume_step: int | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, run: RunDir, resume_step: int | None, config: Config,
+                 label: RunLabel | None = None) -> None:
+        from maspo.config import resolved
 
         self.run = run
         with self.writing():
             if resume_step is not None:
                 truncate_jsonl(run.metrics, resume_step)
                 truncate_jsonl(run.samples, resume_step)
-            purge = None if resume_step is None else resume_step + 1
-            self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge)
+            label = label or RunLabel(DEFAULT_PROJECT, run.root.resolve().name)
+            ids = run.read_tracker_ids() if resume_step is not None else {}
+            self.trackers = Trackers(config.train.report_to, Destination(
+                label, resolved(config), run.tensorboard, run.root, ids, resume_step))
+            run.write_tracker_ids({**ids, **self.trackers.ids()})
 
     def writing(self):
         return writing(f"the logs of {str(self.run.root)!r}", RESUME_HINT)
@@ -264,17 +307,20 @@ class RunLog:
     def write(self, record: dict[str, Any], samples: Sequence[dict[str, Any]] = ()) -> None:
         with self.writing():
             append_jsonl(self.run.metrics, [record])
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(key, value, record["step"])
-            self.writer.flush()
+            self.trackers.log(record)
             if samples:
                 append_jsonl(self.run.samples, samples)
 
-    def close(self) -> None:
-        """Close the TensorBoard writer (quietly: a write error is already on its way)."""
+    def close(self, ok: bool = True) -> None:
+        """Close the trackers (quietly: a write error is already on its way)."""
         with contextlib.suppress(*write_errors()):
-            self.writer.close()
+            self.trackers.close(ok)
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.close(ok=kind is None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +333,7 @@ def default_output_dir(config: Config) -> Path:
 
 def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
     """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
-    for key, was, now in config_changes(saved, new):
+    for key, was, now in changes(saved, new):
         if key in PINNED_KEYS and keeps_pin(was, now, PINNED_KEYS[key]):
             continue  # the id the run started with, which keeps its commit (maspo.hub)
         if key not in RESUMABLE_KEYS:
@@ -319,6 +365,25 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     check_resumable(base, config)
     validate(config)
     return config
+
+
+def pin_config(config: Config, saved: Config | None = None) -> Config:
+    """``config`` with every hub id of ``PINNED_KEYS`` at a commit: the saved config's
+    commit where ``saved`` (a resumed run's) pinned the same id, else the one it resolves
+    to now."""
+    def pinned(now: str | None, before: str | None, kind: str) -> str | None:
+        return before if keeps_pin(before, now, kind) else pin(now, kind)
+
+    model, data = config.model, config.data
+    old_model = saved.model if saved is not None else None
+    old_data = saved.data if saved is not None else None
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(model, path=pinned(
+            model.path, old_model and old_model.path, MODEL)),
+        data=dataclasses.replace(
+            data, path=pinned(data.path, old_data and old_data.path, DATASET),
+            test_path=pinned(data.test_path, old_data and old_data.test_path, DATASET)))
 
 
 def check_run_dir(config: Config, output_dir: str | Path, resume: bool) -> RunDir:
