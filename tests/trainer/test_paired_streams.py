@@ -13,8 +13,9 @@ from maspo.cli import main
 from maspo.config import load_config
 from maspo.data.splits import data_splits
 from maspo.evaluate import heldout_seed
+from maspo.parts import RunParts
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, train
+from maspo.trainer import train
 
 RARE = {"reward.functions": "[maspo.testing:rare_reward]", "rollout.filter_groups": "true",
         "rollout.max_draws": 4, "train.steps": 3, "train.samples_per_step": 8,
@@ -77,8 +78,8 @@ def test_slots_are_the_same_whatever_was_taken_before(tiny_model_dir, tmp_path):
 
 def test_the_first_slot_of_a_draw_depends_on_step_and_draw_only(tiny_model_dir, tmp_path):
     config = _config(tiny_model_dir, tmp_path / "x", "grpo")
-    trainer = Trainer(config, run=None)
-    assert [trainer.first_slot(t, d) for t, d in ((1, 0), (1, 3), (2, 0), (3, 1))] == [
+    parts = RunParts.build(config)
+    assert [parts.first_slot(t, d) for t, d in ((1, 0), (1, 3), (2, 0), (3, 1))] == [
         0, 6, 8, 18]  # P = 2, D = 4
 
 
