@@ -27,7 +27,7 @@ from maspo.trainer import Trainer
 
 def arm(config, out: Path):
     trainer = Trainer(config, prepare_run_dir(config, out))
-    return trainer, TrainState(), trainer.parts.splits.train_stream()
+    return trainer, TrainState(), trainer.parts.splits.train_slots()
 
 
 def main() -> None:

@@ -93,7 +93,7 @@ def timed_steps(config: Config, workdir: Path, steps: int) -> Steps:
     trainer = Trainer(config, prepare_run_dir(config, workdir, resume=False))
     engine = trainer.parts.sampler = Recording(trainer.parts.sampler)
     shape = ModelShape.of(trainer.parts.model)
-    state, stream = TrainState(), trainer.parts.splits.train_stream()
+    state, stream = TrainState(), trainer.parts.splits.train_slots()
     out = Steps(shape=shape)
     for step in range(steps + 1):
         cpu = time.process_time()

@@ -222,13 +222,37 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline(spec: str | None, variants) -> str | None:
+    """The paired comparison's baseline: the default grpo only when it is compared; a
+    named one must be."""
+    from maspo.objective_specs import find_baseline
+
+    if spec is None and not any(v.spec == DEFAULT_BASELINE for v in variants):
+        return None
+    return find_baseline(variants, spec or DEFAULT_BASELINE).spec
+
+
+def _stopping_rule(args: argparse.Namespace, seeds: list[int], baseline: str | None):
+    """`--until` / `--max-seeds`: the sequential study's stopping rule, or None."""
+    from maspo.compare import parse_until
+
+    if args.until is None:
+        if args.max_seeds is not None:
+            raise UserError("--max-seeds needs --until (the half-widths to reach)")
+        return None
+    if baseline is None:
+        raise UserError(f"--until needs a paired comparison: add {DEFAULT_BASELINE} to "
+                        "--objectives or pass --baseline SPEC")
+    return parse_until(args.until, args.max_seeds, seeds)
+
+
 def _compare(args: argparse.Namespace) -> int:
     import shlex
 
-    from maspo.compare import run_comparison, write_results
+    from maspo.compare import run_comparison, run_until, write_results
     from maspo.config import check_setting, load_config
     from maspo.evaluate import eval_settings, parse_ks
-    from maspo.objective_specs import check_overrides, find_baseline, parse_seeds, parse_variants
+    from maspo.objective_specs import check_overrides, parse_seeds, parse_variants
     from maspo.trackers import check_installed
 
     check_overrides(args.overrides)
@@ -236,9 +260,7 @@ def _compare(args: argparse.Namespace) -> int:
     check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
-    baseline = None  # the default grpo only when it is compared; a named one must be
-    if args.baseline is not None or any(v.spec == DEFAULT_BASELINE for v in variants):
-        baseline = find_baseline(variants, args.baseline or DEFAULT_BASELINE).spec
+    baseline = _baseline(args.baseline, variants)
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = eval_settings(base, n=n, temperature=args.eval_temperature, greedy=args.greedy,
                              prompts_per_batch=args.batch_size)
@@ -252,18 +274,31 @@ def _compare(args: argparse.Namespace) -> int:
     from maspo.run import hold_folder
 
     out = check_output_dir(args.out, "--out")
-    # the study's one writer; each run of it holds its own folder as well (maspo.grid)
-    with hold_folder(out, "the comparison folder", "maspo " + shlex.join(args.argv)):
-        fetch_sources(base.data)  # hub data sets and model, before anything is written
-        check_model_spec(base.model.path)
-        device = str(resolve_device(args.device or "auto", "--device"))
-        results = run_comparison(base, variants, seeds, out, settings,
-                                 progress=not args.no_progress, device=device,
-                                 jobs=args.jobs, keep_checkpoints=args.keep_checkpoints,
-                                 keep_models=args.keep_models)
+    fetch_sources(base.data)  # hub data sets and model, before anything is written
+    check_model_spec(base.model.path)
+    device = str(resolve_device(args.device or "auto", "--device"))
+    rule = _stopping_rule(args, seeds, baseline)
+
+    def write(results, _seeds=None) -> dict[str, Path]:
         with writing(f"the results to {str(out)!r}", "free some space and run the same "
                      "command again (finished runs are not trained again)"):
-            paths = write_results(out, results, n, ks, args.target, baseline)
+            return write_results(out, results, n, ks, args.target, baseline, rule)
+
+    grid = {"progress": not args.no_progress, "device": device, "jobs": args.jobs,
+            "keep_checkpoints": args.keep_checkpoints, "keep_models": args.keep_models}
+    # the study's one writer; each run of it holds its own folder as well (maspo.grid)
+    with hold_folder(out, "the comparison folder", "maspo " + shlex.join(args.argv)):
+        if rule is None:
+            results = run_comparison(base, variants, seeds, out, settings, **grid)
+        else:
+            results = run_until(base, variants, seeds, out, settings, rule, baseline, write,
+                                **grid)
+        paths = write(results)
+    _print_comparison(paths, baseline)
+    return 0
+
+
+def _print_comparison(paths: dict[str, Path], baseline: str | None) -> None:
     print()
     print(paths["markdown"].read_text().rstrip())
     if baseline is None:
@@ -272,7 +307,6 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"\nwrote {paths['markdown']}, {paths['csv'].name}, {paths['paired_csv'].name}, "
           f"{paths['json'].name}, figures/{paths['curves'].name}, "
           f"figures/{paths['activity'].name}, figures/{paths['ratios'].name}")
-    return 0
 
 
 def _probe(args: argparse.Namespace) -> int:

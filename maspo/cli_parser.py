@@ -207,6 +207,10 @@ def _add_compare(sub) -> None:
                      "run's checkpoints (by default only its records and final evaluation)")
     cmp.add_argument("--keep-models", action="store_true",
                      help="keep each evaluated run's final_model/ folder")
+    cmp.add_argument("--until", metavar="WIDTHS", help="keep adding seeds (--jobs at a "
+                     "time, after --seeds) until every paired row's 95%% half-width is at "
+                     "most these, e.g. auc=0.03,final=0.05; needs --max-seeds")
+    cmp.add_argument("--max-seeds", type=int, help="with --until: stop adding seeds here")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp.add_argument("overrides", nargs="*", metavar="section.key=value",
                      help="base config overrides, e.g. train.steps=50 rollout.group_size=8")

@@ -46,16 +46,17 @@ import yaml
 
 from maspo.config import Config, to_dict, validate
 from maspo.errors import UserError
-from maspo.evaluate import EvalSettings, metric_names, verdict_metrics
+from maspo.evaluate import EvalSettings, heldout_seed, metric_names, verdict_metrics
 from maspo.grid import RunTask, run_grid
 from maspo.objective_specs import Variant, study_label
-from maspo.paired import curve_area, paired_difference
+from maspo.paired import curve_area, paired_difference, pairing
 from maspo.paths import write_atomic
 from maspo.run import RunDir, RunSummary
 from maspo.step_log import TRUST_RANGE
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
+STEP0_FOLDER = "step0"  # seed-<s>.json: the evaluation before training, one per seed
 
 
 def run_config(base: Config, variant: Variant, seed: int, run_dir: Path) -> Config:
@@ -124,10 +125,11 @@ def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[in
     grid = [(v, s) for s in seeds for v in variants]
     tasks = [RunTask(f"{v.spec} seed {s}",
                      run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}"),
-                     # the same evaluation seed for every objective at a seed index
-                     dataclasses.replace(settings, seed=s), device,
+                     # the trainer's held-out seed: with its n, its last evaluation is this
+                     dataclasses.replace(settings, seed=heldout_seed(s)), device,
                      keep_checkpoints=keep_checkpoints, keep_model=keep_models,
-                     tracking=study_label(out, v.slug, s))
+                     tracking=study_label(out, v.slug, s),
+                     step0_cache=out / STEP0_FOLDER / f"seed-{s}.json")
              for v, s in grid]  # every spec validated before any training starts
     _record(out, base, variants, seeds, settings)
     outcomes = run_grid(tasks, jobs=jobs, progress=progress, log=log)
@@ -138,6 +140,103 @@ def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[in
                                  final["correct"], final["answers"], stopped=outcome.stopped,
                                  failed=outcome.failed))
     return results
+
+
+# ---------------------------------------------------------------------------------------
+# Adding seeds until the intervals are narrow enough.
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Keep adding seeds until every paired row's 95% half-width of each named metric
+    (``final``, ``auc``) is at most its target, or ``max_seeds`` seeds are in."""
+
+    widths: dict[str, float]  # e.g. {"auc": 0.03, "final": 0.05}
+    max_seeds: int
+
+    def record(self) -> dict[str, Any]:
+        return {"until": dict(self.widths), "max_seeds": self.max_seeds}
+
+
+def parse_until(text: str, max_seeds: int | None, seeds: Sequence[int]) -> StopRule:
+    """``"auc=0.03,final=0.05"`` and ``--max-seeds`` -> StopRule (checked)."""
+    widths: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in PAIRED_METRICS:
+            raise UserError(f"--until item {item!r}: name one of {', '.join(PAIRED_METRICS)}")
+        try:
+            widths[name] = float(value)
+        except ValueError:
+            raise UserError(f"--until item {item!r} needs a half-width, e.g. "
+                            f"{name}=0.03") from None
+        if not widths[name] > 0:
+            raise UserError(f"--until item {item!r}: the half-width must be > 0")
+    if not widths:
+        raise UserError("--until names no half-width (e.g. --until auc=0.03,final=0.05)")
+    if max_seeds is None:
+        raise UserError("--until needs --max-seeds, the most seeds the comparison may add")
+    if max_seeds < len(seeds):
+        raise UserError(f"--max-seeds {max_seeds} is fewer than the {len(seeds)} --seeds")
+    return StopRule(widths, max_seeds)
+
+
+def widths_left(paired: Sequence[dict[str, Any]], rule: StopRule) -> list[str]:
+    """The paired (objective, metric) half-widths still above their targets, as text
+    (an interval not yet computable counts as too wide)."""
+    left = []
+    for row in paired:
+        for metric, target in rule.widths.items():
+            width = row[metric]["half_width"]
+            if math.isnan(width) or width > target:
+                left.append(f"{row['objective']} {metric} ±{width:.3f} (> {target:g})")
+    return left
+
+
+def run_until(base: Config, variants: Sequence[Variant], seeds: Sequence[int], out: Path,
+              settings: EvalSettings, rule: StopRule, baseline: str,
+              write: Callable[[list[RunResult], list[int]], Any],
+              log: Callable[[str], Any] = print, **kwargs: Any) -> list[RunResult]:
+    """``run_comparison`` on ``seeds``, then new seeds (the next integers above the
+    largest), ``jobs`` at a time so parallel runs need not share a seed, until ``rule`` is
+    met or ``rule.max_seeds`` are in; ``write(results, seeds)`` after each round, so a
+    comparison stopped at any point has its results written. Finished runs are never
+    trained again: the same command resumes, here or from a copy of ``out``."""
+    seeds, step = list(seeds), max(1, kwargs.get("jobs", 1))
+    while True:
+        results = run_comparison(base, variants, seeds, out, settings, log=log, **kwargs)
+        write(results, seeds)
+        runs = summarize(results, settings.n, [1], None)
+        left = widths_left(paired_rows(runs, baseline, f"avg@{settings.n}"), rule)
+        if not left:
+            log(f"stopping rule met at {len(seeds)} seeds")
+            return results
+        if len(seeds) >= rule.max_seeds:
+            log(f"--max-seeds {rule.max_seeds} reached; still too wide: {'; '.join(left)}")
+            return results
+        added = list(range(max(seeds) + 1, max(seeds) + 1 +
+                           min(step, rule.max_seeds - len(seeds))))
+        log(f"{len(seeds)} seeds: {'; '.join(left)}; adding seed "
+            f"{', '.join(map(str, added))}")
+        seeds += added
+
+
+def source_commit() -> str | None:
+    """The git commit maspo runs from (``+dirty`` with uncommitted changes), None when it
+    is not a git checkout: which code a comparison's numbers came from."""
+    import subprocess
+
+    where = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--",
+                                str(where)], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,6 +269,7 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
                "stopped": r.stopped, "failed": r.failed, "step0": step0, **metrics,
                "gain": None if step0 is None or final is None else final - step0,
                "train_time_s": r.summary.train_time_s if r.summary else None,
+               "train_cpu_s": r.summary.train_cpu_s if r.summary else None,
                "auc": learning_curve_area(records) if r.finished else None,
                **trust_region_use(records if r.finished else [])}
         if target is not None:
@@ -221,11 +321,28 @@ def paired_rows(runs: Sequence[dict[str, Any]], baseline: str,
         for name, key in (("final", final_key), ("auc", "auc")):
             pairs = [(own[s][key], base[s][key]) for s in seeds
                      if own[s][key] is not None and base[s][key] is not None]
-            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-            row[name] = dataclasses.asdict(diff)
+            arms = [a for a, _ in pairs], [b for _, b in pairs]
+            diff = paired_difference(*arms)
+            row[name] = {**dataclasses.asdict(diff), "half_width": diff.half_width,
+                         **dataclasses.asdict(pairing(*arms))}
             row[f"{name}_shown"] = diff.shown()
         out.append(row)
     return out
+
+
+def _shared_step0(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Evaluations before training read back from a seed's shared one, and the CPU time
+    the measured ones took (each read-back one saved about that much)."""
+    shared, cpu = 0, []
+    for run in runs:
+        path = RunDir(Path(run["run_dir"])).metrics
+        first = json.loads(path.read_text().split("\n", 1)[0]) if path.is_file() else {}
+        if first.get("eval/shared"):
+            shared += 1
+        elif "time/eval_cpu" in first:
+            cpu.append(first["time/eval_cpu"])
+    return {"shared": shared, "measured": len(cpu),
+            "mean_eval_cpu_s": sum(cpu) / len(cpu) if cpu else None}
 
 
 def _shown_p(p: float) -> str:
@@ -241,7 +358,8 @@ def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 
 
 def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[int],
-                  target: float | None, baseline: str | None = "grpo") -> dict[str, Path]:
+                  target: float | None, baseline: str | None = "grpo",
+                  stop: StopRule | None = None) -> dict[str, Path]:
     """results.md (mean ± std over seeds, then each objective minus ``baseline`` paired by
     seed with 95% CIs and verdicts), results.csv (mean and std columns), paired.csv,
     results.json (every run, the paired rows) and the figures; returns the paths.
@@ -274,14 +392,17 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
         text += f"\n{_paired_markdown(paired, n, baseline)}\n"
     paths["markdown"].write_text(text)
     write_csv(paths["csv"], csv_header, csv_rows)
-    fields = ("n", "mean", "low", "high", "p", "verdict", "detectable")
+    fields = ("n", "mean", "low", "high", "p", "verdict", "detectable", "half_width", "r",
+              "sd_paired", "sd_unpaired", "welch_low", "welch_high")
     write_csv(paths["paired_csv"], ["objective", "baseline"] + [
         f"{m}_{f}" for m in PAIRED_METRICS for f in fields],
         [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
                                                 for f in fields] for row in paired])
-    paths["json"].write_text(json.dumps({"n": n, "ks": list(ks), "target": target,
-                                         "baseline": baseline, "runs": runs,
-                                         "paired": paired}, indent=1) + "\n")
+    paths["json"].write_text(json.dumps({
+        "maspo_commit": source_commit(), "n": n, "ks": list(ks), "target": target,
+        "baseline": baseline, "stop": None if stop is None else stop.record(),
+        "step0_shared": _shared_step0(runs), "runs": runs, "paired": paired},
+        indent=1) + "\n")
     groups = {o: [Path(r["run_dir"]) for r in rows if r["failed"] is None]
               for o, rows in by_obj.items()}  # (a failed run may have logged nothing)
     groups = {o: dirs for o, dirs in groups.items() if dirs}
@@ -335,19 +456,36 @@ def _objective_rows(by_obj: dict[str, list[dict[str, Any]]], n: int, ks: Sequenc
     return header, md_rows, csv_header, csv_rows
 
 
+def _shown_value(value: float, signed: bool = False) -> str:
+    return "-" if value is None or math.isnan(value) else (
+        f"{value:+.3f}" if signed else f"{value:.3f}")
+
+
 def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str) -> str:
-    """The paired table of results.md and the note under it."""
-    header = ["objective", "paired seeds", f"Δ avg@{n} [95% CI]", "p", "verdict",
-              "detectable", "Δ curve area [95% CI]", "p", "verdict", "detectable"]
-    rows = [[row["objective"], str(len(row["seeds"]))] + [
-        cell for m in PAIRED_METRICS for cell in (
-            row[f"{m}_shown"], _shown_p(row[m]["p"]), row[m]["verdict"],
-            _shown_detectable(row[m]["detectable"]))] for row in paired]
+    """The paired tables of results.md (final Avg@n, then curve area) and the note."""
+    tables = []
+    for m, title in (("final", f"Δ avg@{n}"), ("auc", "Δ curve area")):
+        header = ["objective", "paired seeds", f"{title} [95% CI]", "p", "verdict",
+                  "detectable", "r", "sd paired", "sd unpaired", "Welch [95% CI]"]
+        rows = []
+        for row in paired:
+            d = row[m]
+            welch = ("-" if math.isnan(d["welch_low"]) else
+                     f"[{d['welch_low']:+.3f}, {d['welch_high']:+.3f}]")
+            rows.append([row["objective"], str(len(row["seeds"])), row[f"{m}_shown"],
+                         _shown_p(d["p"]), d["verdict"], _shown_detectable(d["detectable"]),
+                         _shown_value(d["r"], signed=True), _shown_value(d["sd_paired"]),
+                         _shown_value(d["sd_unpaired"]), welch])
+        tables.append(markdown_table(header, rows))
     note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
             "95% Student-t interval over seeds, p the paired t-test's two-sided p-value; "
             "better / worse only when the interval "
             "excludes 0. Curve area: mean held-out accuracy over training (area under "
             "the eval/accuracy curve / steps), i.e. sample efficiency. Detectable: the "
             "smallest true difference these seeds would show at 80% power (5% level), "
-            "from the pairs' spread (maspo.paired).")
-    return f"{markdown_table(header, rows)}\n\n{note}"
+            "from the pairs' spread (maspo.paired). r: the correlation of the two arms "
+            "over the seeds; sd paired: of the differences; sd unpaired: what a difference "
+            "of two unpaired runs would have, sqrt(sd_a^2 + sd_b^2). Pairing pays when "
+            "r > 0 (sd paired < sd unpaired); Welch: the unpaired interval, the one to "
+            "read when it does not.")
+    return "\n\n".join(tables) + f"\n\n{note}"

@@ -211,6 +211,15 @@ class EvalSettings:
                 "system_prompt": self.system_prompt, "chat_template": self.chat_template}
 
 
+HELDOUT_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
+
+
+def heldout_seed(train_seed: int) -> int:
+    """The sampling seed of a run's held-out evaluations (the trainer's, and a
+    comparison's final one, so the two can be the same evaluation)."""
+    return train_seed + HELDOUT_SEED_OFFSET
+
+
 def eval_settings(run: Config | None = None, *, n: int, seed: int = 0,
                   max_new_tokens: int | None = None, temperature: float | None = None,
                   top_p: float | None = None, greedy: bool = False,

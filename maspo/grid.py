@@ -50,6 +50,7 @@ class RunTask:
     keep_checkpoints: bool = False  # keep checkpoints/ once the run is evaluated
     keep_model: bool = False  # keep final_model/ once the run is evaluated
     tracking: RunLabel | None = None  # the run's name in its trackers (train.report_to)
+    step0_cache: Path | None = None  # the evaluation before training, shared by its seed
 
     @property
     def run(self) -> RunDir:
@@ -86,7 +87,8 @@ def run_one(task: RunTask, progress: bool = False, announce: str | None = None) 
                 try:
                     if status != "done":
                         train(config, resume=status == "resumable", progress=progress,
-                              output_dir=run.root, label=task.tracking)
+                              output_dir=run.root, label=task.tracking,
+                              step0_cache=task.step0_cache)
                 except TrainingStopped as err:  # a diverged run is a result, not a crash
                     run.write_stopped(str(err))
             reason = run.stopped_reason()
@@ -170,13 +172,16 @@ def run_grid(tasks: Sequence[RunTask], jobs: int = 1, progress: bool = True,
     parallel = [task if task.config.train.threads else dataclasses.replace(
         task, config=dataclasses.replace(task.config, train=dataclasses.replace(
             task.config.train, threads=threads))) for task in tasks]
-    done: dict[int, RunOutcome] = {}
+    # finished and evaluated runs are read here, not sent to the pool
+    done = {i: run_one(task) for i, task in enumerate(tasks, start=1) if _settled(task)}
     import multiprocessing
 
-    say(f"{total} runs, {jobs} at a time")
+    say(f"{total} runs, {jobs} at a time" + (f" ({len(done)} already done)" if done else ""))
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, task, False, f"[{i}/{total}]"): i
-                   for i, task in enumerate(parallel, start=1)}
+        order = spread([i for i in range(1, total + 1) if i not in done],
+                       lambda i: tasks[i - 1].step0_cache, jobs)
+        futures = {pool.submit(run_one, parallel[i - 1], False, f"[{i}/{total}]"): i
+                   for i in order}
         for future in as_completed(futures):
             i = futures[future]
             done[i] = future.result()
@@ -184,6 +189,27 @@ def run_grid(tasks: Sequence[RunTask], jobs: int = 1, progress: bool = True,
                 f"({len(done)} of {total} done)")
             said(i, done[i])
     return [done[i] for i in range(1, total + 1)]
+
+
+def spread(items: Sequence[int], key: Callable[[int], Any], jobs: int) -> list[int]:
+    """``items`` reordered so that no two of any ``jobs`` in a row share a ``key`` where
+    another order allows it (runs of one seed, which share the evaluation before training,
+    then start one after another, not side by side waiting on each other)."""
+    left, order = list(items), []
+    while left:
+        recent = {key(i) for i in order[-(jobs - 1):]} if jobs > 1 else set()
+        pick = next((i for i in left if key(i) not in recent), left[0])
+        left.remove(pick)
+        order.append(pick)
+    return order
+
+
+def _settled(task: RunTask) -> bool:
+    """Whether the run is stopped, or done with its final evaluation cached (nothing to
+    train or evaluate)."""
+    run = task.run
+    return run.stopped_reason() is not None or (
+        run.status() == "done" and run.read_final_eval(task.settings.record()) is not None)
 
 
 def _state(run: RunDir) -> str:

@@ -18,6 +18,7 @@ to 1.4 times the interval's half width for 4 to 10 seeds.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,11 @@ class PairedDifference:
     verdict: str  # better | worse | cannot tell
     p: float = math.nan  # two-sided paired t-test p-value (NaN with fewer than 2 pairs)
     detectable: float = math.nan  # smallest |difference| found with 80% power (see above)
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (NaN with fewer than 2 pairs)."""
+        return (self.high - self.low) / 2
 
     def shown(self, digits: int = 3) -> str:
         """``"+0.040 [-0.010, +0.090]"``; the mean alone for one pair; ``"-"`` for none."""
@@ -80,6 +86,39 @@ def paired_difference(objective: Sequence[float], baseline: Sequence[float],
     verdict = BETTER if low > 0 else WORSE if high < 0 else CANNOT_TELL
     return PairedDifference(n, mean, low, high, verdict, p,
                             detectable_difference(sd, n, 1 - confidence))
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Whether pairing by seed paid: the two arms' correlation over the paired seeds, the
+    sd of the paired differences against the sd a difference of two unpaired runs would
+    have (sqrt(sd_objective^2 + sd_baseline^2); var(d) = that minus 2 cov), and Welch's
+    95% interval, the one to read when pairing does not pay (r <= 0)."""
+
+    r: float  # Pearson correlation of the arms (NaN with fewer than 3 pairs or no spread)
+    sd_paired: float  # sd(objective - baseline), ddof 1
+    sd_unpaired: float  # sqrt(var(objective) + var(baseline)), ddof 1
+    welch_low: float  # Welch's interval for mean(objective) - mean(baseline)
+    welch_high: float
+
+
+def pairing(objective: Sequence[float], baseline: Sequence[float],
+            confidence: float = CONFIDENCE) -> Pairing:
+    """The ``Pairing`` of two arms given seed by seed (NaN where too few values)."""
+    n = len(objective)
+    if n < 2:
+        return Pairing(math.nan, math.nan, math.nan, math.nan, math.nan)
+    a, b = [float(x) for x in objective], [float(x) for x in baseline]
+    var_a, var_b = statistics.variance(a), statistics.variance(b)
+    sd_paired = statistics.stdev([x - y for x, y in zip(a, b, strict=True)])
+    r = math.nan
+    if n >= 3 and var_a > 0 and var_b > 0:
+        r = statistics.correlation(a, b)
+    low = high = math.nan
+    if var_a + var_b > 0:
+        interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+        low, high = float(interval.low), float(interval.high)
+    return Pairing(r, sd_paired, math.sqrt(var_a + var_b), low, high)
 
 
 def detectable_difference(sd: float, n: int, alpha: float = 1 - CONFIDENCE,

@@ -19,15 +19,16 @@ from tqdm.auto import tqdm
 from maspo import advantages as adv_lib
 from maspo.config import Config
 from maspo.data import Example, render_prompt
-from maspo.data.splits import Splits, data_splits
+from maspo.data.splits import PromptSlots, Splits, data_splits
 from maspo.devices import resolve_device
 from maspo.entropy_control import EntropyCoef
-from maspo.evaluate import EvalSettings, eval_settings
+from maspo.evaluate import EvalSettings, eval_settings, heldout_seed
 from maspo.models import load_policy, resolve_model
 from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
 from maspo.rollout.groups import Drawn, DrawStats, draw_untied
 from maspo.scoring import Scorer
+from maspo.seeds import derive_seed
 from maspo.step_log import Clock, rollout_metrics, update_metrics
 from maspo.update import (
     Learner,
@@ -38,15 +39,13 @@ from maspo.update import (
     scoring_order,
 )
 
-EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
 STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
-DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
 
 @dataclass
 class TrainState:
     """What a run carries from step to step besides weights and optimizer (checkpointed)."""
 
-    examples_seen: int = 0  # training prompts drawn so far (where a resumed stream goes on)
+    examples_seen: int = 0  # training prompts drawn so far
     bad_streak: int = 0  # non-finite updates in a row
     skipped_updates: int = 0  # non-finite updates skipped in all
     eval_before: float | None = None  # held-out accuracy before training
@@ -98,8 +97,7 @@ class RunParts:
         if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
             ref = copy.deepcopy(model).eval().requires_grad_(False)
         scorer = Scorer(c.reward.functions, c.reward.format_weight, c.reward.score_truncated)
-        evaluation = eval_settings(c, n=c.train.eval_samples,
-                                   seed=c.train.seed + EVAL_SEED_OFFSET)
+        evaluation = eval_settings(c, n=c.train.eval_samples, seed=heldout_seed(c.train.seed))
         r = c.rollout
         sampler = LocalSampler(model, tokenizer, SamplingSettings(
             max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p))
@@ -124,18 +122,26 @@ class RunParts:
     def step_seed(self, step: int) -> int:
         return self.config.train.seed * STEP_SEED_STRIDE + step
 
+    def first_slot(self, step: int, index: int) -> int:
+        """Where the candidates of ``step``'s draw ``index`` start in the training stream."""
+        r = self.config.rollout
+        draws = r.max_draws if r.filter_groups else 1
+        return ((step - 1) * draws + index) * r.prompts_per_step
+
     def render(self, examples: list[Example]) -> list[str]:
         d = self.config.data
         return [render_prompt(self.tokenizer, ex.prompt, d.system_prompt, d.chat_template)
                 for ex in examples]
 
-    def draw(self, step: int, index: int, state: TrainState, stream, clock: Clock) -> Drawn:
-        """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored."""
+    def draw(self, step: int, index: int, state: TrainState, slots: PromptSlots,
+             clock: Clock) -> Drawn:
+        """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored
+        (prompts and seed fixed by (train.seed, step, index): see ``maspo.trainer``)."""
         r = self.config.rollout
-        examples = [next(stream) for _ in range(r.prompts_per_step)]
+        examples = slots.take(self.first_slot(step, index), r.prompts_per_step)
         state.examples_seen += len(examples)
         with self.precision():
-            seed = self.step_seed(step) + index * DRAW_SEED_STRIDE
+            seed = derive_seed(self.config.train.seed, step, index)
             rollout = self.sampler.generate(self.render(examples), r.group_size, seed=seed)
         clock.lap("generate")
         repeated = [ex for ex in examples for _ in range(r.group_size)]
@@ -143,11 +149,11 @@ class RunParts:
         clock.lap("score")
         return Drawn(examples, rollout, scores)
 
-    def draw_untied(self, step: int, state: TrainState, stream, clock: Clock
+    def draw_untied(self, step: int, state: TrainState, slots: PromptSlots, clock: Clock
                     ) -> tuple[Drawn | None, DrawStats]:
         """Dynamic sampling: draws until P groups have unequal rewards, or the bound."""
         r = self.config.rollout
-        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, stream, clock),
+        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, slots, clock),
                                    r.prompts_per_step, r.max_draws)
         if stats.kept < r.prompts_per_step:
             found = (f"step {step}: {stats.kept} of {r.prompts_per_step} groups had unequal "

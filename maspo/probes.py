@@ -144,7 +144,7 @@ class Probe:
     def rollout(self) -> tuple[Drawn, Tensor, OldPolicyStats]:
         """One scored rollout of the starting policy, its advantages and old statistics."""
         parts, state = self.parts, TrainState()
-        stream, clock = parts.splits.train_stream(), Clock(parts.device)
+        stream, clock = parts.splits.train_slots(), Clock(parts.device)
         torch.manual_seed(parts.step_seed(1))
         if self.config.rollout.filter_groups:
             drawn, _ = parts.draw_untied(1, state, stream, clock)
@@ -180,7 +180,7 @@ class Probe:
         """Train ``steps`` steps on fair-coin rewards; the entropy's change over them."""
         parts = self.parts
         learner, settings = self.learner(objective)
-        state, stream, entropies = TrainState(), parts.splits.train_stream(), []
+        state, stream, entropies = TrainState(), parts.splits.train_slots(), []
         for step in range(1, steps + 1):
             clock = Clock(parts.device)
             torch.manual_seed(parts.step_seed(step))

@@ -12,7 +12,8 @@
       curves.png        the run's training curves
       final_model/      the trained model as an HF folder, with a checksum manifest
                         (written as final_model.tmp/ and renamed into place)
-      final_eval.json   ``maspo compare``: verdicts of the final held-out evaluation
+      final_eval.json   verdicts of the final held-out evaluation: the trainer's last one,
+                        or ``maspo compare``'s when it asks for other settings
       stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
       writer.lock       while a process writes the run: its lock (``maspo.folder_lock``),
                         holding its pid, host and command; deleted when it is done
@@ -79,11 +80,13 @@ class RunSummary:
     skipped_updates: int  # non-finite updates skipped
     train_time_s: float  # the steps' and evaluations' time, summed over the run's records
     run_dir: str  # the run folder
+    train_cpu_s: float = 0.0  # the process CPU time of the steps and evaluations (0: older run)
 
     @classmethod
     def from_json(cls, text: str) -> RunSummary:
         saved = json.loads(text)
-        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)
+                      if f.name in saved})
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1) + "\n"

@@ -11,11 +11,27 @@ due; at the end the final model, the summary and the curves.
 Randomness is drawn from seeds derived from (train.seed, step), which makes a resumed run
 repeat a killed one bit for bit on CPU (on a GPU, kernels are not bitwise deterministic:
 a resumed run is equivalent, not identical).
+
+Common random numbers: the candidate prompts of step t, draw d are the training stream's
+slots ((t - 1) * D + d) * P to ... + P - 1 (D the draws a step may make), and their
+sampling seed is derived from (train.seed, t, d) (``maspo.seeds``), each group's noise
+from that and its position (``maspo.rollout.sampler``). Neither depends on what earlier
+steps drew, so the runs of one seed with different objectives sample their first step
+identically and see the same candidate prompts at every step: their difference is the
+objectives', not the draws'.
+
+Shared evaluations: given ``step0_cache`` (a comparison's file for the seed), the
+held-out evaluation before training is made once for all runs that share its model, data,
+seed and evaluation settings, and read back by the others. The last step's evaluation is
+kept per problem in the run folder (``final_eval.json``), so a comparison whose final
+evaluation has the same settings scores the final model once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +41,12 @@ import torch
 from tqdm.auto import tqdm
 
 from maspo.checkpoint import latest_saved, load_checkpoint, save_checkpoint, step_dir_name
-from maspo.config import Config
+from maspo.config import Config, to_dict
+from maspo.data.splits import PromptSlots
 from maspo.errors import Interrupted, UserError
 from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score
 from maspo.parts import RunParts, TrainState
-from maspo.paths import writing
+from maspo.paths import write_atomic, writing
 from maspo.rewards import default_verifier
 from maspo.run import (
     RESUME_HINT,
@@ -61,17 +78,17 @@ class Trainer:
         self.learner = self.parts.learner()
         self.update_settings = UpdateSettings.of(config)
 
-    def train_step(self, step: int, state: TrainState, stream) -> StepResult:
+    def train_step(self, step: int, state: TrainState, slots: PromptSlots) -> StepResult:
         """One rollout (or, with dynamic sampling, several) and its K updates; ``state``
         is brought up to date."""
         clock = Clock(self.parts.device)
         torch.manual_seed(self.parts.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
         if self.config.rollout.filter_groups:
-            drawn, stats = self.parts.draw_untied(step, state, stream, clock)
+            drawn, stats = self.parts.draw_untied(step, state, slots, clock)
             record.update(draw_metrics(stats))
         else:
-            drawn = self.parts.draw(step, 0, state, stream, clock)
+            drawn = self.parts.draw(step, 0, state, slots, clock)
         if drawn is not None:
             record.update(self.parts.learn(self.learner, self.update_settings, step, state,
                                            drawn, clock))
@@ -88,6 +105,14 @@ class Trainer:
     def evaluate(self) -> float:
         """Avg@n on the held-out set (``train.eval_samples`` per prompt)."""
         return avg_accuracy(self.heldout_results())
+
+    def step0_key(self) -> dict[str, Any]:
+        """What the held-out evaluation before training depends on (a shared one must
+        match it all): the model, the data and seed, the evaluation and the precision."""
+        c = self.config
+        return {"model": to_dict(c)["model"], "data": to_dict(c)["data"],
+                "seed": c.train.seed, "eval": self.parts.eval_settings.record(),
+                "precision": self.parts.precision_mode, "device": str(self.parts.device)}
 
     def heldout_results(self) -> list[ProblemResult]:
         """The held-out prompts sampled and scored, at the run's precision."""
@@ -115,10 +140,12 @@ class Trainer:
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
-          output_dir: str | Path | None = None, label: RunLabel | None = None
-          ) -> RunSummary:
+          output_dir: str | Path | None = None, label: RunLabel | None = None,
+          step0_cache: Path | None = None) -> RunSummary:
     """Run (or resume) training; returns the summary it also writes to the run folder.
-    ``label`` names the run in its trackers (default: project maspo, the folder's name).
+    ``label`` names the run in its trackers (default: project maspo, the folder's name);
+    ``step0_cache``: a file the held-out evaluation before training is shared through by
+    the runs it fits (see the module docstring).
 
     The process is the run folder's one writer throughout (``maspo.run.hold_folder``): a
     second one is refused before its model loads. Ctrl-C or SIGTERM ends it with an
@@ -132,7 +159,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     with hold_folder(root, "the run folder"):
         try:
             return _train(config, check_run_dir(config, root, resume), resume, progress,
-                          label)
+                          label, step0_cache)
         except KeyboardInterrupt as stop:
             raise Interrupted(_interrupted(RunDir(root))) from stop
 
@@ -151,7 +178,7 @@ def _interrupted(run: RunDir) -> str:
 
 
 def _train(config: Config, run: RunDir, resume: bool, progress: bool,
-           label: RunLabel | None) -> RunSummary:
+           label: RunLabel | None, step0_cache: Path | None) -> RunSummary:
     # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
     config = pin_config(config, run.read_config() if resume else None)
     checkpoint = run.latest_checkpoint() if resume else None  # verified
@@ -165,21 +192,23 @@ def _train(config: Config, run: RunDir, resume: bool, progress: bool,
     # it died before the first one: the run then starts over)
     log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None,
                  config, label)
-    stream = trainer.parts.splits.train_stream(skip=state.examples_seen)
+    slots = trainer.parts.splits.train_slots()
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
     with log, contextlib.closing(bar):
         if state.step == 0:
-            record = {"step": 0, **_timed_eval(trainer)}
+            record = {"step": 0, **_step0_eval(trainer, step0_cache)}
             state.eval_before = record["eval/accuracy"]
             log.write(record)
             bar.set_postfix(eval_acc=f"{state.eval_before:.3f}")
         for step in range(state.step + 1, t.steps + 1):
-            result = trainer.train_step(step, state, stream)
+            cpu = time.process_time()
+            result = trainer.train_step(step, state, slots)
+            result.record["time/step_cpu"] = time.process_time() - cpu
             state.step = step
             if _due(step, t.eval_every, t.steps):
-                result.record.update(_timed_eval(trainer))
+                result.record.update(_timed_eval(trainer, last=step == t.steps))
             log.write(result.record, result.samples)
             bar.set_postfix(_progress(result.record))
             bar.update(1)
@@ -210,10 +239,41 @@ def _due(step: int, every: int, last: int) -> bool:
     return step == last or bool(every and step % every == 0)
 
 
-def _timed_eval(trainer: Trainer) -> dict[str, float]:
-    t0 = time.perf_counter()
-    accuracy = trainer.evaluate()
-    return {"eval/accuracy": accuracy, "time/eval": time.perf_counter() - t0}
+def _timed_eval(trainer: Trainer, last: bool = False) -> dict[str, float]:
+    """The held-out evaluation's line of metrics; the last step's verdicts are kept in
+    the run folder too (a comparison's final evaluation when its settings match)."""
+    t0, cpu = time.perf_counter(), time.process_time()
+    results = trainer.heldout_results()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    if last:
+        with writing(f"the final evaluation in {str(trainer.run.root)!r}",
+                     "free some space, then finish the run with --resume"):
+            trainer.run.write_final_eval({
+                "settings": trainer.parts.eval_settings.record(), "problems": len(results),
+                "correct": [r.correct for r in results],
+                "answers": [r.answers for r in results], "eval_time_s": elapsed})
+    return {"eval/accuracy": avg_accuracy(results), "time/eval": elapsed,
+            "time/eval_cpu": cpu}
+
+
+def _step0_eval(trainer: Trainer, cache: Path | None) -> dict[str, Any]:
+    """The evaluation before training, made once per ``cache`` file for every run whose
+    ``step0_key`` matches (runs of a comparison at one seed); ``eval/shared`` marks a
+    score read back rather than measured (its ``time/eval`` is then 0)."""
+    if cache is None:
+        return _timed_eval(trainer)
+    key = trainer.step0_key()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_name(cache.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a run of the same seed may be measuring it now
+        saved = json.loads(cache.read_text()) if cache.is_file() else None
+        if saved is not None and saved["key"] == key:
+            return {"eval/accuracy": saved["accuracy"], "time/eval": 0.0, "time/eval_cpu": 0.0,
+                    "eval/shared": 1}
+        record = _timed_eval(trainer)
+        write_atomic(cache, json.dumps({"key": key, "accuracy": record["eval/accuracy"],
+                                        "eval_time_s": record["time/eval"]}) + "\n")
+        return record
 
 
 def _progress(record: dict[str, Any]) -> dict[str, str]:
@@ -242,7 +302,9 @@ def _finish(trainer: Trainer, state: TrainState) -> RunSummary:
         eval_samples_per_prompt=config.train.eval_samples,
         skipped_updates=state.skipped_updates,
         train_time_s=sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0) for r in records),
-        run_dir=str(run.root))
+        run_dir=str(run.root),
+        train_cpu_s=sum(r.get("time/step_cpu", 0.0) + r.get("time/eval_cpu", 0.0)
+                        for r in records))  # this process's CPU (threads summed)
     with writing(f"the summary and curves of {str(run.root)!r}", hint):
         plot_run([run.root], run.curves)
         run.write_summary(summary)  # last: a run with a summary is done

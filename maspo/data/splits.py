@@ -33,11 +33,33 @@ class Splits:
     new_train_stream: Callable[[], Iterator[Example]]  # each call starts from the beginning
 
     def train_stream(self, skip: int = 0) -> Iterator[Example]:
-        """The training stream, past its first ``skip`` examples (those a resumed run saw)."""
+        """The training stream, past its first ``skip`` examples."""
         stream = self.new_train_stream()
         for _ in range(skip):
             next(stream)
         return stream
+
+    def train_slots(self) -> PromptSlots:
+        """The training stream as numbered slots (read from its beginning)."""
+        return PromptSlots(self.new_train_stream())
+
+
+class PromptSlots:
+    """The training stream, addressed by position: ``take(start, n)`` is always the same
+    ``n`` examples, whatever was taken before. The trainer takes the candidates of step
+    t, draw d from a position fixed by (t, d), so runs of one seed see the same candidate
+    prompts at every step whatever their policies do, and a resumed run goes on with the
+    same ones."""
+
+    def __init__(self, stream: Iterator[Example]) -> None:
+        self._stream = stream
+        self._read: list[Example] = []  # the stream's first examples, as far as asked
+
+    def take(self, start: int, n: int) -> list[Example]:
+        """Examples ``start`` to ``start + n - 1`` of the stream."""
+        while len(self._read) < start + n:
+            self._read.append(next(self._stream))
+        return self._read[start:start + n]
 
 
 def data_splits(data: DataConfig, seed: int) -> Splits:

@@ -2,7 +2,10 @@
 
 The held-out test set is a fixed list drawn from `Random(f"{seed}:test")`; the train
 stream draws from `Random(f"{seed}:train")` and skips any prompt in that test set, so the
-two never share a prompt and both are identical for the same seed and settings.
+two never share a prompt and both are identical for the same seed and settings. The train
+stream goes through the task in passes: within a pass no prompt comes twice, and a new
+pass starts only once a long run of draws finds no prompt left unseen (a small task's
+every training prompt has come), so a run on a large task never sees a prompt twice.
 """
 
 import dataclasses
@@ -67,19 +70,26 @@ def heldout_set(task: Task, *, seed: int = 0, size: int) -> list[Example]:
 
 
 def train_stream(task: Task, *, seed: int = 0, test_size: int) -> Iterator[Example]:
-    """Endless training examples, fixed by (task, seed), never a prompt of `heldout_set`."""
+    """Endless training examples, fixed by (task, seed), never a prompt of `heldout_set`,
+    and no prompt twice in one pass over the task (see the module docstring)."""
     held_out = {str(example.prompt) for example in heldout_set(task, seed=seed, size=test_size)}
     rng = random.Random(f"{seed}:train")
+    seen: set[str] = set()  # this pass's prompts
     rejections = 0
     while True:
         example = task.sample(rng)
-        if str(example.prompt) in held_out:
+        prompt = str(example.prompt)
+        if prompt in held_out or prompt in seen:
             rejections += 1
             if rejections >= TRAIN_REJECTIONS_IN_A_ROW:
-                raise UserError(
-                    f"Task {task.name!r} has no prompts left for training once the "
-                    f"{test_size} test prompts are held out; lower the test size."
-                )
+                if not seen:
+                    raise UserError(
+                        f"Task {task.name!r} has no prompts left for training once the "
+                        f"{test_size} test prompts are held out; lower the test size."
+                    )
+                seen.clear()  # every training prompt has come: the next pass begins
+                rejections = 0
             continue
         rejections = 0
+        seen.add(prompt)
         yield example

@@ -14,8 +14,13 @@ min_p, ...) and would sample from a distribution nobody scores, it has no way to
 from one prompt's cache for G rows, and it keeps decoding rows that have finished. Here
 no logits processor exists to be switched on: only the model's EOS ids are read.
 
-Randomness comes from a generator seeded by the caller's seed (the global RNG is not
-touched), so a step sampled again after a resume is bit-identical on CPU.
+Randomness: every group (the n rows of one listed prompt) draws its uniforms from its
+own generator, seeded from (the caller's seed, the group's position), and row j uses its
+own uniform at each token position. A group's completions therefore depend on its prompt,
+the policy and that seed only, never on the other groups of the batch or on how long
+their completions run: two policies sampling the same prompts with the same seed share
+their noise (common random numbers), and a step sampled again after a resume is
+bit-identical on CPU. The global RNG is not touched.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch import Tensor, nn
 
 from maspo.logprobs import decoder_and_head, new_cache
 from maspo.rollout.engine import Rollout, SamplingSettings
+from maspo.seeds import derive_seed
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -59,8 +65,9 @@ def next_token_logprobs(logits: Tensor, settings: SamplingSettings) -> Tensor:
     return logp
 
 
-def draw(logp: Tensor, settings: SamplingSettings, generator: torch.Generator) -> Tensor:
-    """(b,) token ids drawn from the (b, V) log-probabilities (argmax when greedy).
+def draw(logp: Tensor, settings: SamplingSettings, uniform: Tensor) -> Tensor:
+    """(b,) token ids drawn from the (b, V) log-probabilities (argmax when greedy), with
+    the (b,) fp64 uniforms ``uniform``.
 
     Inverse CDF: one uniform per row against the fp64 running sum of the probabilities.
     It draws from the same categorical as ``torch.multinomial``, which instead draws an
@@ -71,7 +78,7 @@ def draw(logp: Tensor, settings: SamplingSettings, generator: torch.Generator) -
     if settings.greedy:
         return logp.argmax(-1)
     cdf = logp.exp().double().cumsum(-1)  # (b, V)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device)
+    u = uniform.to(cdf.dtype)[:, None]  # (b, 1)
     token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (b, 1): first cdf > u
     return token.squeeze(-1).clamp(max=cdf.shape[1] - 1)
 
@@ -79,9 +86,10 @@ def draw(logp: Tensor, settings: SamplingSettings, generator: torch.Generator) -
 @torch.no_grad()
 def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, index: Tensor,
                   settings: SamplingSettings, stop_ids: list[int], pad_id: int,
-                  generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+                  noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Decode one completion per entry of ``index`` (B,), which names its prompt among the
-    U distinct prompts ``(U, S)`` (left-padded); each prompt is run once.
+    U distinct prompts ``(U, S)`` (left-padded); each prompt is run once. Row i draws its
+    token at position t with the uniform ``noise[i, t]`` (B, max_new_tokens).
 
     Returns (tokens, logprobs, mask), each (B, T') with T' <= max_new_tokens the longest
     completion; ``mask`` is True up to and including a row's stop token, and tokens are
@@ -109,7 +117,7 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     position = prompt_mask.sum(-1)[index]  # (b,) position of the next token
     for t in range(steps):
         logp = next_token_logprobs(logits, settings)  # (b, V)
-        token = draw(logp, settings, generator)  # (b,)
+        token = draw(logp, settings, noise[rows, t])  # (b,)
         tokens[rows, t] = token
         logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
         lengths[rows] = t + 1
@@ -138,6 +146,15 @@ def sample(model, tokenizer, prompts: list[str], n: int, settings: SamplingSetti
     return LocalSampler(model, tokenizer, settings).generate(prompts, n, seed=seed)
 
 
+def group_noise(groups: int, n: int, steps: int, seed: int) -> Tensor:
+    """(groups * n, steps) fp64 uniforms: group p's n rows from a generator seeded from
+    (seed, p), so a group's noise does not depend on the groups around it."""
+    rows = [torch.rand(n, steps, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(derive_seed(seed, p)))
+            for p in range(groups)]
+    return torch.cat(rows) if rows else torch.zeros(0, steps, dtype=torch.float64)
+
+
 @dataclass
 class LocalSampler:
     """The in-process rollout engine: the policy itself, on its own device."""
@@ -156,14 +173,14 @@ class LocalSampler:
         unique_mask = enc["attention_mask"].to(device)  # (U, S)
         # row i * n + j is sample j of prompts[i] (a prompt listed twice gets 2n fresh rows)
         index = torch.tensor([where[p] for p in prompts], device=device).repeat_interleave(n)
-        generator = torch.Generator(device=device).manual_seed(seed)
+        noise = group_noise(len(prompts), n, self.settings.max_new_tokens, seed).to(device)
         stop_ids = stop_token_ids(model, tokenizer)
         was_training = model.training
         model.eval()
         try:
             tokens, logprobs, completion_mask = sample_tokens(
                 model, unique_ids, unique_mask, index, self.settings,
-                stop_ids, tokenizer.pad_token_id, generator)
+                stop_ids, tokenizer.pad_token_id, noise)
         finally:
             model.train(was_training)
         prompt_ids, prompt_mask = unique_ids[index], unique_mask[index]  # (B, S)

@@ -107,8 +107,9 @@ def test_each_objective_is_paired_with_grpo_by_seed(comparison):
         assert run["auc"] == pytest.approx(expected)
     table = (out / "results.md").read_text()
     assert "Δ avg@2 [95% CI]" in table and "Δ curve area [95% CI]" in table
-    [line] = [t for t in table.splitlines() if t.startswith(f"| {ABLATION} ") and "[" in t]
-    assert row["final"]["verdict"] in line and row["auc"]["verdict"] in line
+    final, auc = [t for t in table.splitlines() if t.startswith(f"| {ABLATION} ") and "[" in t]
+    assert row["final_shown"] in final and row["final"]["verdict"] in final
+    assert row["auc_shown"] in auc and row["auc"]["verdict"] in auc
     with (out / "paired.csv").open() as f:
         [paired] = list(csv.DictReader(f))
     assert paired["objective"] == ABLATION and paired["final_verdict"] == row["final"]["verdict"]
@@ -116,7 +117,7 @@ def test_each_objective_is_paired_with_grpo_by_seed(comparison):
     assert float(paired["final_detectable"]) == pytest.approx(row["final"]["detectable"])
     assert row["final"]["detectable"] == pytest.approx(detectable_difference(
         statistics.stdev(diffs), 2)) and row["auc"]["detectable"] >= 0
-    assert f"±{row['final']['detectable']:.3f}" in line
+    assert f"±{row['final']['detectable']:.3f}" in final
 
 
 def test_a_baseline_not_compared_is_refused_before_training(tiny_base, tmp_path, capsys):

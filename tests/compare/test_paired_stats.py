@@ -133,3 +133,33 @@ def test_ratio_distribution_figure_is_a_valid_png(tmp_path):
     assert out.read_bytes()[:8] == PNG_MAGIC
     image = matplotlib.image.imread(out)
     assert image.shape[0] > 100 and image.shape[1] > 200 and image.std() > 0
+
+
+def test_pairing_gives_correlation_sds_and_welchs_interval():
+    import numpy as np
+    from scipy import stats as sps
+
+    from maspo.paired import pairing
+
+    a, b = [0.5, 0.62, 0.7, 0.9, 0.55], [0.4, 0.55, 0.5, 0.6, 0.52]
+    p = pairing(a, b)
+    assert p.r == pytest.approx(np.corrcoef(a, b)[0, 1])
+    assert p.sd_paired == pytest.approx(np.std(np.subtract(a, b), ddof=1))
+    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
+    assert p.sd_unpaired == pytest.approx(math.sqrt(va + vb))
+    # Welch by hand: Welch-Satterthwaite degrees of freedom, t quantile, mean difference
+    se2 = va / 5 + vb / 5
+    df = se2 ** 2 / ((va / 5) ** 2 / 4 + (vb / 5) ** 2 / 4)
+    half = sps.t.ppf(0.975, df) * math.sqrt(se2)
+    diff = np.mean(a) - np.mean(b)
+    assert (p.welch_low, p.welch_high) == (pytest.approx(diff - half), pytest.approx(diff + half))
+    # var(d) = var(a) + var(b) - 2 cov: positively correlated arms pair below unpaired
+    assert p.r > 0 and p.sd_paired < p.sd_unpaired
+
+
+def test_pairing_of_too_few_or_flat_values_is_nan_not_an_error():
+    from maspo.paired import pairing
+
+    assert math.isnan(pairing([0.5], [0.4]).sd_paired)
+    flat = pairing([0.0, 0.0], [0.0, 0.0])
+    assert flat.sd_paired == 0 and math.isnan(flat.r) and math.isnan(flat.welch_low)

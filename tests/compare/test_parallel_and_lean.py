@@ -19,7 +19,9 @@ def _results(out) -> dict:
     results = json.loads((out / "results.json").read_text())
     for run in results["runs"]:
         run.pop("train_time_s")
+        run.pop("train_cpu_s")
         run["run_dir"] = run["run_dir"].removeprefix(str(out))
+    results["step0_shared"].pop("mean_eval_cpu_s")
     return results
 
 

@@ -1,4 +1,5 @@
-"""The shipped study preset: loads, and every objective of the README's study runs on it."""
+"""The shipped study presets: they load, every objective of the README's study runs on
+them, and the sequential study's regime never repeats a prompt."""
 
 from __future__ import annotations
 
@@ -28,3 +29,24 @@ def test_study_preset_is_a_trust_region_setting_for_every_objective(tmp_path):
     for variant in variants:
         config = run_config(base, variant, 0, tmp_path / variant.slug)
         assert config.loss.name == variant.name and config.optim == base.optim
+
+
+FRESH = PRESET.with_name("study_fresh.yaml")
+
+
+def test_the_sequential_study_regime_never_repeats_a_prompt(tmp_path):
+    from maspo.data.splits import data_splits
+
+    base = load_config(FRESH)
+    r, t = base.rollout, base.train
+    assert base.data.test_size >= 200 and r.filter_groups and base.optim.updates_per_step > 1
+    evaluated = [0, *range(t.eval_every, t.steps + 1, t.eval_every)]
+    assert len(evaluated) >= 5 and evaluated[-1] == t.steps  # a curve of five points
+    read = t.steps * r.max_draws * r.prompts_per_step  # every slot a run may draw
+    for seed in range(3):
+        splits = data_splits(base.data, seed)
+        heldout = {ex.prompt for ex in splits.heldout}
+        prompts = [ex.prompt for ex in splits.train_slots().take(0, read)]
+        assert len(set(prompts)) == read and not heldout & set(prompts)
+    for variant in parse_variants(["grpo,maspo"]):
+        assert run_config(base, variant, 0, tmp_path / variant.slug).train.threads == 1

@@ -34,7 +34,7 @@ def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision)
         "optim.updates_per_step": 1, "optim.micro_batch_size": 3,
         "rollout.prompts_per_step": 3, "train.precision": precision,
         "rollout.temperature": 0.8})
-    stream = trainer.parts.splits.train_stream()
+    stream = trainer.parts.splits.train_slots()
     before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
     record = trainer.train_step(1, TrainState(), stream).record
     assert record["obj/ratio_max"] == 1.0

@@ -1,4 +1,5 @@
-"""A run SIGKILLed mid-way and resumed ends with bit-identical weights to an unkilled run."""
+"""A run SIGKILLed mid-way and resumed ends with bit-identical weights, prompts and
+completions to an unkilled run."""
 
 from __future__ import annotations
 
@@ -68,3 +69,6 @@ def test_sigkill_then_resume_matches_an_unkilled_run_bit_for_bit(tiny_model_dir,
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert _steps_logged(killed) == list(range(STEPS + 1))  # each step logged exactly once
+    # the resumed run drew the prompts and completions of the unbroken one at every step
+    samples = [(r / "samples.jsonl").read_text().splitlines() for r in (reference, killed)]
+    assert samples[0] and samples[0] == samples[1]

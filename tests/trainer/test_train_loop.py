@@ -92,7 +92,7 @@ def test_non_finite_updates_are_skipped_and_repeated_ones_stop_the_run(
                        **{"loss.name": diverging_objective, "optim.max_bad_updates": 3,
                           "optim.updates_per_step": 2})
     before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
-    stream, state = trainer.parts.splits.train_stream(), TrainState()
+    stream, state = trainer.parts.splits.train_slots(), TrainState()
     record = trainer.train_step(1, state, stream).record  # two updates, both skipped
     assert record["skipped_updates"] == 2
     assert (state.bad_streak, state.skipped_updates) == (2, 2)
