@@ -105,6 +105,7 @@ class OptimConfig:
     updates_per_step: int = 2  # K mini-batches (optimizer updates) per rollout
     micro_batch_size: int = 16  # completions per forward/backward (gradient accumulation)
     max_bad_updates: int = 3  # consecutive non-finite updates before the run stops
+    fused: bool = True  # fused AdamW kernel where torch has one (CPU, CUDA); false: the loop
 
 
 @dataclass(frozen=True)

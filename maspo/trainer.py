@@ -35,7 +35,7 @@ from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_an
 from maspo.hub import pin_config
 from maspo.models import LoraSettings, load_policy, resolve_model
 from maspo.paths import writing
-from maspo.precision import autocast, prepare_model, resolve_precision
+from maspo.precision import autocast, prepare_model, resolve_precision, weight_cache
 from maspo.rewards import default_verifier
 from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
@@ -132,13 +132,16 @@ class Trainer:
         clock = Clock(self.learner.device)
         torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
-        if self.config.rollout.filter_groups:
-            drawn, stats = self.draw_untied(step, state, stream, clock)
-            record.update(draw_metrics(stats))
-        else:
-            drawn = self.draw(step, 0, state, stream, clock)
-        if drawn is not None:
-            record.update(self.learn(step, state, drawn, clock))
+        # bf16: sampling, old log-probs and the first update share one cast of the weights,
+        # each later update casts them anew after its optimizer step (maspo.precision)
+        with weight_cache(self.precision_mode, self.learner.device):
+            if self.config.rollout.filter_groups:
+                drawn, stats = self.draw_untied(step, state, stream, clock)
+                record.update(draw_metrics(stats))
+            else:
+                drawn = self.draw(step, 0, state, stream, clock)
+            if drawn is not None:
+                record.update(self.learn(step, state, drawn, clock))
         record.update({"lr": self.learner.scheduler.get_last_lr()[0],
                        "examples_seen": state.examples_seen})
         stats = default_verifier().stats  # cumulative; failures score 0 and are counted

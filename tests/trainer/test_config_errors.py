@@ -26,6 +26,7 @@ from maspo.testing import tiny_overrides
     ("data.task_settings.digitz=2", "'digitz'"),
     ("reward.functions=[nomodule:fn]", "'nomodule'"),
     ("model.lora.enabled=maybe", "'model.lora.enabled'"),
+    ("optim.fused=fast", "'optim.fused'"),
     ("no_equals_sign", "'no_equals_sign'"),
 ])
 def test_bad_override_exits_2_naming_the_key_before_loading_the_model(override, named, capsys):
