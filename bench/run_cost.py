@@ -28,6 +28,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def main() -> None:
                         help="an override for this checkout (A) only; repeatable")
     parser.add_argument("overrides", nargs="*", help="section.key=value for both sides")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktree
     if args.pairs < 1 or args.steps < 1 or args.test_size < 1:
         parser.error("--pairs, --steps and --test-size must be at least 1")
     with tempfile.TemporaryDirectory(prefix="maspo-run-cost-") as tmp:
