@@ -29,6 +29,11 @@ against these raw building blocks (under the same precision).
     python bench/trainer.py [--model default] [--rounds 2] [--steps 3] [--prompts 8]
                             [--group 8] [--tokens 8] [--updates 2] [--threads 2]
                             [--reps 3] [--precisions fp32,bf16] [--generate-only]
+                            [--no-trl]
+
+``--no-trl`` times maspo alone (its phases, utilisation and bf16 / fp32 ratio), without
+TRL's trainer or the raw HF building blocks: a quicker, smaller run (TRL's bf16 trainer
+alone held over 4 GB here).
 """
 
 from __future__ import annotations
@@ -202,13 +207,16 @@ def machine_lines() -> list[str]:
 
 
 def print_precision(args, precision: str, ours: Steps, theirs: list[float],
-                    floor: Throughput, raw: dict[str, float]) -> None:
-    step, trl = ours.median("time/step"), statistics.median(theirs)
-    print(f"\n== {precision}: maspo train.precision={precision}, TRL bf16="
-          f"{precision == 'bf16'}; medians over {len(ours.times)} steps each ==")
+                    floor: Throughput, raw: dict[str, float] | None) -> None:
+    step = ours.median("time/step")
+    print(f"\n== {precision}: maspo train.precision={precision}"
+          + (f", TRL bf16={precision == 'bf16'}" if theirs else "")
+          + f"; medians over {len(ours.times)} steps each ==")
     print(f"maspo step  {step:7.2f} s   (the process held a core {ours.cpu_share():.0%} of it)")
-    print(f"TRL step    {trl:7.2f} s   (K={args.updates} optimizer steps)")
-    print(f"ratio maspo / TRL = {step / trl:.2f}   (target <= 0.3)")
+    if theirs:
+        trl = statistics.median(theirs)
+        print(f"TRL step    {trl:7.2f} s   (K={args.updates} optimizer steps)")
+        print(f"ratio maspo / TRL = {step / trl:.2f}   (target <= 0.3)")
     print(f"matmul throughput on the model's shapes ({precision}): "
           f"{floor.peak / GIGA:.1f} GFLOP/s at 1024 rows (the floor), "
           f"{floor.decode / GIGA:.1f} at {args.prompts * args.group} rows (a decode step)")
@@ -216,6 +224,8 @@ def print_precision(args, precision: str, ours: Steps, theirs: list[float],
     for line in phase_lines(ours, floor):
         print(line)
     print(f"  {'score':<14} {ours.median('time/score'):7.2f} s")
+    if raw is None:
+        return
     print_generate(args, raw)
     print("  maspo phase vs raw HF building block on the same batch:")
     rows = [("generate", "HF generate"), ("old_logprobs", "forward + log_softmax"),
@@ -244,6 +254,8 @@ def main() -> None:
                         help="comma-separated: fp32, bf16 (each on both sides)")
     parser.add_argument("--generate-only", action="store_true",
                         help="only the sampler vs HF generate comparison (no trainers)")
+    parser.add_argument("--no-trl", action="store_true",
+                        help="maspo alone: no TRL trainer, no raw HF building blocks")
     args = parser.parse_args()
     precisions = args.precisions.split(",")
     if not precisions or any(p not in DTYPES for p in precisions):
@@ -271,8 +283,9 @@ def main() -> None:
                                            p))
                 floors[p].append(throughput(ours[p].shape, DTYPES[p], "cpu",
                                             args.prompts * args.group))
-                theirs[p] += trl_steps(args, model_path, Path(tmp), f"trl-{p}-{round_}", p)
-    raw = {p: raw_blocks(args, model_path, p) for p in precisions}
+                if not args.no_trl:
+                    theirs[p] += trl_steps(args, model_path, Path(tmp), f"trl-{p}-{round_}", p)
+    raw = {p: None if args.no_trl else raw_blocks(args, model_path, p) for p in precisions}
 
     print(f"\nmodel {args.model}; P={args.prompts} prompts x G={args.group}, "
           f"{args.tokens} new tokens, K={args.updates} updates per rollout, "
@@ -282,9 +295,12 @@ def main() -> None:
                            statistics.median(f.decode for f in floors[p]))
         print_precision(args, p, ours[p], theirs[p], floor, raw[p])
     if set(precisions) == {"fp32", "bf16"}:
-        print("\nbf16 / fp32 step time: maspo "
-              f"{ours['bf16'].median('time/step') / ours['fp32'].median('time/step'):.2f}, TRL "
-              f"{statistics.median(theirs['bf16']) / statistics.median(theirs['fp32']):.2f}")
+        line = ("\nbf16 / fp32 step time: maspo "
+                f"{ours['bf16'].median('time/step') / ours['fp32'].median('time/step'):.2f}")
+        if not args.no_trl:
+            trl = statistics.median(theirs["bf16"]) / statistics.median(theirs["fp32"])
+            line += f", TRL {trl:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

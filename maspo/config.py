@@ -127,6 +127,7 @@ class OptimConfig:
     updates_per_step: int = 2
     micro_batch_size: int = 16
     max_bad_updates: int = 3
+    fused: bool = True
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ KEYS: dict[str, Key] = {
                                   AT_LEAST_ONE),
     "optim.micro_batch_size": Key("completions per forward/backward (gradient accumulation)",
                                   AT_LEAST_ONE),
+    "optim.fused": Key("fused AdamW kernel where torch has one (CPU, CUDA); false: the loop"),
     "optim.max_bad_updates": Key("consecutive non-finite updates before the run stops",
                                  AT_LEAST_ONE),
     "train.steps": Key("rollout steps", AT_LEAST_ONE),

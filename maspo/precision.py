@@ -10,9 +10,13 @@ the bf16 units of this machine.
   (a CPU with AMX-BF16 units; a CUDA GPU with bf16 tensor cores), else fp32. A CPU with
   AVX512-BF16 but no AMX gets fp32: bf16 has not been measured on one.
 
-Autocast caches the bf16 copy of each weight until its context ends: code that changes
-weights inside one context (an optimizer step) must clear that cache
-(``torch.clear_autocast_cache``), or later passes multiply by the old weights.
+Autocast caches the bf16 copy of each trainable weight until the outermost autocast
+context ends. ``weight_cache`` holds one open across several passes (a training step:
+sampling, old log-probs, the updates), so the weights are cast once per optimizer step,
+not once per pass; code that changes the weights inside it (an optimizer step) must clear
+that cache (``torch.clear_autocast_cache``), or later passes multiply by the old weights.
+A copy cast in a no-grad pass (sampling) still carries the gradient to its fp32 weight in
+a later pass (tested).
 """
 
 from __future__ import annotations
@@ -82,6 +86,18 @@ def autocast(precision: str, device: torch.device | str):
     """The context the forward passes run in: bf16 autocast for ``bf16``, else nothing."""
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def weight_cache(precision: str, device: torch.device | str):
+    """The context that keeps autocast's bf16 copies of the weights from one forward pass
+    (each in its own ``autocast``) to the next, until it ends or the cache is cleared.
+
+    It is an autocast context that is itself off: the code between passes runs in fp32
+    as before, but the cache outlives each pass's context. Nothing under fp32.
+    """
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, enabled=False)
     return contextlib.nullcontext()
 
 

@@ -47,6 +47,7 @@ from maspo.errors import Interrupted, UserError
 from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score
 from maspo.parts import RunParts, TrainState
 from maspo.paths import write_atomic, writing
+from maspo.precision import weight_cache
 from maspo.rewards import default_verifier
 from maspo.run import (
     RESUME_HINT,
@@ -84,14 +85,17 @@ class Trainer:
         clock = Clock(self.parts.device)
         torch.manual_seed(self.parts.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
-        if self.config.rollout.filter_groups:
-            drawn, stats = self.parts.draw_untied(step, state, slots, clock)
-            record.update(draw_metrics(stats))
-        else:
-            drawn = self.parts.draw(step, 0, state, slots, clock)
-        if drawn is not None:
-            record.update(self.parts.learn(self.learner, self.update_settings, step, state,
-                                           drawn, clock))
+        # bf16: sampling, old log-probs and the first update share one cast of the weights,
+        # each later update casts them anew after its optimizer step (maspo.precision)
+        with weight_cache(self.parts.precision_mode, self.parts.device):
+            if self.config.rollout.filter_groups:
+                drawn, stats = self.parts.draw_untied(step, state, slots, clock)
+                record.update(draw_metrics(stats))
+            else:
+                drawn = self.parts.draw(step, 0, state, slots, clock)
+            if drawn is not None:
+                record.update(self.parts.learn(self.learner, self.update_settings, step, state,
+                                               drawn, clock))
         record.update({"lr": self.learner.scheduler.get_last_lr()[0],
                        "examples_seen": state.examples_seen})
         stats = default_verifier().stats  # cumulative; failures score 0 and are counted

@@ -37,6 +37,8 @@ from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.rollout import Rollout
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel (3-5x the loop on CPU)
+
 
 class TrainingStopped(RuntimeError):
     """The run cannot go on (repeated non-finite updates); the message says why."""
@@ -101,10 +103,17 @@ class Learner:
     def create(cls, model: torch.nn.Module, ref: torch.nn.Module | None, optim: OptimConfig,
                device: torch.device, warmup_steps: int) -> Learner:
         """AdamW over ``model``'s trainable weights (``optim``), its rate ramped linearly
-        over the first ``warmup_steps`` updates (0: constant from the first)."""
+        over the first ``warmup_steps`` updates (0: constant from the first).
+
+        ``optim.fused`` takes torch's fused kernel where the device has one
+        (``FUSED_ADAMW_DEVICES``), else torch's per-tensor loop. The two round the last
+        bit differently, so a run resumes with the kind it started with (the checkpoint
+        keeps it)."""
         params = [p for p in model.parameters() if p.requires_grad]
+        fused = optim.fused and device.type in FUSED_ADAMW_DEVICES
         optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas,
-                                      weight_decay=optim.weight_decay)
+                                      weight_decay=optim.weight_decay,
+                                      fused=True if fused else None)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda u: min(1.0, (u + 1) / (warmup_steps + 1)))
         return cls(model, ref, params, optimizer, scheduler, device)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from maspo.config import load_config
 from maspo.errors import UserError
 from maspo.logprobs import decoder_and_head, length_segments
 from maspo.parts import TrainState
-from maspo.precision import FP32_ATTENTION, resolve_precision
+from maspo.precision import FP32_ATTENTION, resolve_precision, weight_cache
 from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
 from maspo.step_log import update_metrics
@@ -111,6 +112,50 @@ def test_updates_under_bf16_autocast_use_the_updated_weights(tiny_model_dir, tmp
     assert update.skipped == 0
     assert torch.equal(inside, fresh)
     assert not torch.equal(fresh, old.logprobs[:, :fresh.shape[1]])  # the policy moved
+
+
+class WeightCasts(TorchDispatchMode):
+    """Counts the bf16 casts of each of ``weights`` (by storage) made while it is active."""
+
+    def __init__(self, weights: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.names = {w.data_ptr(): i for i, w in enumerate(weights)}
+        self.counts = [0] * len(weights)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16:
+            index = self.names.get(args[0].data_ptr())
+            if index is not None:
+                self.counts[index] += 1
+        return func(*args, **kwargs)
+
+
+def test_bf16_casts_the_weights_once_per_optimizer_step(tiny_model_dir, tmp_path):
+    """Within a step, sampling, the old log-probs and the first update's micro-batches
+    multiply by one bf16 copy of each weight; each later update casts once, after its
+    optimizer step: K casts per step for K updates (not one per pass and mini-batch), and
+    the first ratio is still exactly 1 with gradients reaching every weight."""
+    trainer = _trainer(tiny_model_dir, tmp_path, **{
+        "train.precision": "bf16", "optim.updates_per_step": 2, "optim.micro_batch_size": 2})
+    settings = trainer.update_settings
+    parts = trainer.parts
+    weights = [p for p in parts.model.parameters() if p.dim() == 2]  # every matmul weight
+    prompts = parts.render(parts.splits.heldout[:2])
+    with WeightCasts(weights) as casts, weight_cache("bf16", "cpu"):
+        with parts.precision():
+            rollout = parts.sampler.generate(prompts, 4, seed=0)
+        advantages = torch.linspace(-1.0, 1.0, len(rollout.texts))  # (B,) all rows learn
+        with parts.precision():
+            old = old_policy_stats(trainer.learner, rollout, settings)
+        with parts.precision():
+            update = policy_update(trainer.learner, rollout, old, advantages, settings,
+                                   seed=0, bad_streak=0, step=1)
+    assert update.skipped == 0
+    assert casts.counts == [2] * len(weights)
+    first = update.tokens[0].log_ratio  # (N,) the first update's tokens
+    assert len(first) and torch.equal(first, torch.zeros_like(first))
+    assert all(norm > 0 for norm in update.grad_norms)
 
 
 def test_bf16_on_cpu_runs_attention_in_fp32(tiny_model_dir, tmp_path):

@@ -30,6 +30,7 @@ from maspo.testing import tiny_overrides
     ("loss.entropy_coef_delta=0", "'loss.entropy_coef_delta'"),
     ("loss.entropy_coef_max=-0.1", "'loss.entropy_coef_max'"),
     ("loss.entropy_coef_min=2", "'loss.entropy_coef_min' (2.0) exceeds"),
+    ("optim.fused=fast", "'optim.fused'"),
     ("no_equals_sign", "'no_equals_sign'"),
 ])
 def test_bad_override_exits_2_naming_the_key_before_loading_the_model(override, named, capsys):

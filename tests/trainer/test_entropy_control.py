@@ -43,12 +43,12 @@ def _run(model_dir, out, **extra) -> list[dict]:
 
 def test_the_coefficient_rises_under_the_target_and_holds_entropy_up(tiny_model_dir,
                                                                      tmp_path):
-    plain = _run(tiny_model_dir, tmp_path / "plain")  # entropy bonus fixed at 0
+    plain = _run(tiny_model_dir, tmp_path / "plain", **{"train.steps": 8})  # bonus fixed at 0
     # the tiny model's entropy (~4.6 nats) starts under a target of 10: c rises each update
     steered = _run(tiny_model_dir, tmp_path / "steered", **{
-        "loss.entropy_target": 10.0, "loss.entropy_coef_delta": 0.05})
+        "train.steps": 8, "loss.entropy_target": 10.0, "loss.entropy_coef_delta": 0.05})
     coefs = [r["entropy_coef"] for r in steered]
-    assert coefs == pytest.approx([0.1 * s for s in range(1, 7)])  # K = 2 updates a step
+    assert coefs == pytest.approx([0.1 * s for s in range(1, 9)])  # K = 2 updates a step
     assert "entropy_coef" not in plain[0]  # only logged when a target is set
     # same first rollout; then the bonus holds entropy up where plain GRPO lets it fall
     assert steered[0]["entropy"] == plain[0]["entropy"]

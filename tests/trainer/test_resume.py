@@ -20,9 +20,10 @@ STEPS = 4
 KILL_TIMEOUT_S = 120
 
 
-def _command(model_dir, out, *extra):
+def _command(model_dir, out, *extra, precision="fp32"):
     overrides = tiny_overrides(model_dir, out, **{"train.steps": STEPS,
-                                                  "train.eval_every": 2})
+                                                  "train.eval_every": 2,
+                                                  "train.precision": precision})
     return [sys.executable, "-m", "maspo", "train", "--no-progress", *overrides, *extra]
 
 
@@ -39,16 +40,19 @@ def _steps_logged(out) -> list[int]:
     return steps
 
 
-@pytest.mark.parametrize("kill_after_step", [1, 3])
+@pytest.mark.parametrize(("kill_after_step", "precision"), [(1, "fp32"), (3, "fp32"),
+                                                           (3, "bf16")])
 def test_sigkill_then_resume_matches_an_unkilled_run_bit_for_bit(tiny_model_dir, tmp_path,
-                                                                 kill_after_step):
+                                                                 kill_after_step, precision):
+    """Also under bf16, whose passes share autocast's bf16 copies of the weights within a
+    step (a resumed run casts the same weights to the same copies)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     reference = tmp_path / "reference"
-    subprocess.run(_command(tiny_model_dir, reference), check=True, env=env,
-                   capture_output=True)
+    subprocess.run(_command(tiny_model_dir, reference, precision=precision), check=True,
+                   env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(tiny_model_dir, killed), env=env,
+    proc = subprocess.Popen(_command(tiny_model_dir, killed, precision=precision), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + KILL_TIMEOUT_S
     while kill_after_step not in _steps_logged(killed):
@@ -59,7 +63,8 @@ def test_sigkill_then_resume_matches_an_unkilled_run_bit_for_bit(tiny_model_dir,
     proc.wait()
     assert _steps_logged(killed)[-1] < STEPS  # really interrupted
 
-    resumed = subprocess.run(_command(tiny_model_dir, killed, "--resume"), env=env,
+    resumed = subprocess.run(_command(tiny_model_dir, killed, "--resume", precision=precision),
+                             env=env,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
