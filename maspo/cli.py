@@ -281,6 +281,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import dataclasses
     import shlex
     import tempfile
 
@@ -299,16 +300,25 @@ def _probe(args: argparse.Namespace) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from maspo.probes import run_probes, write_probes
+    from maspo.config import to_dict
+    from maspo.probes import Contrast, maspo_commit, parse_claim, run_probes, write_probes
+
+    claims = [parse_claim(text, variants) for text in args.claim]
+    contrasts = list(dict.fromkeys(c.contrast for c in claims)) or [
+        Contrast(v.spec, baseline) for v in variants if v.spec != baseline]
 
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as work:
         per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
                               cache=out / "seeds")
-    command = "maspo " + shlex.join(args.argv)
+    record = {"command": "maspo " + shlex.join(args.argv), "commit": maspo_commit(),
+              "config": to_dict(base), "objectives": [v.spec for v in variants],
+              "entropy_steps": args.entropy_steps,
+              "contrasts": [dataclasses.asdict(c) for c in contrasts],
+              "claims": [dataclasses.asdict(c) for c in claims], "seeds": per_seed}
     with writing(f"the probes to {str(out)!r}", "free some space and run the same command "
                  "again (finished seeds are not probed again)"):
-        paths = write_probes(out, per_seed, baseline, command)
+        paths = write_probes(out, record)
     print(paths["markdown"].read_text().rstrip())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -491,6 +501,11 @@ def _add_probe(sub) -> None:
     probe.add_argument("--baseline", default=DEFAULT_BASELINE,
                        help=f"objective spec the others are paired with (default "
                        f"{DEFAULT_BASELINE})")
+    probe.add_argument("--claim", action="append", default=[], metavar="CLAIM",
+                       help="'OBJECTIVE vs BASELINE: MEASURE higher' (or lower), repeatable: "
+                       "a verdict (supported, contradicted, cannot tell) on that paired "
+                       "difference; the contrasts shown are the claims' (default: each "
+                       "objective vs --baseline)")
     probe.add_argument("--entropy-steps", type=int, default=10,
                        help="steps of training on random rewards for the entropy probe "
                        "(0: skip it; default 10)")
