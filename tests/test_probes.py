@@ -150,7 +150,7 @@ def test_probe_command_pairs_objectives_on_one_policy(tiny_model_dir, tmp_path, 
     assert saved["command"].startswith("maspo probe ")
     assert saved["contrasts"] == [{"objective": "maspo", "baseline": "grpo"}]
     assert saved["config"]["optim"]["updates_per_step"] == 2  # the resolved config
-    assert saved["config"]["model"]["name"] == str(tiny_model_dir)
+    assert saved["config"]["model"]["path"] == str(tiny_model_dir)
     assert len(saved["commit"].removesuffix("+dirty")) == 40
     assert sorted(saved["seeds"]) == ["0", "1"]
     for seed in saved["seeds"].values():
@@ -189,3 +189,24 @@ def test_a_saved_seed_of_another_probe_is_refused(tiny_model_dir, tmp_path, caps
     assert "seed-0.json' was probed with another config, objectives or --entropy-steps; " \
         "use another --out" in capsys.readouterr().err
     assert (out / "seeds" / "seed-0.json").read_text() == kept  # nothing overwritten
+
+
+def test_each_claim_gets_a_verdict_and_a_claim_on_no_objective_stops_before_probing(
+        tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    argv = _probe_argv(tiny_model_dir, out, "0,1", 0)
+    assert main([*argv, "--claim", "maspo vs dgpo: kept_mass higher"]) == 2
+    assert "'dgpo' is not one of --objectives (grpo, maspo); add it" in capsys.readouterr().err
+    assert not out.exists()  # refused before any probing
+
+    assert main([*argv, "--claim", "maspo vs grpo: size_pos higher"]) == 0
+    saved = json.loads((out / "probes.json").read_text())
+    assert saved["claims"] == [{"contrast": {"objective": "maspo", "baseline": "grpo"},
+                                "measure": "size_pos", "direction": "higher"}]
+    per_seed = saved["seeds"]
+    diff = contrast_difference(per_seed, Contrast("maspo", "grpo"), "size_pos")
+    assert diff.n == 2
+    row = [line for line in (out / "probes.md").read_text().splitlines()
+           if line.startswith("| maspo vs grpo | size_pos")]
+    assert len(row) == 1 and f"| {judge(diff, 'higher')} |" in row[0]
+    assert diff.shown(4) in row[0]
