@@ -488,8 +488,10 @@ def _add_probe(sub) -> None:
         "rollout: gradient kept past the trust region, probability mass by token "
         "probability, update size by advantage sign, entropy under random rewards",
         description="Per seed: one rollout of the starting policy, then each objective's "
-        "K updates from a copy of it on the same mini-batches; every measure is set "
-        "against the baseline seed by seed (95%% intervals). Each finished seed is saved "
+        "K updates from a copy of it on the same mini-batches; each --claim sets one "
+        "objective against its own baseline seed by seed (95%% intervals) and gives a "
+        "verdict, without claims every objective is set against --baseline. Each finished "
+        "seed is saved "
         "under OUT/seeds/: rerun the same command to go on where it stopped, or with more "
         "--seeds to add some. See maspo.probes.")
     probe.add_argument("--objectives", action="append", required=True, metavar="SPECS",

@@ -21,7 +21,11 @@ claims of MASPO, arXiv 2602.17550, that each probe tests):
   of the policy's entropy from the first step to the last (``entropy_drift``):
   asymmetric clipping alone sets its direction (arXiv 2509.26114).
 
-Each value is set against the baseline objective seed by seed (``maspo.paired``).
+Each claim is a contrast, an objective set against its own baseline (its ablation), seed
+by seed (``maspo.paired``), with the direction the claim predicts; its verdict is
+supported, contradicted, or cannot tell with the smallest difference the seeds could
+detect. A seed whose update left no token outside the trust region is left out of the
+gradient-kept measures (counted, never scored as 0).
 Deviations: the update weight mass sum |A w| stands in for the gradient norm (it is the
 size of d loss / d log pi per token, before the model's Jacobian).
 """
