@@ -410,6 +410,8 @@ def write_probes(out: Path, record: dict[str, Any]) -> dict[str, Path]:
         keys = [k for title_keys in present.values() for k in title_keys]
         table = markdown_table(*contrast_table(per_seed, contrast, keys))
         text.append(f"## {contrast}\n\n{table}\n")
+    if claims:
+        paths["claims"] = plot_claims(per_seed, claims, out / "claims.png")
     for title, keys in present.items():
         if keys:
             paths[title] = plot_probe(per_seed, keys, title,
@@ -442,6 +444,43 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
+    try:
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def plot_claims(per_seed: dict[int, dict[str, dict[str, float]]], claims: Sequence[Claim],
+                out: Path) -> Path:
+    """One panel per claim: each seed's difference (objective - baseline), their mean with
+    its 95% interval, and the verdict."""
+    from maspo.plots import _pyplot, _save
+
+    plt = _pyplot()
+    cols = min(len(claims), 4)
+    rows = -(-len(claims) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(claims):]:
+        ax.axis("off")
+    for ax, claim in zip(axes.flat, claims):
+        c = claim.contrast
+        diffs = [a - b for v in per_seed.values()
+                 if (a := _usable(v[c.objective], claim.measure)) is not None
+                 and (b := _usable(v[c.baseline], claim.measure)) is not None]
+        diff = contrast_difference(per_seed, c, claim.measure)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.scatter([0] * len(diffs), diffs, s=10, alpha=0.6)
+        if diff.n >= 2:
+            ax.errorbar([0.3], [diff.mean], yerr=[[diff.mean - diff.low],
+                                                  [diff.high - diff.mean]],
+                        fmt="o", color="black", capsize=4)
+        ax.set_xlim(-0.5, 0.8)
+        ax.set_xticks([])
+        ax.set_title(f"{c.objective}\nminus {c.baseline}\n{claim.measure} "
+                     f"(claimed {claim.direction})\n{judge(diff, claim.direction)}",
+                     fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("claims: per-seed differences, mean and 95% interval")
     try:
         return _save(fig, out)
     finally:

@@ -210,3 +210,4 @@ def test_each_claim_gets_a_verdict_and_a_claim_on_no_objective_stops_before_prob
            if line.startswith("| maspo vs grpo | size_pos")]
     assert len(row) == 1 and f"| {judge(diff, 'higher')} |" in row[0]
     assert diff.shown(4) in row[0]
+    assert (out / "claims.png").read_bytes()[:4] == b"\x89PNG"
