@@ -17,7 +17,7 @@ install-core:
 	VENV=$(VENV) bash scripts/install.sh ""
 
 install:
-	VENV=$(VENV) bash scripts/install.sh test,trl
+	VENV=$(VENV) bash scripts/install.sh test,trl,trackers
 
 install-verl:
 	VENV=$(VERL_VENV) bash scripts/install.sh test,verl

@@ -71,8 +71,10 @@ def _train(args: argparse.Namespace) -> int:
     from maspo.model_files import check_model_spec
     from maspo.paths import check_output_dir
     from maspo.run import RunDir, check_run_dir
+    from maspo.trackers import check_installed
 
     config = _config(args)  # every config error, before torch is imported
+    check_installed(config.train.report_to)
     if args.resume:  # the run folder must take writes again
         check_run_dir(config, config.train.output_dir, resume=True)
     else:
@@ -234,9 +236,11 @@ def _compare(args: argparse.Namespace) -> int:
     )
     from maspo.config import load_config
     from maspo.evaluate import eval_settings, parse_ks
+    from maspo.trackers import check_installed
 
     check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
+    check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
     if args.eval_temperature is not None and args.eval_temperature <= 0 and not args.greedy:
@@ -288,9 +292,11 @@ def _probe(args: argparse.Namespace) -> int:
     from maspo.compare import check_overrides, find_baseline, parse_seeds, parse_variants
     from maspo.config import load_config
     from maspo.paths import check_output_dir
+    from maspo.trackers import check_installed
 
     check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
+    check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
     baseline = find_baseline(variants, args.baseline).spec
@@ -310,7 +316,7 @@ def _probe(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as work:
         per_seed = run_probes(base, variants, seeds, Path(work), args.entropy_steps,
-                              cache=out / "seeds")
+                              cache=out / "seeds", study=out)
     record = {"command": "maspo " + shlex.join(args.argv), "commit": maspo_commit(),
               "config": to_dict(base), "objectives": [v.spec for v in variants],
               "entropy_steps": args.entropy_steps,

@@ -22,6 +22,10 @@ Each objective is then set against a baseline objective (default ``grpo``) seed 
 learning curve (``eval/accuracy`` over steps, divided by the step span: sample
 efficiency), each with a 95% Student-t interval over seeds and a verdict.
 
+Each run reports to the trackers of ``train.report_to`` (``maspo.trackers``) as run
+``<objective-slug>-seed<s>`` of a project named after ``<out>``, grouped by objective
+(``study_label``), so a tracker's own views set the study's runs side by side.
+
 Objective specs are ``name`` or ``name:key=value,key=value`` (values are YAML scalars),
 e.g. ``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
 parameters are merged over the base's ``loss.params``; otherwise they replace them.
@@ -48,6 +52,7 @@ from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
 from maspo.run import RunDir
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
+from maspo.trackers import RunLabel
 from maspo.update import TRUST_RANGE
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
@@ -162,6 +167,12 @@ def run_config(base: Config, variant: Variant, seed: int, run_dir: Path) -> Conf
     return config
 
 
+def study_label(out: Path, slug: str, seed: int) -> RunLabel:
+    """A study's run in its trackers: project the study folder's name, run
+    ``<objective>-seed<s>``, grouped by objective (``maspo compare`` and ``maspo probe``)."""
+    return RunLabel(Path(out).resolve().name, f"{slug}-seed{seed}", group=slug)
+
+
 # ---------------------------------------------------------------------------------------
 # Running the grid.
 
@@ -215,7 +226,8 @@ def run_comparison(base: Config, variants: Sequence[Variant], seeds: Sequence[in
                      run_config(base, v, s, out / "runs" / v.slug / f"seed-{s}"),
                      # the same evaluation seed for every objective at a seed index
                      dataclasses.replace(settings, seed=s), device,
-                     keep_checkpoints=keep_checkpoints, keep_model=keep_models)
+                     keep_checkpoints=keep_checkpoints, keep_model=keep_models,
+                     tracking=study_label(out, v.slug, s))
              for v, s in grid]  # every spec validated before any training starts
     _record(out, base, variants, seeds, settings)
     outcomes = run_grid(tasks, jobs=jobs, progress=progress, log=log)

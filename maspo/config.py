@@ -32,6 +32,7 @@ from maspo.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "auto")  # train.precision values (see maspo.precision)
 AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
+REPORT_TO = ("tensorboard", "trackio", "wandb", "mlflow", "none")  # train.report_to items
 EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
 
 
@@ -121,6 +122,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
     precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 weights/optimizer) | auto: bf16 if native
+    report_to: tuple[str, ...] = ("tensorboard",)  # tensorboard, trackio, wandb, mlflow or [none]
 
 
 @dataclass(frozen=True)
@@ -509,6 +511,11 @@ def validate(config: Config) -> None:
     if t.precision not in PRECISIONS:
         raise UserError(f"config key 'train.precision' must be one of {', '.join(PRECISIONS)}, "
                         f"got {t.precision!r}")
+    for item in t.report_to:
+        if item not in REPORT_TO or t.report_to.count(item) > 1 or (
+                item == "none" and len(t.report_to) > 1):
+            raise UserError(f"config key 'train.report_to' lists {item!r}: each item one of "
+                            f"{', '.join(REPORT_TO)}, named once ([none] alone)")
     if r.at_max_draws not in AT_MAX_DRAWS:
         raise UserError(f"config key 'rollout.at_max_draws' must be one of "
                         f"{', '.join(AT_MAX_DRAWS)}, got {r.at_max_draws!r}")

@@ -33,6 +33,7 @@ from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, sample_and_score
 from maspo.run import RunDir
+from maspo.trackers import RunLabel
 from maspo.update import TrainingStopped
 
 
@@ -46,6 +47,7 @@ class RunTask:
     device: str  # final evaluation device
     keep_checkpoints: bool = False  # keep checkpoints/ once the run is evaluated
     keep_model: bool = False  # keep final_model/ once the run is evaluated
+    tracking: RunLabel | None = None  # the run's name in its trackers (train.report_to)
 
     @property
     def run(self) -> RunDir:
@@ -81,7 +83,7 @@ def run_one(task: RunTask, progress: bool = False, announce: str | None = None) 
             try:
                 if status != "done":
                     train(config, resume=status == "resumable", progress=progress,
-                          output_dir=run.root)
+                          output_dir=run.root, label=task.tracking)
             except TrainingStopped as err:  # a diverged run is a result, not a crash
                 run.write_stopped(str(err))
         reason = run.stopped_reason()

@@ -45,8 +45,8 @@ import torch
 from torch import Tensor
 
 from maspo import advantages as adv_lib
-from maspo.compare import Variant, parse_variant
-from maspo.config import Config, to_dict
+from maspo.compare import Variant, parse_variant, study_label
+from maspo.config import Config, resolved, to_dict
 from maspo.errors import UserError
 from maspo.losses import get_spec
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, PairedDifference, paired_difference
@@ -55,6 +55,7 @@ from maspo.rollout.groups import Drawn
 from maspo.run import prepare_run_dir
 from maspo.step_log import Clock
 from maspo.tables import markdown_table
+from maspo.trackers import Destination, Trackers
 from maspo.trainer import Trainer, TrainState
 from maspo.update import (
     Learner,
@@ -487,14 +488,37 @@ def plot_claims(per_seed: dict[int, dict[str, dict[str, float]]], claims: Sequen
         plt.close(fig)
 
 
+def report_seed(config: Config, objectives: Sequence[Variant],
+                values: dict[str, dict[str, float]], study: Path) -> None:
+    """Each objective's measures at the seed of ``config`` as one run of the study (named
+    as ``maspo compare`` names its runs) in every tracker of ``train.report_to``, at step 0;
+    TensorBoard's events go to ``<study>/tensorboard/<run name>/``."""
+    seed = config.train.seed
+    for objective in objectives:
+        label = study_label(study, objective.slug, seed)
+        own = dataclasses.replace(  # the objective as Probe.learner sets it
+            config, loss=dataclasses.replace(config.loss, name=objective.name,
+                                             params=objective.params),
+            train=dataclasses.replace(config.train, output_dir=None))
+        trackers = Trackers(config.train.report_to, Destination(
+            label, resolved(own), study / "tensorboard" / label.name, study))
+        try:
+            trackers.log({"step": 0, **values[objective.spec]})
+        finally:
+            trackers.close()
+
+
 def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int],
                workdir: Path, entropy_steps: int, log: Callable[[str], Any] = print,
-               cache: Path | None = None) -> dict[int, dict[str, dict[str, float]]]:
+               cache: Path | None = None, study: Path | None = None
+               ) -> dict[int, dict[str, dict[str, float]]]:
     """Every seed's measures (each seed a fresh rollout of the starting policy).
 
     With ``cache`` (a folder), each finished seed is saved there as ``seed-N.json`` with
     what it was probed with, and a rerun takes it from there instead of probing it again;
     a saved seed probed with another config, objectives or entropy steps is refused.
+    With ``study`` (the output folder), each seed probed is reported to the trackers of
+    ``train.report_to`` (``report_seed``; a saved seed was reported when it was probed).
     """
     per_seed = {}
     for seed in seeds:
@@ -517,6 +541,11 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
                 cache.mkdir(parents=True, exist_ok=True)
                 write_atomic(cache / f"seed-{seed}.json", json.dumps(
                     {"probed_with": what, "values": per_seed[seed]}) + "\n")
+        if study is not None:
+            with writing(f"the trackers' files of seed {seed} in {str(study)!r}",
+                         "free some space and run the same command again (a saved "
+                         "seed is neither probed nor reported again)"):
+                report_seed(config, objectives, per_seed[seed], study)
     return per_seed
 
 

@@ -4,7 +4,9 @@
       config.yaml       the config the run trains with (written once its model has loaded)
       metrics.jsonl     one record per step; step 0 is the held-out evaluation before training
       samples.jsonl     completions saved at each step (``train.samples_per_step``)
-      tensorboard/      the numeric metrics again, for TensorBoard
+      tensorboard/      the numeric metrics again, for TensorBoard (``train.report_to``)
+      wandb/            wandb's own files of the run, when it reports to wandb
+      trackers.json     the run's id in each tracker that reopens a run by id (resume)
       checkpoints/      ``step-NNNNNN/`` folders and a ``latest`` pointer (``maspo.checkpoint``)
       summary.json      written when training finishes
       curves.png        the run's training curves
@@ -24,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -48,9 +49,10 @@ from maspo.config import (
 from maspo.errors import UserError
 from maspo.hub import PINNED_KEYS, keeps_pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
+from maspo.trackers import DEFAULT_PROJECT, Destination, RunLabel, Trackers
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
-                  "train.threads", "train.output_dir")
+                  "train.threads", "train.output_dir", "train.report_to")
 """Keys a resume may change: none of them alters the updates already made or to come."""
 
 Records = list[dict[str, Any]]
@@ -116,6 +118,7 @@ class RunDir:
     metrics = property(lambda self: self.root / "metrics.jsonl")
     samples = property(lambda self: self.root / "samples.jsonl")
     tensorboard = property(lambda self: self.root / "tensorboard")
+    trackers = property(lambda self: self.root / "trackers.json")
     checkpoints = property(lambda self: self.root / "checkpoints")
     summary = property(lambda self: self.root / "summary.json")
     curves = property(lambda self: self.root / "curves.png")
@@ -227,6 +230,14 @@ class RunDir:
     def write_final_eval(self, record: dict[str, Any]) -> None:
         write_atomic(self.final_eval, json.dumps(record) + "\n")
 
+    def read_tracker_ids(self) -> dict[str, str]:
+        """tracker -> the run's id there ({} if none was saved)."""
+        return json.loads(self.trackers.read_text()) if self.trackers.is_file() else {}
+
+    def write_tracker_ids(self, ids: dict[str, str]) -> None:
+        if ids or self.trackers.exists():
+            write_atomic(self.trackers, json.dumps(ids) + "\n")
+
     def stopped_reason(self) -> str | None:
         return self.stopped.read_text().strip() if self.stopped.is_file() else None
 
@@ -239,23 +250,29 @@ RESUME_HINT = ("the checkpoints already written are intact: free some space (or 
 
 
 class RunLog:
-    """Where a training run's steps go: metrics.jsonl, samples.jsonl and TensorBoard.
+    """Where a training run's steps go: metrics.jsonl, samples.jsonl and the trackers of
+    ``train.report_to`` (``maspo.trackers``).
 
     Opened for a resume at ``resume_step``, it first cuts both JSONL files back to that
-    step (-1: to nothing) and tells TensorBoard to drop the later events. A failed write
-    (a full disk, a folder gone read-only) is one sentence (``maspo.paths.writing``).
+    step (-1: to nothing) and reopens the run's tracker runs. A failed write (a full
+    disk, a folder gone read-only) is one sentence (``maspo.paths.writing``). Used as a
+    context manager, it closes the trackers on the way out, a run that raised as failed.
     """
 
-    def __init__(self, run: RunDir, resume_step: int | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, run: RunDir, resume_step: int | None, config: Config,
+                 label: RunLabel | None = None) -> None:
+        from maspo.config import resolved
 
         self.run = run
         with self.writing():
             if resume_step is not None:
                 truncate_jsonl(run.metrics, resume_step)
                 truncate_jsonl(run.samples, resume_step)
-            purge = None if resume_step is None else resume_step + 1
-            self.writer = SummaryWriter(str(run.tensorboard), purge_step=purge)
+            label = label or RunLabel(DEFAULT_PROJECT, run.root.resolve().name)
+            ids = run.read_tracker_ids() if resume_step is not None else {}
+            self.trackers = Trackers(config.train.report_to, Destination(
+                label, resolved(config), run.tensorboard, run.root, ids, resume_step))
+            run.write_tracker_ids({**ids, **self.trackers.ids()})
 
     def writing(self):
         return writing(f"the logs of {str(self.run.root)!r}", RESUME_HINT)
@@ -263,17 +280,20 @@ class RunLog:
     def write(self, record: dict[str, Any], samples: Sequence[dict[str, Any]] = ()) -> None:
         with self.writing():
             append_jsonl(self.run.metrics, [record])
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(key, value, record["step"])
-            self.writer.flush()
+            self.trackers.log(record)
             if samples:
                 append_jsonl(self.run.samples, samples)
 
-    def close(self) -> None:
-        """Close the TensorBoard writer (quietly: a write error is already on its way)."""
+    def close(self, ok: bool = True) -> None:
+        """Close the trackers (quietly: a write error is already on its way)."""
         with contextlib.suppress(*write_errors()):
-            self.writer.close()
+            self.trackers.close(ok)
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.close(ok=kind is None)
 
 
 # ---------------------------------------------------------------------------------------

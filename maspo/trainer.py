@@ -14,6 +14,7 @@ a resumed run is equivalent, not identical).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -42,6 +43,7 @@ from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
 from maspo.rollout.groups import Drawn, DrawStats, draw_untied
 from maspo.run import RESUME_HINT, RunDir, RunLog, check_run_dir, default_output_dir
 from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
+from maspo.trackers import RunLabel, check_installed
 from maspo.update import (
     Learner,
     TrainingStopped,
@@ -231,11 +233,14 @@ class Trainer:
 
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
-          output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns the summary it also writes to the run folder."""
+          output_dir: str | Path | None = None, label: RunLabel | None = None
+          ) -> dict[str, Any]:
+    """Run (or resume) training; returns the summary it also writes to the run folder.
+    ``label`` names the run in its trackers (default: project maspo, the folder's name)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    check_installed(config.train.report_to)  # before the model loads
     run = check_run_dir(config, _output_dir(config, output_dir, resume), resume)
     # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
     config = pin_config(config, run.read_config() if resume else None)
@@ -248,12 +253,13 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     _announce(trainer, checkpoint)
     # on resume, drop what the killed run logged after its last checkpoint (all of it if
     # it died before the first one: the run then starts over)
-    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None)
+    log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None,
+                 config, label)
     stream = trainer.splits.train_stream(skip=state.examples_seen)
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
-    try:
+    with log, contextlib.closing(bar):
         if state.step == 0:
             record = {"step": 0, **_timed_eval(trainer)}
             state.eval_before = record["eval/accuracy"]
@@ -269,9 +275,6 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
             bar.update(1)
             if _due(step, t.save_every, t.steps):
                 trainer.save(state)
-    finally:
-        bar.close()
-        log.close()
     return _finish(trainer, state)
 
 

@@ -14,6 +14,17 @@ from pathlib import Path
 HF_HOME = Path(tempfile.mkdtemp(prefix="maspo-tests-hf-home-"))
 os.environ.update(HF_HOME=str(HF_HOME), HF_HUB_CACHE=str(HF_HOME / "hub"), HF_HUB_OFFLINE="1")
 os.environ.pop("HF_TOKEN", None)
+# The experiment trackers (train.report_to) keep everything in this folder, offline:
+# trackio reads TRACKIO_DIR when first imported, wandb and MLflow at each run.
+TRACKERS_HOME = HF_HOME / "trackers"
+os.environ.update(TRACKIO_DIR=str(TRACKERS_HOME / "trackio"), WANDB_MODE="offline",
+                  WANDB_DIR=str(TRACKERS_HOME / "wandb"), WANDB_SILENT="true",
+                  WANDB_CONFIG_DIR=str(TRACKERS_HOME / "wandb-config"),
+                  WANDB_CACHE_DIR=str(TRACKERS_HOME / "wandb-cache"),
+                  WANDB_DATA_DIR=str(TRACKERS_HOME / "wandb-data"),
+                  MLFLOW_TRACKING_URI=f"sqlite:///{TRACKERS_HOME / 'mlflow.db'}")
+for key in ("WANDB_API_KEY", "TRACKIO_SPACE_ID", "MLFLOW_EXPERIMENT_NAME"):
+    os.environ.pop(key, None)
 
 import pytest  # noqa: E402
 
