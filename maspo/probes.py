@@ -549,6 +549,18 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
     return per_seed
 
 
+def _with_defaults(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with each key it lacks taken from ``defaults``, section by section."""
+    filled = dict(saved)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(filled[key], dict) and key not in (
+                "params", "task_settings", "fields"):  # free-form: as written
+            filled[key] = _with_defaults(filled[key], default)
+    return filled
+
+
 def _saved_seed(cache: Path | None, seed: int, what: dict[str, Any]) -> dict | None:
     path = None if cache is None else cache / f"seed-{seed}.json"
     if path is None or not path.is_file():
@@ -559,6 +571,10 @@ def _saved_seed(cache: Path | None, seed: int, what: dict[str, Any]) -> dict | N
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{str(path)!r} is not a saved probe seed; delete it to probe "
                         "that seed again") from None
+    if isinstance(probed_with, dict) and isinstance(probed_with.get("config"), dict):
+        # a config key added to maspo since the seed was probed reads as its default
+        probed_with = {**probed_with, "config": _with_defaults(
+            probed_with["config"], json.loads(json.dumps(to_dict(Config()))))}
     if json.loads(json.dumps(what)) != probed_with:
         raise UserError(f"{str(path)!r} was probed with another config, objectives or "
                         "--entropy-steps; use another --out") from None

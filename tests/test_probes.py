@@ -211,3 +211,21 @@ def test_each_claim_gets_a_verdict_and_a_claim_on_no_objective_stops_before_prob
     assert len(row) == 1 and f"| {judge(diff, 'higher')} |" in row[0]
     assert diff.shown(4) in row[0]
     assert (out / "claims.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_seed_saved_before_a_config_key_existed_is_taken_with_its_default(
+        tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    argv = _probe_argv(tiny_model_dir, out, "0", 0)
+    assert main(argv) == 0
+    path = out / "seeds" / "seed-0.json"
+    saved = json.loads(path.read_text())
+    del saved["probed_with"]["config"]["train"]["report_to"]  # as an older maspo wrote it
+    path.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "seed 0: probed before" in capsys.readouterr().out
+    saved["probed_with"]["config"]["optim"]["lr"] = 1.0  # a key it has, changed: refused
+    path.write_text(json.dumps(saved))
+    assert main(argv) == 2
+    assert "was probed with another config" in capsys.readouterr().err
