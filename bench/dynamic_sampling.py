@@ -19,14 +19,15 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from maspo.config import load_config
+from maspo.parts import TrainState
 from maspo.rollout.groups import tied_groups
 from maspo.run import prepare_run_dir
-from maspo.trainer import Trainer, TrainState
+from maspo.trainer import Trainer
 
 
 def arm(config, out: Path):
     trainer = Trainer(config, prepare_run_dir(config, out))
-    return trainer, TrainState(), trainer.splits.train_stream()
+    return trainer, TrainState(), trainer.parts.splits.train_stream()
 
 
 def main() -> None:

@@ -21,10 +21,11 @@ import torch
 from maspo import advantages as adv_lib
 from maspo.config import Config
 from maspo.flops import ModelShape, matmul_throughput, rollout_flops, update_flops
+from maspo.parts import TrainState
 from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
 from maspo.step_log import saved_rows
-from maspo.trainer import Trainer, TrainState
+from maspo.trainer import Trainer
 
 PHASES = (("generate", "sampling"), ("old_logprobs", "old log-probs"), ("update", "updates"))
 GIGA = 1e9
@@ -90,9 +91,9 @@ def timed_steps(config: Config, workdir: Path, steps: int) -> Steps:
     if config.train.samples_per_step != p * g or config.rollout.filter_groups:
         raise ValueError("timed steps need train.samples_per_step = P * G, no filter_groups")
     trainer = Trainer(config, prepare_run_dir(config, workdir, resume=False))
-    engine = trainer.sampler = Recording(trainer.sampler)
-    shape = ModelShape.of(trainer.model)
-    state, stream = TrainState(), trainer.splits.train_stream()
+    engine = trainer.parts.sampler = Recording(trainer.parts.sampler)
+    shape = ModelShape.of(trainer.parts.model)
+    state, stream = TrainState(), trainer.parts.splits.train_stream()
     out = Steps(shape=shape)
     for step in range(steps + 1):
         cpu = time.process_time()

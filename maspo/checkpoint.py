@@ -43,6 +43,11 @@ WEIGHTS_FILE = "weights.safetensors"  # the trainable weights exactly as in memo
 MANIFEST_FILE = "manifest.json"  # {"files": {name: {"bytes": n, "sha256": hex}}}
 
 
+def step_dir_name(step: int) -> str:
+    """The folder name of checkpoint ``step`` under ``checkpoints/``: ``step-NNNNNN``."""
+    return f"step-{step:06d}"
+
+
 def checkpoint_problem(path: Path, files: tuple[str, ...] | None = None) -> str | None:
     """Why checkpoint ``path`` cannot be trusted (a missing, resized or altered file, or no
     manifest), or None when ``files`` (default: all four) match the manifest."""
@@ -75,8 +80,8 @@ def save_checkpoint(root: Path, step: int, model, optimizer, scheduler,
     A failed write (a full disk, a read-only folder) removes the half-written
     ``step-N.tmp`` and is a UserError naming the intact checkpoint ``--resume`` takes.
     """
-    final = root / f"step-{step:06d}"
-    tmp = root / f"step-{step:06d}.tmp"
+    final = root / step_dir_name(step)
+    tmp = root / f"{final.name}.tmp"
     try:
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob("step-*.tmp"):  # left by a run killed while saving

@@ -24,10 +24,11 @@ efficiency), each with a 95% Student-t interval over seeds and a verdict.
 
 Each run reports to the trackers of ``train.report_to`` (``maspo.trackers``) as run
 ``<objective-slug>-seed<s>`` of a project named after ``<out>``, grouped by objective
-(``study_label``), so a tracker's own views set the study's runs side by side.
+(``maspo.objective_specs.study_label``), so a tracker's own views set the study's runs
+side by side.
 
-Objective specs are ``name`` or ``name:key=value,key=value`` (values are YAML scalars),
-e.g. ``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
+Objective specs (``maspo.objective_specs``) are ``name`` or ``name:key=value,...``, e.g.
+``maspo:mass_adaptive=false``. When the spec names the base config's objective, its
 parameters are merged over the base's ``loss.params``; otherwise they replace them.
 """
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,112 +44,18 @@ from typing import Any
 
 import yaml
 
-from maspo.config import Config, parse_named_spec, to_dict, validate
+from maspo.config import Config, to_dict, validate
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, metric_names, verdict_metrics
 from maspo.grid import RunTask, run_grid
+from maspo.objective_specs import Variant, study_label
 from maspo.paired import curve_area, paired_difference
 from maspo.paths import write_atomic
-from maspo.run import RunDir
+from maspo.run import RunDir, RunSummary
+from maspo.step_log import TRUST_RANGE
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
-from maspo.trackers import RunLabel
-from maspo.update import TRUST_RANGE
 
 RECORD_FILE = "compare.yaml"  # the comparison's base config, objectives and seeds
-PER_RUN_KEYS = ("loss.name", "train.seed", "train.output_dir")  # set per run, not by overrides
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One objective of a comparison: a registered loss with parameter overrides."""
-
-    spec: str  # as written, e.g. "maspo:mass_adaptive=false"
-    name: str  # registered objective
-    params: dict[str, Any]  # parameter overrides
-
-    @property
-    def slug(self) -> str:
-        """Directory name: ``maspo--mass_adaptive-false`` (letters, digits, ``._-``)."""
-        def shown(value: Any) -> str:
-            return str(value).lower() if isinstance(value, bool) or value is None else str(value)
-
-        text = self.name + "".join(f"--{k}-{shown(v)}" for k, v in self.params.items())
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-def parse_variant(spec: str) -> Variant:
-    """``name`` or ``name:key=value,...`` -> Variant, checked against the loss registry."""
-    from maspo.losses import make_params, names
-
-    name, params = parse_named_spec(spec, "objective spec")
-    if name not in names():
-        raise UserError(f"objective spec {spec!r}: unknown objective {name!r}; known: "
-                        f"{', '.join(names())}")
-    try:
-        make_params(name, params)
-    except (ValueError, TypeError) as err:
-        raise UserError(f"objective spec {spec!r}: {err}") from None
-    return Variant(spec.strip(), name, params)
-
-
-def parse_variants(texts: Sequence[str]) -> list[Variant]:
-    """Comma-separated specs (each ``--objectives`` value) -> Variants, in order.
-
-    A comma-separated item with ``=`` but no ``:`` continues the previous spec's
-    parameters, so ``grpo,maspo:mass_adaptive=false,risk_control=false`` is two specs.
-    """
-    specs: list[str] = []
-    for text in texts:
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            if "=" in item and ":" not in item:
-                if not specs or ":" not in specs[-1]:
-                    raise UserError(f"objective spec item {item!r} has no objective before it "
-                                    "(write name:key=value)")
-                specs[-1] += "," + item
-            else:
-                specs.append(item)
-    if not specs:
-        raise UserError("--objectives names no objective")
-    variants = [parse_variant(spec) for spec in specs]
-    slugs = [v.slug for v in variants]
-    for variant in variants:
-        if slugs.count(variant.slug) > 1:
-            raise UserError(f"objective spec {variant.spec!r} is listed twice")
-    return variants
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; distinct non-negative integers."""
-    seeds = []
-    for part in filter(None, (p.strip() for p in str(text).split(","))):
-        try:
-            seed = int(part)
-        except ValueError:
-            raise UserError(f"--seeds value {part!r} is not an integer") from None
-        if seed < 0 or seed in seeds:
-            raise UserError(f"--seeds value {seed} must be a new non-negative integer")
-        seeds.append(seed)
-    if not seeds:
-        raise UserError("--seeds names no seed")
-    return seeds
-
-
-def find_baseline(variants: Sequence[Variant], spec: str) -> Variant:
-    """The variant written ``spec`` (after parsing), which every other is compared with."""
-    wanted = parse_variant(spec).slug
-    for variant in variants:
-        if variant.slug == wanted:
-            return variant
-    raise UserError(f"--baseline {spec!r} is not one of --objectives "
-                    f"({', '.join(v.spec for v in variants)}); add it or pick another baseline")
-
-
-def check_overrides(overrides: Sequence[str]) -> None:
-    """Reject overrides of what a comparison sets per run (objective, seed, output dir)."""
-    for text in overrides:
-        if text.partition("=")[0].strip() in PER_RUN_KEYS:
-            raise UserError(f"override {text!r} is set per run by a comparison "
-                            "(--objectives, --seeds, --out); remove it")
 
 
 def run_config(base: Config, variant: Variant, seed: int, run_dir: Path) -> Config:
@@ -167,12 +73,6 @@ def run_config(base: Config, variant: Variant, seed: int, run_dir: Path) -> Conf
     return config
 
 
-def study_label(out: Path, slug: str, seed: int) -> RunLabel:
-    """A study's run in its trackers: project the study folder's name, run
-    ``<objective>-seed<s>``, grouped by objective (``maspo compare`` and ``maspo probe``)."""
-    return RunLabel(Path(out).resolve().name, f"{slug}-seed{seed}", group=slug)
-
-
 # ---------------------------------------------------------------------------------------
 # Running the grid.
 
@@ -182,7 +82,7 @@ class RunResult:
     variant: Variant
     seed: int
     run_dir: Path
-    summary: dict[str, Any]  # the trainer's summary ({} unless finished)
+    summary: RunSummary | None  # the trainer's summary (None unless finished)
     correct: list[list[bool]]  # final held-out verdicts, (problems, n) ([] unless finished)
     answers: list[list[str | None]]  # their extracted answers
     stopped: str | None = None  # why the trainer stopped the run (non-finite updates)
@@ -264,12 +164,12 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
         run = RunDir(r.run_dir)
         logged = (r.finished or target is not None) and run.metrics.is_file()
         records = run.read_metrics() if logged else []  # (a failed run may have none)
-        step0 = r.summary.get("eval_accuracy_before") if r.finished else None
+        step0 = r.summary.eval_accuracy_before if r.finished else None
         final = metrics[f"avg@{n}"]
         row = {"objective": r.variant.spec, "seed": r.seed, "run_dir": str(r.run_dir),
                "stopped": r.stopped, "failed": r.failed, "step0": step0, **metrics,
                "gain": None if step0 is None or final is None else final - step0,
-               "train_time_s": r.summary.get("train_time_s"),
+               "train_time_s": r.summary.train_time_s if r.summary else None,
                "auc": learning_curve_area(records) if r.finished else None,
                **trust_region_use(records if r.finished else [])}
         if target is not None:
@@ -289,7 +189,7 @@ def learning_curve_area(records: Sequence[dict[str, Any]]) -> float | None:
 def trust_region_use(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     """How much the run exercised the trust region: over its steps, the mean and the
     lowest share of updated tokens (updates after each step's first) whose ratio left
-    ``maspo.update.TRUST_RANGE`` (the logged ``ratio/outside_trust``)."""
+    ``maspo.step_log.TRUST_RANGE`` (the logged ``ratio/outside_trust``)."""
     from maspo.plots import series
 
     values = series(records, "ratio/outside_trust")[1]

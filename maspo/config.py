@@ -1,25 +1,25 @@
-"""Typed run configuration: frozen dataclasses, YAML presets, `key=value` overrides.
+"""The run configuration: its schema (typed frozen dataclasses), the one table of what each
+key means and allows (``KEYS``), the presets, and validation.
 
 A run's config is built once at start-up from (defaults <- YAML preset <- command-line
 overrides such as ``loss.name=grpo rollout.group_size=8``) and validated completely,
-objective parameters and task settings included, before any model is loaded. Every
-problem is a one-sentence ``UserError`` naming the key. Presets ship inside the package
-(``maspo/presets/<name>.yaml``) and load by name. This module imports no torch, so type
-and range errors come back at once; only objective parameters and reward functions
-import their (torch) modules.
+objective parameters, task settings and LoRA rules included, before any model is
+resolved. Every problem is a one-sentence ``UserError`` naming the key. Presets ship
+inside the package (``maspo/presets/<name>.yaml``) and load by name. Building from dicts
+is ``maspo.config_build``; reading ``key=value`` text is ``maspo.spec_text``. This module
+imports no torch, so type and range errors come back at once; only objective
+parameters and reward functions import their (torch) modules.
 
-To add a checked numeric key: declare the field below, then give it a line in ``BOUNDS``
-(every float must also be finite; a test checks that each numeric key has bounds).
+To add a key: declare the field below, then give it a line in ``KEYS`` (its doc, and
+its range or choices: validation and ``maspo train --help`` both read them; a test
+checks that each key has a line and each numeric key a range).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
+import importlib
 import re
-import types
-import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,102 +27,119 @@ from typing import Any
 
 import yaml
 
+from maspo.config_build import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Bounds,
+    Key,
+    build,
+    flatten,
+    merge,
+    to_dict,
+)
+from maspo.data.files import ANSWER_CHECKS, ANSWER_FORMATS
 from maspo.devices import check_device_name
 from maspo.errors import UserError
+from maspo.spec_text import apply_override_texts
 
 PRECISIONS = ("fp32", "bf16", "auto")  # train.precision values (see maspo.precision)
 AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
 REPORT_TO = ("tensorboard", "trackio", "wandb", "mlflow", "none")  # train.report_to items
 EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
+SEED_LIMIT = 2**32  # step seeds are seed * 7919 + step: below 2**32 they fit torch's 64 bits
+
+
+# Each key's meaning and allowed values: ``KEYS`` below.
 
 
 @dataclass(frozen=True)
 class LoraConfig:
-    enabled: bool = False  # train LoRA adapters (peft) instead of all weights
-    rank: int = 16  # adapter rank r
-    alpha: int = 32  # adapter scaling alpha (effective scale alpha / r)
-    dropout: float = 0.0  # adapter dropout (keep 0 for bit-exact resume)
+    enabled: bool = False
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = "default"  # HF model dir, hub id org/name[@revision], or "default" (SmolLM2-135M)
+    path: str = "default"
     lora: LoraConfig = field(default_factory=LoraConfig)
-    logprob_chunk: int | None = None  # tokens per lm_head chunk (None: maspo.logprobs' default)
+    logprob_chunk: int | None = None
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: str = "arithmetic"  # built-in task name; ignored when `path` is set
-    task_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {digits: 2}
-    path: str | None = None  # JSONL / Parquet / save_to_disk dir, or hub id org/name[:config=C]
-    test_path: str | None = None  # held-out rows, file or hub id (else split off `path`)
-    fields: dict[str, str] = field(default_factory=dict)  # e.g. {prompt: problem}
-    answer_format: str = "auto"  # how a file's answer field reads: auto|plain|gsm8k|boxed
-    answer_check: str | None = None  # files: strict (final \boxed{} only) | lenient; None: strict
-    test_size: int = 50  # held-out prompts
-    system_prompt: str | None = None  # None: the chat template's default
-    chat_template: bool = True  # render prompts with the tokenizer's chat template
+    task: str = "arithmetic"
+    task_settings: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    test_path: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    answer_format: str = "auto"
+    answer_check: str | None = None
+    test_size: int = 50
+    system_prompt: str | None = None
+    chat_template: bool = True
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    prompts_per_step: int = 8  # P prompts per step
-    group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 16  # completion length cap (a cut completion earns no reward)
-    temperature: float = 0.7  # sampling temperature (log-probs use the same)
-    top_p: float = 1.0  # nucleus sampling
-    filter_groups: bool = False  # dynamic sampling (DAPO): train only on untied groups
-    max_draws: int = 8  # filter_groups: batches of P prompts drawn per step at most
-    at_max_draws: str = "train"  # at the bound: "train" on the groups found, or "stop"
+    prompts_per_step: int = 8
+    group_size: int = 8
+    max_new_tokens: int = 16
+    temperature: float = 0.7
+    top_p: float = 1.0
+    filter_groups: bool = False
+    max_draws: int = 8
+    at_max_draws: str = "train"
 
 
 @dataclass(frozen=True)
 class RewardConfig:
-    functions: tuple[str, ...] = ()  # extra TRL-style reward fns: names or "pkg.mod:fn"
-    format_weight: float = 0.0  # weight of the format reward added to the task reward
-    score_truncated: bool = False  # False: a completion cut at max_new_tokens earns 0
+    functions: tuple[str, ...] = ()
+    format_weight: float = 0.0
+    score_truncated: bool = False
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "maspo"  # objective (maspo.losses.names())
-    params: dict[str, Any] = field(default_factory=dict)  # objective parameters
-    aggregation: str | None = None  # None: the objective's recommended mode
-    advantage: str = "grpo"  # group estimator: grpo | dr_grpo | rloo
-    entropy_advantage: bool = False  # entropy-shaped advantages (arXiv 2506.14758)
-    kl_coef: float = 0.0  # k3 KL penalty to the initial (reference) policy
-    entropy_coef: float = 0.0  # entropy bonus
+    name: str = "maspo"
+    params: dict[str, Any] = field(default_factory=dict)
+    aggregation: str | None = None
+    advantage: str = "grpo"
+    entropy_advantage: bool = False
+    kl_coef: float = 0.0
+    entropy_coef: float = 0.0
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 2e-5  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    betas: tuple[float, float] = (0.9, 0.99)  # AdamW moment decay rates, each in [0, 1)
-    grad_clip: float = 1.0  # max global gradient norm
-    warmup_steps: int = 2  # linear LR warm-up, in optimizer updates
-    updates_per_step: int = 2  # K mini-batches (optimizer updates) per rollout
-    micro_batch_size: int = 16  # completions per forward/backward (gradient accumulation)
-    max_bad_updates: int = 3  # consecutive non-finite updates before the run stops
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    warmup_steps: int = 2
+    updates_per_step: int = 2
+    micro_batch_size: int = 16
+    max_bad_updates: int = 3
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 8  # rollout steps
-    seed: int = 0  # seeds prompts, sampling and updates (0 <= seed < 2**32)
-    eval_every: int = 4  # held-out evaluation period in steps (0: only before and after)
-    eval_samples: int = 4  # completions per held-out prompt (accuracy = mean over them)
-    eval_temperature: float = 0.7  # held-out sampling temperature (> 0)
-    save_every: int = 4  # checkpoint period in steps (the final step is always saved)
-    keep_checkpoints: int = 1  # newest checkpoints kept (each ~3x the fp32 weights)
-    samples_per_step: int = 8  # completions saved per step in the run folder (0: none)
-    output_dir: str | None = None  # None: runs/<objective>-<timestamp>
-    threads: int = 0  # torch CPU threads (0: torch's default)
-    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
-    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 weights/optimizer) | auto: bf16 if native
-    report_to: tuple[str, ...] = ("tensorboard",)  # tensorboard, trackio, wandb, mlflow or [none]
+    steps: int = 8
+    seed: int = 0
+    eval_every: int = 4
+    eval_samples: int = 4
+    eval_temperature: float = 0.7
+    save_every: int = 4
+    keep_checkpoints: int = 1
+    samples_per_step: int = 8
+    output_dir: str | None = None
+    threads: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    report_to: tuple[str, ...] = ("tensorboard",)
 
 
 @dataclass(frozen=True)
@@ -137,165 +154,136 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------
-# Building a config from nested dicts (YAML, overrides), with type checks by key.
+# What each key means and allows: the one table validation and `--help` read.
 
 
-def _check_type(key: str, value: Any, annotation: Any) -> Any:
-    """Coerce ``value`` to ``annotation`` where lossless (int -> float, list -> tuple)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any:  # an objective parameter or task setting: checked by its owner
-        return yaml_number(value)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(key, value, arg)
-            except UserError as err:
-                errors.append(err)
-        raise errors[0]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"config key {key!r} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_check_type(key, v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise UserError(f"config key {key!r} must have {len(args)} items, got {value!r}")
-        return tuple(_check_type(key, v, a) for v, a in zip(value, args, strict=True))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"config key {key!r} must be a mapping, got {value!r}")
-        return {str(k): _check_type(f"{key}.{k}", v, args[1]) for k, v in value.items()}
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"config key {key!r} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"config key {key!r} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise UserError(f"config key {key!r} must be a finite number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise UserError(f"config key {key!r} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {annotation!r} for {key}")
+def _registry(module: str, name: str) -> Callable[[], list[str]]:
+    """The names a registry holds, read when a value is checked (its module needs torch)."""
+    def known() -> list[str]:
+        value = getattr(importlib.import_module(module), name)
+        return list(value() if callable(value) else value)
+    return known
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if key not in known:
-            raise UserError(f"unknown config key {full!r}; known keys here: "
-                            f"{', '.join(sorted(prefix + k for k in known))}")
-        annotation = hints[key]
-        if dataclasses.is_dataclass(annotation):
-            if not isinstance(value, dict):
-                raise UserError(f"config key {full!r} must be a mapping of its fields")
-            kwargs[key] = _build(annotation, value, f"{full}.")
-        else:
-            kwargs[key] = _check_type(full, value, annotation)
-    return cls(**kwargs)
+KEYS: dict[str, Key] = {
+    "model.path": Key("HF model dir, hub id org/name[@revision], or \"default\" (SmolLM2-135M)"),
+    "model.lora.enabled": Key("train LoRA adapters (peft) instead of all weights"),
+    "model.lora.rank": Key("adapter rank r", AT_LEAST_ONE),
+    "model.lora.alpha": Key("adapter scaling alpha (effective scale alpha / r)", POSITIVE),
+    "model.lora.dropout": Key("adapter dropout", Bounds(0, 0, why=(
+        "maspo computes every policy log-prob with dropout off, so that pi_old is exactly "
+        "the sampled policy"))),
+    "model.lora.target_modules": Key("names of the linear layers that get adapters"),
+    "model.logprob_chunk": Key("tokens per lm_head chunk (null: maspo.logprobs' default)",
+                               AT_LEAST_ONE),
+    "data.task": Key("built-in task name; ignored when data.path is set"),
+    "data.task_settings": Key("the task's settings, e.g. {digits: 2}"),
+    "data.path": Key("JSONL / Parquet / save_to_disk dir, or hub id org/name[:config=C]"),
+    "data.test_path": Key("held-out rows, file or hub id (else split off data.path)"),
+    "data.fields": Key("field names of a file, e.g. {prompt: problem}"),
+    "data.answer_format": Key("how a file's answer field reads", choices=ANSWER_FORMATS),
+    "data.answer_check": Key("files: strict counts the final \\boxed{} only; null: strict",
+                             choices=tuple(ANSWER_CHECKS)),
+    "data.test_size": Key("held-out prompts", NON_NEGATIVE),
+    "data.system_prompt": Key("system message (null: the chat template's default)"),
+    "data.chat_template": Key("render prompts with the tokenizer's chat template"),
+    "rollout.prompts_per_step": Key("P prompts per step", AT_LEAST_ONE),
+    "rollout.group_size": Key("G completions per prompt", Bounds(
+        2, why="group advantages need at least two completions per prompt")),
+    "rollout.max_new_tokens": Key("completion length cap (a cut completion earns no reward)",
+                                  AT_LEAST_ONE),
+    "rollout.temperature": Key("sampling temperature (log-probs use the same)", POSITIVE),
+    "rollout.top_p": Key("nucleus sampling (training needs 1)", Bounds(0, 1, low_open=True)),
+    "rollout.filter_groups": Key("dynamic sampling (DAPO): train only on untied groups"),
+    "rollout.max_draws": Key("filter_groups: batches of P prompts drawn per step at most",
+                             AT_LEAST_ONE),
+    "rollout.at_max_draws": Key("at the bound: train on the groups found, or stop",
+                                choices=AT_MAX_DRAWS),
+    "reward.functions": Key("extra TRL-style reward fns: names or \"pkg.mod:fn\""),
+    "reward.format_weight": Key("weight of the format reward added to the task reward",
+                                NON_NEGATIVE),
+    "reward.score_truncated": Key("false: a completion cut at max_new_tokens earns 0"),
+    "loss.name": Key("objective (`maspo objectives` lists them)",
+                     choices=_registry("maspo.losses", "names")),
+    "loss.params": Key("objective parameters (`maspo config` shows them all)"),
+    "loss.aggregation": Key("per-token loss reduction (null: the objective's own)",
+                            choices=_registry("maspo.losses", "MODES")),
+    "loss.advantage": Key("group estimator", choices=_registry("maspo.advantages", "ESTIMATORS")),
+    "loss.entropy_advantage": Key("entropy-shaped advantages (arXiv 2506.14758)"),
+    "loss.kl_coef": Key("k3 KL penalty to the initial (reference) policy", NON_NEGATIVE),
+    "loss.entropy_coef": Key("entropy bonus", NON_NEGATIVE),
+    "optim.lr": Key("AdamW learning rate", POSITIVE),
+    "optim.weight_decay": Key("AdamW decoupled weight decay", NON_NEGATIVE),
+    "optim.betas": Key("AdamW moment decay rates", Bounds(0, 1, high_open=True,
+                                                          why="AdamW's moment decay rates")),
+    "optim.grad_clip": Key("max global gradient norm", Bounds(0, why="0 turns clipping off")),
+    "optim.warmup_steps": Key("linear LR warm-up, in optimizer updates", NON_NEGATIVE),
+    "optim.updates_per_step": Key("K mini-batches (optimizer updates) per rollout",
+                                  AT_LEAST_ONE),
+    "optim.micro_batch_size": Key("completions per forward/backward (gradient accumulation)",
+                                  AT_LEAST_ONE),
+    "optim.max_bad_updates": Key("consecutive non-finite updates before the run stops",
+                                 AT_LEAST_ONE),
+    "train.steps": Key("rollout steps", AT_LEAST_ONE),
+    "train.seed": Key("seeds prompts, sampling and updates", Bounds(0, SEED_LIMIT,
+                                                                      high_open=True)),
+    "train.eval_every": Key("held-out evaluation period in steps", Bounds(
+        0, why="0 evaluates only before and after training")),
+    "train.eval_samples": Key("completions per held-out prompt (accuracy = mean over them)",
+                              AT_LEAST_ONE),
+    "train.eval_temperature": Key("held-out sampling temperature", POSITIVE),
+    "train.save_every": Key("checkpoint period in steps (the final step is always saved)",
+                            Bounds(0, why="0 saves only the final step")),
+    "train.keep_checkpoints": Key("newest checkpoints kept (each ~3x the fp32 weights)",
+                                  AT_LEAST_ONE),
+    "train.samples_per_step": Key("completions saved per step in the run folder",
+                                  NON_NEGATIVE),
+    "train.output_dir": Key("run folder (null: runs/<objective>-<timestamp>)"),
+    "train.threads": Key("torch CPU threads", Bounds(0, why="0 keeps torch's default")),
+    "train.device": Key("auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
+    "train.report_to": Key("where the metrics also go: " + ", ".join(REPORT_TO)
+                           + " (alone), each named once"),
+    "train.precision": Key("bf16: autocast, fp32 weights/optimizer; auto: bf16 if native",
+                           choices=PRECISIONS),
+}
+"""Every key of ``Config``: its one-line doc, and its range or choices (floats must also
+be finite, see ``maspo.config_build``)."""
+
+SETTINGS: dict[str, Key] = {
+    "sampling.max_new_tokens": Key("completion length cap", AT_LEAST_ONE),
+    "sampling.temperature": Key("sampling temperature (unused when greedy)", POSITIVE),
+    "sampling.top_p": Key("nucleus sampling", Bounds(0, 1, low_open=True)),
+    "eval.n": Key("completions per problem", AT_LEAST_ONE),
+    "eval.prompts_per_batch": Key("prompts per generate call", AT_LEAST_ONE),
+    "eval.limit": Key("the first problems of each data set", AT_LEAST_ONE),
+    "eval.test_size": Key("problems drawn from a built-in task", AT_LEAST_ONE),
+    "eval.data_seed": Key("seed of a built-in task's held-out set", NON_NEGATIVE),
+    "compare.jobs": Key("runs trained at a time", AT_LEAST_ONE),
+    "compare.target": Key("held-out accuracy whose first step is reported", Bounds(0, 1)),
+    "probe.entropy_steps": Key("steps of the entropy probe", NON_NEGATIVE),
+}
+"""The ranges of the settings that are not a run's config: sampling, evaluation, and the
+comparison and probe commands (``check_setting``)."""
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested dict (tuples as lists) for YAML/JSON."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+def check_setting(key: str, value: Any) -> None:
+    """FieldError naming ``key`` (of ``SETTINGS``) unless ``value`` is in its range."""
+    SETTINGS[key].check(key, value, "setting")
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in (
-                "params", "task_settings", "fields"):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+BOUNDS = {key: spec.bounds for key, spec in KEYS.items() if spec.bounds is not None}
+"""The numeric keys' ranges (a view of ``KEYS``)."""
 
 
-# YAML 1.1 (PyYAML) reads an exponent without a dot, such as 1e-5, as text
-EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
+def check_keys(config: Config) -> None:
+    """UserError for the first key outside its range or choices (``KEYS``)."""
+    flat = flatten(to_dict(config))
+    for key, spec in KEYS.items():
+        spec.check(key, flat.get(key))
 
 
-def yaml_number(value: Any) -> Any:
-    """``value``, or the float it spells when YAML 1.1 left a number like ``1e-5`` as text."""
-    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-def parse_scalar(raw: str) -> Any:
-    """One command-line value read as YAML (``3``, ``true``, ``[a, b]``); text that is
-    not valid YAML stays text, and nothing at all is the empty string."""
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
-
-
-def parse_named_spec(spec: str, what: str) -> tuple[str, dict[str, Any]]:
-    """``name`` or ``name:key=value,key=value`` -> (name, settings), as an objective
-    spec of ``maspo compare`` or a task spec of ``maspo eval --data`` is written; values
-    are YAML scalars. ``what`` names the spec in the error (e.g. "objective spec")."""
-    name, _, rest = spec.strip().partition(":")
-    settings: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{what} {spec!r}: {item!r} must look like key=value")
-        value = parse_scalar(raw) if raw.strip() else None  # "key=" gives None
-        settings[key.strip()] = yaml_number(value)
-    return name.strip(), settings
-
-
-def parse_override(text: str) -> dict[str, Any]:
-    """``a.b.c=value`` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"override {text!r} must look like section.key=value")
-    value = parse_scalar(raw)
-    nested: dict[str, Any] = {}
-    node = nested
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return nested
-
-
-def _merge_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Overrides merge into mappings key by key (``loss.params.alpha=0.5`` keeps others)."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge_override(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+# ---------------------------------------------------------------------------------------
+# Presets, saved configs, overrides.
 
 
 PRESET_SUFFIX = ".yaml"
@@ -349,10 +337,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     """Defaults <- preset (a name or a YAML path) <- overrides, validated (see ``validate``)."""
     data = to_dict(Config())
     if path is not None:
-        data = _merge(data, _read_yaml(*_preset_text(path)))
-    for text in overrides:
-        data = _merge_override(data, parse_override(text))
-    config = _build(Config, data)
+        data = merge(data, _read_yaml(*_preset_text(path)))
+    config = build(Config, apply_override_texts(data, overrides))
     validate(config)
     return config
 
@@ -363,7 +349,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A saved config (e.g. a run's) completed with today's defaults."""
-    return _merge(to_dict(Config()), data)
+    return merge(to_dict(Config()), data)
 
 
 def config_from_saved(text: str, what: str) -> Config:
@@ -371,159 +357,42 @@ def config_from_saved(text: str, what: str) -> Config:
     today's defaults; not validated (see ``validate``)."""
     saved = with_defaults(_read_yaml(text, what))
     try:
-        return _build(Config, saved)
+        return build(Config, saved)
     except UserError as err:
         raise UserError(f"{what} is no longer valid: {err}") from None
 
 
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """``config`` with ``section.key=value`` overrides applied; not validated."""
-    data = to_dict(config)
-    for text in overrides:
-        data = _merge_override(data, parse_override(text))
-    return _build(Config, data)
-
-
-def override_value(overrides: list[str], key: str) -> Any:
-    """The value the overrides give ``section.key`` (the last one wins), else None."""
-    value = None
-    for text in overrides:
-        node: Any = parse_override(text)
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            value = node
-    return value
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; mappings are flattened down to their leaves."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def config_changes(old: Config | dict[str, Any], new: Config | dict[str, Any]
-                   ) -> list[tuple[str, Any, Any]]:
-    """(key, old value, new value) of every key whose value differs, keys in order."""
-    a = flatten(old if isinstance(old, dict) else to_dict(old))
-    b = flatten(new if isinstance(new, dict) else to_dict(new))
-    return [(k, a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    return build(Config, apply_override_texts(to_dict(config), overrides))
 
 
 # ---------------------------------------------------------------------------------------
-# Validation of meaning: ranges by key, then what needs the objective / task / reward code.
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Allowed values of a numeric key (each item of a tuple-valued key)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # ``low`` itself is not allowed
-    high_open: bool = False  # ``high`` itself is not allowed
-    why: str = ""  # the reason, appended to the message
-
-    def check(self, key: str, value: float) -> None:
-        too_low = self.low is not None and (value < self.low or
-                                            (self.low_open and value == self.low))
-        too_high = self.high is not None and (value > self.high or
-                                              (self.high_open and value == self.high))
-        if too_low or too_high:
-            raise UserError(f"config key {key!r} must be {self.describe()}, got {value!r}"
-                            + (f": {self.why}" if self.why else ""))
-
-    def describe(self) -> str:
-        if self.low is not None and self.high is not None:
-            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                    f"{')' if self.high_open else ']'}")
-        if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"{'<' if self.high_open else '<='} {self.high:g}"
-
-
-POSITIVE = Bounds(0, low_open=True)
-NON_NEGATIVE = Bounds(0)
-AT_LEAST_ONE = Bounds(1)
-SEED_LIMIT = 2**32  # step seeds are seed * 7919 + step: below 2**32 they fit torch's 64 bits
-
-BOUNDS: dict[str, Bounds] = {
-    "model.lora.rank": AT_LEAST_ONE,
-    "model.lora.alpha": POSITIVE,
-    "model.lora.dropout": Bounds(0, 1, high_open=True),
-    "model.logprob_chunk": AT_LEAST_ONE,
-    "data.test_size": NON_NEGATIVE,
-    "rollout.prompts_per_step": AT_LEAST_ONE,
-    "rollout.max_draws": AT_LEAST_ONE,
-    "rollout.group_size": Bounds(2, why="group advantages need at least two completions "
-                                 "per prompt"),
-    "rollout.max_new_tokens": AT_LEAST_ONE,
-    "rollout.temperature": POSITIVE,
-    "rollout.top_p": Bounds(0, 1, low_open=True),
-    "reward.format_weight": NON_NEGATIVE,
-    "loss.kl_coef": NON_NEGATIVE,
-    "loss.entropy_coef": NON_NEGATIVE,
-    "optim.lr": POSITIVE,
-    "optim.weight_decay": NON_NEGATIVE,
-    "optim.betas": Bounds(0, 1, high_open=True, why="AdamW's moment decay rates"),
-    "optim.grad_clip": Bounds(0, why="0 turns clipping off"),
-    "optim.warmup_steps": NON_NEGATIVE,
-    "optim.updates_per_step": AT_LEAST_ONE,
-    "optim.micro_batch_size": AT_LEAST_ONE,
-    "optim.max_bad_updates": AT_LEAST_ONE,
-    "train.steps": AT_LEAST_ONE,
-    "train.seed": Bounds(0, SEED_LIMIT, high_open=True),
-    "train.eval_every": Bounds(0, why="0 evaluates only before and after training"),
-    "train.eval_samples": AT_LEAST_ONE,
-    "train.eval_temperature": POSITIVE,
-    "train.samples_per_step": NON_NEGATIVE,
-    "train.save_every": Bounds(0, why="0 saves only the final step"),
-    "train.keep_checkpoints": AT_LEAST_ONE,
-    "train.threads": Bounds(0, why="0 keeps torch's default"),
-}
-"""Range of every numeric key (floats must also be finite, see ``_check_type``)."""
-
-
-def check_bounds(config: Config) -> None:
-    """UserError for the first numeric key outside its ``BOUNDS``."""
-    flat = flatten(to_dict(config))
-    for key, bounds in BOUNDS.items():
-        value = flat.get(key)
-        for item in value if isinstance(value, list) else [value]:
-            if item is not None:
-                bounds.check(key, item)
+# Validation of meaning: ranges and choices by key, then what needs the objective / task /
+# reward code.
 
 
 def validate(config: Config) -> None:
-    """Every check that needs no model: ranges, objective parameters, task settings."""
-    check_bounds(config)  # first: needs no imports
-    r, o, t, loss = config.rollout, config.optim, config.train, config.loss
+    """Every check that needs no model: ranges and choices (``KEYS``), LoRA, objective
+    parameters, reward functions, task settings."""
+    check_keys(config)  # first: needs no imports (but the registries' names)
+    r, o, t, loss, data = config.rollout, config.optim, config.train, config.loss, config.data
     check_device_name(t.device, "config key 'train.device'")
     if r.top_p < 1:
         raise UserError(f"config key 'rollout.top_p' is {r.top_p!r}, but training needs 1: "
                         "log-probs score the full softmax(logits / T), so a nucleus sample "
                         "would not come from the policy being scored")
-    if t.precision not in PRECISIONS:
-        raise UserError(f"config key 'train.precision' must be one of {', '.join(PRECISIONS)}, "
-                        f"got {t.precision!r}")
+    if not config.model.lora.target_modules:
+        raise UserError("config key 'model.lora.target_modules' must name at least one module")
     for item in t.report_to:
         if item not in REPORT_TO or t.report_to.count(item) > 1 or (
                 item == "none" and len(t.report_to) > 1):
             raise UserError(f"config key 'train.report_to' lists {item!r}: each item one of "
                             f"{', '.join(REPORT_TO)}, named once ([none] alone)")
-    if r.at_max_draws not in AT_MAX_DRAWS:
-        raise UserError(f"config key 'rollout.at_max_draws' must be one of "
-                        f"{', '.join(AT_MAX_DRAWS)}, got {r.at_max_draws!r}")
     if o.updates_per_step > r.prompts_per_step:
         raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
                         f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "
                         "holds whole prompt groups")
-    data = config.data
     from maspo.data.hub_datasets import parse_dataset_id
 
     for key, value in (("data.path", data.path), ("data.test_path", data.test_path)):
@@ -531,28 +400,16 @@ def validate(config: Config) -> None:
         if value is not None and not Path(value).exists() and parse_dataset_id(value) is None:
             raise UserError(f"config key {key!r}: {value!r} does not exist")
 
-    from maspo.advantages import ESTIMATORS
     from maspo.data import get_task
-    from maspo.data.files import check_answer_settings
-    from maspo.losses import MODES, make_params, names
+    from maspo.losses import make_params
     from maspo.rewards import load_reward_fn
 
-    if loss.name not in names():
-        raise UserError(f"config key 'loss.name': unknown objective {loss.name!r}; "
-                        f"known: {', '.join(names())}")
     try:
         make_params(loss.name, loss.params)
     except ValueError as err:
         raise UserError(f"config key 'loss.params': {err}") from None
-    if loss.aggregation is not None and loss.aggregation not in MODES:
-        raise UserError(f"config key 'loss.aggregation': unknown mode {loss.aggregation!r}; "
-                        f"known: {', '.join(MODES)}")
-    if loss.advantage not in ESTIMATORS:
-        raise UserError(f"config key 'loss.advantage': unknown estimator {loss.advantage!r}; "
-                        f"known: {', '.join(ESTIMATORS)}")
     for spec in config.reward.functions:
         load_reward_fn(spec)
-    check_answer_settings(data.answer_format, data.answer_check)
     if data.path is None and (data.answer_format != "auto" or data.answer_check is not None):
         raise UserError("config keys 'data.answer_format' and 'data.answer_check' apply to "
                         "data.path files; the built-in tasks use their own answer check")
@@ -576,35 +433,13 @@ def resolved(config: Config) -> dict[str, Any]:
     return data
 
 
-@functools.cache
-def _field_docs() -> dict[tuple[str, str], str]:
-    """(class, field) -> the field's trailing ``# comment`` in this file (its one-line doc)."""
-    try:
-        lines = Path(__file__).read_text().splitlines()
-    except OSError:  # no source shipped: keys without docs
-        return {}
-    docs, current = {}, ""
-    for line in lines:
-        if match := re.match(r"class (\w+)", line):
-            current = match.group(1)
-        elif match := re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line):
-            docs[(current, match.group(1))] = match.group(2)
-    return docs
-
-
-def describe_keys(cls: type = Config, prefix: str = "") -> list[str]:
-    """One ``section.key = default  doc`` line per config key, for ``--help``."""
+def describe_keys(data: dict[str, Any] | None = None) -> list[str]:
+    """One ``section.key=default  (doc; range or choices)`` line per config key, for
+    ``--help``, from ``KEYS``."""
     lines = []
-    docs = _field_docs()
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        value = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(value):
-            lines += describe_keys(type(value), f"{prefix}{f.name}.")
-            continue
+    for key, value in flatten(to_dict(Config()) if data is None else data).items():
         plain = list(value) if isinstance(value, tuple) else value
         shown = yaml.safe_dump(plain, default_flow_style=True).strip()
         shown = shown.removesuffix("...").strip()  # YAML's end marker after a scalar
-        doc = docs.get((cls.__name__, f.name), "")
-        lines.append(f"  {prefix}{f.name}={shown}" + (f"  ({doc})" if doc else ""))
+        lines.append(f"  {key}={shown}  ({KEYS[key].describe()})")
     return lines

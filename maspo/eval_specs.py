@@ -18,11 +18,15 @@ Dataset specs (``--data``, repeatable):
 - a built-in task ``name`` or ``name:key=value,...`` (task settings): its held-out set.
   Evaluating a run on its own task, the settings, seed and size default to the run's, so
   the problems are exactly the run's held-out prompts (never its training prompts);
-- ``heldout``: the run's held-out set, whatever its data (the default for a run).
+- ``heldout``: the run's held-out set, whatever its data (the default for a run);
+- a benchmark suite name (``SUITES``): its data sets by hub id, each column named as in
+  the papers' tables. ``paper-math`` is the six benchmarks of the MASPO and DGPO papers.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,16 +34,29 @@ from typing import Any
 import torch
 
 from maspo.checkpoint import WEIGHTS_FILE, verify_checkpoint
-from maspo.config import Config, parse_named_spec
-from maspo.data import DEFAULT_TEST_SIZE, TASKS, Example, get_task, heldout_set, load_examples
+from maspo.config import Config, DataConfig, check_setting
+from maspo.data import TASKS, Example, get_task, heldout_set, load_examples
 from maspo.data.hub_datasets import fetch_dataset, parse_dataset_id
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.hub import MODEL, parse_hub_id, pin
-from maspo.models import DEFAULT_MODEL_ALIASES, LoraSettings, load_policy, resolve_model
+from maspo.models import DEFAULT_MODEL_ALIASES, load_policy, resolve_model
+from maspo.precision import autocast, prepare_model
 from maspo.run import RunDir
+from maspo.spec_text import parse_named_spec
 
 RUN_HELDOUT = "heldout"  # --data spec: the run's own held-out set
+# The benchmarks of the MASPO / DGPO papers' tables (Avg@32, Pass@32), in their column order:
+# (column, hub data set id). Each id's only split or its test split is read as published.
+PAPER_BENCHMARKS = (
+    ("AIME24", "HuggingFaceH4/aime_2024"),  # problem, answer ("073"); its one split: train
+    ("AIME25", "math-ai/aime25"),  # problem, answer
+    ("AMC23", "math-ai/amc23"),  # question, answer (a float: 27.0)
+    ("MATH500", "HuggingFaceH4/MATH-500"),  # problem, answer
+    ("Minerva", "math-ai/minervamath"),  # question, answer
+    ("OlympiadBench", "math-ai/olympiadbench"),  # question, final_answer (a list)
+)
+SUITES = {"paper-math": PAPER_BENCHMARKS}  # --data NAME -> its (column, spec) pairs
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,18 @@ def locate_model(spec: str) -> ModelSource:
     raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")
 
 
+@contextlib.contextmanager
+def loaded_for_eval(source: ModelSource | str, *, device: str, precision: str,
+                    dtype: torch.dtype = torch.float32) -> Iterator[tuple[Any, Any]]:
+    """(model, tokenizer) of ``source`` made ready to evaluate at ``precision`` (resolved
+    for ``device``), inside its autocast: the setup that `maspo eval` and a comparison's
+    final evaluation share."""
+    model, tokenizer = load_eval_model(source, device=device, dtype=dtype)
+    prepare_model(model, precision)
+    with autocast(precision, device):
+        yield model, tokenizer
+
+
 def load_eval_model(source: ModelSource | str, device: str = "cpu",
                     dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) for a located spec (or a spec string)."""
@@ -104,7 +133,7 @@ def load_eval_model(source: ModelSource | str, device: str = "cpu",
         return model.eval(), tokenizer
     config = source.run_config
     model, tokenizer = load_policy(resolve_model(config.model.path), dtype=dtype,
-                                   device=device, lora=LoraSettings.of(config.model.lora))
+                                   device=device, lora=config.model.lora)
     weights = source.checkpoint / WEIGHTS_FILE
     try:
         missing, unexpected = load_model(model, weights, strict=False, device=str(device))
@@ -130,10 +159,11 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
     """The examples named by one ``--data`` spec (see the module docstring).
 
     ``seed`` and ``size`` pick a built-in task's held-out set (defaults: the run's when it
-    trained on that task, else 0 and ``DEFAULT_TEST_SIZE``); ``limit`` keeps the first rows.
+    trained on that task, else 0 and ``data.test_size``'s default); ``limit`` keeps the first rows.
     """
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be >= 1, got {limit}")
+    for key, value in (("eval.limit", limit), ("eval.test_size", size),
+                       ("eval.data_seed", seed)):
+        check_setting(key, value)
     path = Path(spec).expanduser()
     if spec == RUN_HELDOUT:
         if run is None:
@@ -156,7 +186,7 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
         if own:
             settings = {**run.data.task_settings, **settings}
         seed = seed if seed is not None else (run.train.seed if own else 0)
-        size = size if size is not None else (run.data.test_size if own else DEFAULT_TEST_SIZE)
+        size = size if size is not None else (run.data.test_size if own else DataConfig().test_size)
         examples = heldout_set(get_task(name, **settings), seed=seed, size=size)
         shown = ",".join(f"{k}={v}" for k, v in settings.items())
         source = f"task {name}" + (f" ({shown})" if shown else "") + f", seed {seed}"
@@ -171,12 +201,23 @@ def resolve_dataset(spec: str, *, fields: dict[str, str] | None = None,
     return EvalDataset(name, source, list(examples))
 
 
+def _expand_suite(spec: str) -> list[tuple[str | None, str]]:
+    """A suite name (``SUITES``, unless a local path of that name exists) as its (column,
+    spec) pairs; any other spec as ``[(None, spec)]``."""
+    if spec in SUITES and not Path(spec).expanduser().exists():
+        return list(SUITES[spec])
+    return [(None, spec)]
+
+
 def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
-    """``resolve_dataset`` of each spec; rows are renamed by their spec if names clash.
+    """``resolve_dataset`` of each spec (a suite: each of its data sets, named by its
+    column); rows are renamed by their spec if names clash.
 
     ``answer_format`` / ``answer_check`` read data files only: with no file among the
     specs they would change nothing, so they are refused.
     """
+    named = [pair for spec in specs for pair in _expand_suite(spec)]  # (column or None, spec)
+    specs = [spec for _, spec in named]
     answer_options = (kwargs.get("answer_format", "auto") != "auto"
                       or kwargs.get("answer_check") is not None)
     if answer_options and not any(
@@ -187,8 +228,10 @@ def resolve_datasets(specs: list[str], **kwargs: Any) -> list[EvalDataset]:
                         "held-out set keeps its own answer check)")
     datasets = [resolve_dataset(spec, **kwargs) for spec in specs]
     names = [d.name for d in datasets]
-    for dataset, spec in zip(datasets, specs, strict=True):
-        if names.count(dataset.name) > 1:
+    for dataset, (column, spec) in zip(datasets, named, strict=True):
+        if column is not None:
+            dataset.name = column
+        elif names.count(dataset.name) > 1:
             dataset.name = spec
     if len({d.name for d in datasets}) < len(datasets):
         raise UserError("--data names the same dataset twice")

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from maspo.config import EVAL_MAX_NEW_TOKENS
+from maspo.config import EVAL_MAX_NEW_TOKENS, check_setting
 from maspo.data import Example, render_prompt
-from maspo.errors import UserError
+from maspo.errors import FieldError, UserError
 from maspo.paths import EVAL_FILES
 from maspo.rewards import default_verifier, extract_answer, final_boxed
-from maspo.rewards.scoring import Scorer
 from maspo.rollout import LocalSampler, SamplingSettings
+from maspo.scoring import Scorer
 from maspo.tables import markdown_table, write_csv
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def eval_settings(run: Config | None = None, *, n: int, seed: int = 0,
     """Evaluation settings; what is not given comes from ``run`` (its length cap, top_p,
     ``train.eval_temperature``, system prompt and chat template), else the defaults.
 
-    An impossible value is a one-sentence UserError naming the ``maspo eval`` option.
+    An impossible value is a FieldError naming the setting (``maspo.config.SETTINGS``).
     """
     if max_new_tokens is None:
         max_new_tokens = run.rollout.max_new_tokens if run else EVAL_MAX_NEW_TOKENS
@@ -231,19 +231,10 @@ def eval_settings(run: Config | None = None, *, n: int, seed: int = 0,
         system_prompt = run.data.system_prompt
     if chat_template is None:
         chat_template = run.data.chat_template if run else True
-    if n < 1:
-        raise UserError(f"--n must be >= 1, got {n}")
+    check_setting("eval.n", n)
     if greedy and n > 1:
-        raise UserError("--greedy makes every sample identical; use --n 1 with it")
-    if max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
-    if not greedy and temperature <= 0:
-        raise UserError(f"--temperature must be > 0, got {temperature} "
-                        "(use --greedy for argmax decoding)")
-    if not 0 < top_p <= 1:
-        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
-    if prompts_per_batch < 1:
-        raise UserError(f"--batch-size must be >= 1, got {prompts_per_batch}")
+        raise FieldError("eval.greedy", " makes every sample identical; set 'eval.n' to 1")
+    check_setting("eval.prompts_per_batch", prompts_per_batch)
     sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
                                 top_p=top_p, greedy=greedy)
     return EvalSettings(sampling, n=n, seed=seed, prompts_per_batch=prompts_per_batch,

@@ -32,7 +32,7 @@ from maspo.config import Config
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, sample_and_score
-from maspo.run import RunDir
+from maspo.run import RunDir, RunSummary
 from maspo.trackers import RunLabel
 from maspo.update import TrainingStopped
 
@@ -58,7 +58,7 @@ class RunTask:
 class RunOutcome:
     """What became of one run."""
 
-    summary: dict[str, Any]  # the trainer's summary ({} unless finished)
+    summary: RunSummary | None  # the trainer's summary (None unless finished)
     final_eval: dict[str, Any] | None  # the cached final evaluation (None unless finished)
     stopped: str | None = None  # why the trainer stopped it (non-finite updates)
     failed: str | None = None  # why it failed otherwise (a crash, a damaged folder)
@@ -88,20 +88,20 @@ def run_one(task: RunTask, progress: bool = False, announce: str | None = None) 
                 run.write_stopped(str(err))
         reason = run.stopped_reason()
         if reason is not None:
-            return RunOutcome({}, None, stopped=reason, wall_s=time.perf_counter() - t0)
+            return RunOutcome(None, None, stopped=reason, wall_s=time.perf_counter() - t0)
         final = final_eval(config, run, task.settings, task.device)
         prune(run, task.keep_checkpoints, task.keep_model)
         return RunOutcome(run.read_summary(), final, wall_s=time.perf_counter() - t0)
     except Exception as err:  # any other failure is this run's, not the comparison's
         why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-        return RunOutcome({}, None, failed=why, wall_s=time.perf_counter() - t0)
+        return RunOutcome(None, None, failed=why, wall_s=time.perf_counter() - t0)
 
 
 def final_eval(config: Config, run: RunDir, settings: EvalSettings,
                device: str) -> dict[str, Any]:
     """Held-out verdicts of the run's final model (cached in the run folder)."""
-    from maspo.eval_specs import load_eval_model, locate_model
-    from maspo.precision import autocast, prepare_model, resolve_precision
+    from maspo.eval_specs import loaded_for_eval, locate_model
+    from maspo.precision import resolve_precision
 
     wanted = settings.record()
     saved = run.read_final_eval(wanted)
@@ -111,12 +111,11 @@ def final_eval(config: Config, run: RunDir, settings: EvalSettings,
         raise UserError(f"run {str(run.root)!r} was evaluated with other settings and its "
                         "model was not kept (--keep-models); evaluate with the earlier "
                         "settings, or delete the run folder to train it again")
-    model, tokenizer = load_eval_model(locate_model(str(run.root)), device=device)
     precision = resolve_precision(config.train.precision, device)  # the run's own
-    prepare_model(model, precision)
     examples = data_splits(config.data, config.train.seed).heldout
-    t0 = time.perf_counter()
-    with autocast(precision, device):
+    with loaded_for_eval(locate_model(str(run.root)), device=device,
+                         precision=precision) as (model, tokenizer):
+        t0 = time.perf_counter()
         results = sample_and_score(model, tokenizer, examples, settings)
     record = {"settings": wanted, "problems": len(results),
               "correct": [r.correct for r in results], "answers": [r.answers for r in results],

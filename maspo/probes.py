@@ -8,7 +8,8 @@ same order, so the objectives differ in nothing but their gradient weights. Meas
 claims of MASPO, arXiv 2602.17550, that each probe tests):
 
 - **gradient kept** (claim 1, soft gate): among the update's tokens whose ratio r lies
-  outside [1 - eps, 1 + eps], the share with a non-zero gradient weight w (``kept_share``)
+  outside the trust region (``maspo.step_log.TRUST_RANGE``, the one the trainer logs
+  ``ratio/outside_trust`` with), the share with a non-zero gradient weight w (``kept_share``)
   and the share of the update's gradient mass sum |A w| they carry (``kept_mass``);
 - **probability mass** (claim 2, mass-adaptive limiter): the mean change of log pi from
   pi_old to the updated policy on head (q > 0.9), middle and tail (q < 0.1) tokens, per
@@ -45,21 +46,21 @@ import torch
 from torch import Tensor
 
 from maspo import advantages as adv_lib
-from maspo.compare import Variant, parse_variant, study_label
 from maspo.config import Config, resolved, to_dict
 from maspo.errors import UserError
 from maspo.losses import get_spec
+from maspo.objective_specs import Variant, parse_variant, study_label
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, PairedDifference, paired_difference
+from maspo.parts import RunParts, TrainState
 from maspo.paths import write_atomic, writing
 from maspo.rollout.groups import Drawn
-from maspo.run import prepare_run_dir
-from maspo.step_log import Clock
+from maspo.step_log import TRUST_RANGE, Clock
 from maspo.tables import markdown_table
 from maspo.trackers import Destination, Trackers
-from maspo.trainer import Trainer, TrainState
 from maspo.update import (
     Learner,
     OldPolicyStats,
+    TokenRecord,
     UpdateResult,
     UpdateSettings,
     old_policy_stats,
@@ -68,7 +69,6 @@ from maspo.update import (
     scoring_order,
 )
 
-TRUST_EPS = 0.2  # the trust region [1 - eps, 1 + eps] of the gradient-kept probe (PPO's)
 HEAD, TAIL = 0.9, 0.1  # q = pi_old(token) above HEAD: head; below TAIL: tail
 BUCKETS = ("head", "middle", "tail")
 COIN_SEED_OFFSET = 7_777_777  # random-reward coins: seeded by (seed, step), apart from sampling
@@ -81,11 +81,11 @@ DIRECTION = {BETTER: "higher", WORSE: "lower", CANNOT_TELL: CANNOT_TELL}
 
 
 def gradient_kept(weight: Tensor, log_ratio: Tensor, adv: Tensor, mask: Tensor,
-                  eps: float = TRUST_EPS) -> dict[str, float]:
+                  trust: tuple[float, float] = TRUST_RANGE) -> dict[str, float]:
     """``kept_share`` and ``kept_mass`` of tokens (all (N,) or (b, t), ``adv`` broadcast
-    per token) whose ratio is outside [1 - eps, 1 + eps]; NaN when no token is outside."""
+    per token) whose ratio is outside ``trust``; NaN when no token is outside."""
     ratio = log_ratio.double().exp()
-    outside = mask & ((ratio < 1 - eps) | (ratio > 1 + eps))
+    outside = mask & ((ratio < trust[0]) | (ratio > trust[1]))
     mass = (adv.double() * weight.double()).abs() * mask
     n = int(outside.sum())
     return {"outside_tokens": n, "outside_share": n / max(int(mask.sum()), 1),
@@ -117,15 +117,12 @@ def mass_change(delta: Tensor, q: Tensor, adv: Tensor, mask: Tensor) -> dict[str
 
 def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
     """``gradient_kept`` over every token the K updates computed."""
-    micros = [micro for grad in result.minibatches for micro in grad.micro]
-    if not micros:
+    tokens = TokenRecord.cat(result.tokens)
+    if not len(tokens.weight):
         return {"outside_tokens": 0, "outside_share": float("nan"), "kept_share": float("nan"),
                 "kept_mass": float("nan")}
-    weights, log_ratios, advs = ([getattr(m, key)[m.mask].cpu() for m in micros]
-                                 for key in ("weight", "log_ratio", "advantage"))
-    weight = torch.cat(weights)
-    return gradient_kept(weight, torch.cat(log_ratios), torch.cat(advs),
-                         torch.ones_like(weight, dtype=torch.bool))
+    return gradient_kept(tokens.weight, tokens.log_ratio, tokens.advantage,
+                         torch.ones_like(tokens.weight, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,21 +130,19 @@ def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
 
 
 class Probe:
-    """A starting policy and its parts for one seed; objectives start from its weights."""
+    """The parts of a run for one seed (``maspo.parts.RunParts``, as the trainer builds
+    them); every objective starts from the starting policy's weights with its own learner."""
 
-    def __init__(self, config: Config, workdir: Path) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.trainer = Trainer(config, prepare_run_dir(config, workdir))
-        self.start = copy.deepcopy(self.trainer.model.state_dict())
-        self.ref = self.trainer.learner.ref  # the frozen starting policy (KL term), if any
-        self.base_settings = self.trainer.update_settings
+        self.parts = RunParts.build(config)
+        self.start = copy.deepcopy(self.parts.model.state_dict())
+        self.base_settings = UpdateSettings.of(config)
 
     def learner(self, objective: Variant) -> tuple[Learner, UpdateSettings]:
         """The starting weights with a fresh optimizer, and the objective's settings."""
-        model, o = self.trainer.model, self.config.optim
-        model.load_state_dict(self.start)
-        # no warmup: every objective's K updates take the full rate
-        learner = Learner.create(model, self.ref, o, self.trainer.learner.device, 0)
+        self.parts.model.load_state_dict(self.start)
+        learner = self.parts.learner(warmup_steps=0)  # every objective's K updates at full rate
         settings = dataclasses.replace(
             self.base_settings, objective=objective.name, params=objective.params,
             aggregation=self.config.loss.aggregation or get_spec(objective.name).aggregation)
@@ -155,21 +150,21 @@ class Probe:
 
     def rollout(self) -> tuple[Drawn, Tensor, OldPolicyStats]:
         """One scored rollout of the starting policy, its advantages and old statistics."""
-        trainer, state = self.trainer, TrainState()
-        stream, clock = trainer.splits.train_stream(), Clock(trainer.learner.device)
-        torch.manual_seed(trainer.step_seed(1))
+        parts, state = self.parts, TrainState()
+        stream, clock = parts.splits.train_stream(), Clock(parts.device)
+        torch.manual_seed(parts.step_seed(1))
         if self.config.rollout.filter_groups:
-            drawn, _ = trainer.draw_untied(1, state, stream, clock)
+            drawn, _ = parts.draw_untied(1, state, stream, clock)
         else:
-            drawn = trainer.draw(1, 0, state, stream, clock)
+            drawn = parts.draw(1, 0, state, stream, clock)
         if drawn is None:
             raise RuntimeError("no prompt group with unequal rewards was drawn")
         advantages = adv_lib.estimate(self.config.loss.advantage, drawn.rewards,
-                                      drawn.rollout.group_size).to(trainer.learner.device)
+                                      drawn.rollout.group_size).to(parts.device)
         order = scoring_order(drawn.rollout, advantages, self.base_settings,
-                              trainer.step_seed(1))  # the rows of each update together
-        with trainer.precision():
-            old = old_policy_stats(trainer.learner, drawn.rollout, self.base_settings, order)
+                              parts.step_seed(1))  # the rows of each update together
+        with parts.precision():
+            old = old_policy_stats(parts.learner(), drawn.rollout, self.base_settings, order)
         return drawn, advantages, old
 
     def update(self, objective: Variant, drawn: Drawn, advantages: Tensor,
@@ -177,9 +172,9 @@ class Probe:
         """Gradient kept, mass change and update size of the objective's K updates."""
         learner, settings = self.learner(objective)
         rollout = drawn.rollout
-        with self.trainer.precision():
+        with self.parts.precision():
             result = policy_update(learner, rollout, old, advantages, settings,
-                                   seed=self.trainer.step_seed(1), bad_streak=0, step=1)
+                                   seed=self.parts.step_seed(1), bad_streak=0, step=1)
             learner.model.eval()
             new = rollout_logprobs(learner.model, rollout, settings)[0]  # (B, T)
         mask = rollout.completion_mask
@@ -190,26 +185,27 @@ class Probe:
 
     def entropy_drift(self, objective: Variant, steps: int) -> dict[str, float]:
         """Train ``steps`` steps on fair-coin rewards; the entropy's change over them."""
-        trainer = self.trainer
-        trainer.learner, trainer.update_settings = self.learner(objective)
-        state, stream, entropies = TrainState(), trainer.splits.train_stream(), []
+        parts = self.parts
+        learner, settings = self.learner(objective)
+        state, stream, entropies = TrainState(), parts.splits.train_stream(), []
         for step in range(1, steps + 1):
-            clock = Clock(trainer.learner.device)
-            torch.manual_seed(trainer.step_seed(step))
-            drawn = trainer.draw(step, 0, state, stream, clock)
+            clock = Clock(parts.device)
+            torch.manual_seed(parts.step_seed(step))
+            drawn = parts.draw(step, 0, state, stream, clock)
             coins = torch.Generator().manual_seed(
                 self.config.train.seed * COIN_SEED_OFFSET + step)
             drawn.scores.reward = torch.randint(0, 2, (len(drawn.scores.reward),),
                                                 generator=coins).float().tolist()
-            entropies.append(trainer.learn(step, state, drawn, clock)["entropy"])
+            entropies.append(
+                parts.learn(learner, settings, step, state, drawn, clock)["entropy"])
         return {"entropy_first": entropies[0], "entropy_last": entropies[-1],
                 "entropy_drift": entropies[-1] - entropies[0]}
 
 
-def probe_seed(config: Config, objectives: Sequence[Variant], workdir: Path,
+def probe_seed(config: Config, objectives: Sequence[Variant],
                entropy_steps: int) -> dict[str, dict[str, float]]:
     """objective spec -> measures, for the seed of ``config``."""
-    probe = Probe(config, workdir)
+    probe = Probe(config)
     drawn, advantages, old = probe.rollout()
     values = {o.spec: probe.update(o, drawn, advantages, old) for o in objectives}
     if entropy_steps:
@@ -392,7 +388,7 @@ def write_probes(out: Path, record: dict[str, Any]) -> dict[str, Path]:
             "maspo.probes explains each measure.\n",
             "## Seeds\n\nPer objective: seeds whose update raised the mean log pi of "
             "positive-advantage tokens and lowered that of negative ones; seeds with no "
-            f"update token outside [{1 - TRUST_EPS:g}, {1 + TRUST_EPS:g}] (left out of the "
+            f"update token outside [{TRUST_RANGE[0]:g}, {TRUST_RANGE[1]:g}] (left out of the "
             f"gradient-kept measures).\n\n{markdown_table(*seed_counts(per_seed))}\n"]
     if claims:
         rows = []
@@ -424,9 +420,9 @@ def write_probes(out: Path, record: dict[str, Any]) -> dict[str, Path]:
 def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[str],
                title: str, out: Path) -> Path:
     """One panel per measure: each objective's mean over seeds with the seeds as dots."""
-    from maspo.plots import _pyplot, _save
+    from maspo.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     seeds = sorted(per_seed)
     objectives = list(per_seed[seeds[0]])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -446,7 +442,7 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
     try:
-        return _save(fig, out)
+        return save_figure(fig, out)
     finally:
         plt.close(fig)
 
@@ -455,9 +451,9 @@ def plot_claims(per_seed: dict[int, dict[str, dict[str, float]]], claims: Sequen
                 out: Path) -> Path:
     """One panel per claim: each seed's difference (objective - baseline), their mean with
     its 95% interval, and the verdict."""
-    from maspo.plots import _pyplot, _save
+    from maspo.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(len(claims), 4)
     rows = -(-len(claims) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
@@ -483,7 +479,7 @@ def plot_claims(per_seed: dict[int, dict[str, dict[str, float]]], claims: Sequen
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("claims: per-seed differences, mean and 95% interval")
     try:
-        return _save(fig, out)
+        return save_figure(fig, out)
     finally:
         plt.close(fig)
 
@@ -509,7 +505,7 @@ def report_seed(config: Config, objectives: Sequence[Variant],
 
 
 def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int],
-               workdir: Path, entropy_steps: int, log: Callable[[str], Any] = print,
+               entropy_steps: int, log: Callable[[str], Any] = print,
                cache: Path | None = None, study: Path | None = None
                ) -> dict[int, dict[str, dict[str, float]]]:
     """Every seed's measures (each seed a fresh rollout of the starting policy).
@@ -523,9 +519,8 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
     per_seed = {}
     for seed in seeds:
         config = dataclasses.replace(base, train=dataclasses.replace(
-            base.train, seed=seed, output_dir=str(workdir / f"seed-{seed}")))
-        what = {"config": to_dict(dataclasses.replace(
-                    config, train=dataclasses.replace(config.train, output_dir=None))),
+            base.train, seed=seed, output_dir=None))  # a probe writes no run folder
+        what = {"config": to_dict(config),
                 "objectives": [o.spec for o in objectives], "entropy_steps": entropy_steps}
         saved = _saved_seed(cache, seed, what)
         if saved is not None:
@@ -533,8 +528,7 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
             per_seed[seed] = saved
             continue
         log(f"seed {seed}: probing {len(objectives)} objectives")
-        per_seed[seed] = probe_seed(config, objectives, workdir / f"seed-{seed}",
-                                    entropy_steps)
+        per_seed[seed] = probe_seed(config, objectives, entropy_steps)
         if cache is not None:
             with writing(f"the probes of seed {seed} to {str(cache)!r}", "free some space "
                          "and run the same command again (saved seeds are not probed again)"):

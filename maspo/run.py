@@ -17,7 +17,8 @@
 
 A run is *new* (no config.yaml), *resumable* (a config, not finished), *done*
 (summary.json) or *stopped* (stopped.txt). Resuming takes the saved config; only
-``RESUMABLE_KEYS`` may change. On resume the JSONL files are cut back to the checkpoint's
+``RESUMABLE_KEYS`` may change, and its hub ids keep the commits it started with
+(``pin_config``). On resume the JSONL files are cut back to the checkpoint's
 step, so every step is logged exactly once.
 """
 
@@ -39,15 +40,15 @@ import yaml
 from maspo.config import (
     Config,
     apply_overrides,
-    config_changes,
     config_from_saved,
     load_config,
     to_dict,
     validate,
     with_defaults,
 )
+from maspo.config_build import changes
 from maspo.errors import UserError
-from maspo.hub import PINNED_KEYS, keeps_pin
+from maspo.hub import DATASET, MODEL, PINNED_KEYS, keeps_pin, pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
 from maspo.trackers import DEFAULT_PROJECT, Destination, RunLabel, Trackers
 
@@ -55,7 +56,30 @@ RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
                   "train.threads", "train.output_dir", "train.report_to")
 """Keys a resume may change: none of them alters the updates already made or to come."""
 
-Records = list[dict[str, Any]]
+Records = list[dict[str, Any]]  # a JSONL file's records (metrics.jsonl, samples.jsonl)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run reports (summary.json; ``maspo.trainer.train`` returns it)."""
+
+    objective: str  # loss.name
+    steps: int  # train.steps
+    eval_accuracy_before: float | None  # held-out accuracy at step 0 (None: not measured)
+    eval_accuracy_after: float | None  # held-out accuracy after the last step
+    eval_prompts: int  # held-out prompts
+    eval_samples_per_prompt: int  # train.eval_samples
+    skipped_updates: int  # non-finite updates skipped
+    train_time_s: float  # the steps' and evaluations' time, summed over the run's records
+    run_dir: str  # the run folder
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSummary:
+        saved = json.loads(text)
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,11 +219,11 @@ class RunDir:
         """The saved completions, [] if the run saved none."""
         return read_jsonl(self.samples)
 
-    def read_summary(self) -> dict[str, Any]:
-        return json.loads(self.summary.read_text())
+    def read_summary(self) -> RunSummary:
+        return RunSummary.from_json(self.summary.read_text())
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_atomic(self.summary, json.dumps(summary, indent=1) + "\n")
+    def write_summary(self, summary: RunSummary) -> None:
+        write_atomic(self.summary, summary.to_json())
 
     def read_final_eval(self, settings: dict[str, Any]) -> dict[str, Any] | None:
         """The cached final evaluation if it was made with ``settings``, else None."""
@@ -306,7 +330,7 @@ def default_output_dir(config: Config) -> Path:
 
 def check_resumable(saved: Config | dict[str, Any], new: Config | dict[str, Any]) -> None:
     """UserError naming the first key other than ``RESUMABLE_KEYS`` that differs."""
-    for key, was, now in config_changes(saved, new):
+    for key, was, now in changes(saved, new):
         if key in PINNED_KEYS and keeps_pin(was, now, PINNED_KEYS[key]):
             continue  # the id the run started with, which keeps its commit (maspo.hub)
         if key not in RESUMABLE_KEYS:
@@ -338,6 +362,25 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     check_resumable(base, config)
     validate(config)
     return config
+
+
+def pin_config(config: Config, saved: Config | None = None) -> Config:
+    """``config`` with every hub id of ``PINNED_KEYS`` at a commit: the saved config's
+    commit where ``saved`` (a resumed run's) pinned the same id, else the one it resolves
+    to now."""
+    def pinned(now: str | None, before: str | None, kind: str) -> str | None:
+        return before if keeps_pin(before, now, kind) else pin(now, kind)
+
+    model, data = config.model, config.data
+    old_model = saved.model if saved is not None else None
+    old_data = saved.data if saved is not None else None
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(model, path=pinned(
+            model.path, old_model and old_model.path, MODEL)),
+        data=dataclasses.replace(
+            data, path=pinned(data.path, old_data and old_data.path, DATASET),
+            test_path=pinned(data.test_path, old_data and old_data.test_path, DATASET)))
 
 
 def check_run_dir(config: Config, output_dir: str | Path, resume: bool) -> RunDir:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from maspo.config import flatten
+from maspo.config_build import flatten
 from maspo.errors import UserError
 
 PACKAGES = {"trackio": "trackio", "wandb": "wandb", "mlflow": "mlflow"}  # tracker -> module

@@ -1,7 +1,8 @@
 """The RLVR loop, top to bottom: sample -> score -> advantages -> old log-probs -> K updates.
 
-``train`` builds the parts of a run from its config (``Trainer``), restores the newest
-checkpoint or starts afresh, then per step: ``Trainer.train_step`` (P prompts, G
+``train`` builds the parts of a run from its config (``maspo.parts.RunParts``) and a
+learner (``Trainer``), restores the newest checkpoint or starts afresh, then per step:
+``Trainer.train_step`` (P prompts, G
 completions each from the rollout engine, scored by each example's verifier, group
 advantages, the old policy's statistics and the K mini-batch updates of
 ``maspo.update``), a held-out evaluation when due, one line of metrics, a checkpoint when
@@ -15,8 +16,6 @@ a resumed run is equivalent, not identical).
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,55 +24,25 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from maspo import advantages as adv_lib
-from maspo.checkpoint import load_checkpoint, save_checkpoint
+from maspo.checkpoint import load_checkpoint, save_checkpoint, step_dir_name
 from maspo.config import Config
-from maspo.data import Example, render_prompt
-from maspo.data.splits import data_splits
-from maspo.devices import resolve_device
 from maspo.errors import UserError
-from maspo.evaluate import ProblemResult, avg_accuracy, eval_settings, sample_and_score
-from maspo.hub import pin_config
-from maspo.models import LoraSettings, load_policy, resolve_model
+from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score
+from maspo.parts import RunParts, TrainState
 from maspo.paths import writing
-from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rewards import default_verifier
-from maspo.rewards.scoring import Scorer
-from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
-from maspo.rollout.groups import Drawn, DrawStats, draw_untied
-from maspo.run import RESUME_HINT, RunDir, RunLog, check_run_dir, default_output_dir
-from maspo.step_log import Clock, draw_metrics, rollout_metrics, saved_completions
-from maspo.trackers import RunLabel, check_installed
-from maspo.update import (
-    Learner,
-    TrainingStopped,
-    UpdateSettings,
-    old_policy_stats,
-    policy_update,
-    scoring_order,
+from maspo.run import (
+    RESUME_HINT,
+    RunDir,
+    RunLog,
+    RunSummary,
+    check_run_dir,
+    default_output_dir,
+    pin_config,
 )
-
-EVAL_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
-STEP_SEED_STRIDE = 7_919  # step seeds: seed * stride + step (distinct across seeds too)
-DRAW_SEED_STRIDE = 1_000_033  # dynamic sampling: draw i of a step samples at its seed + i * this
-
-@dataclass
-class TrainState:
-    """What a run carries from step to step besides weights and optimizer (checkpointed)."""
-
-    examples_seen: int = 0  # training prompts drawn so far (where a resumed stream goes on)
-    bad_streak: int = 0  # non-finite updates in a row
-    skipped_updates: int = 0  # non-finite updates skipped in all
-    eval_before: float | None = None  # held-out accuracy before training
-    step: int = 0  # the last step done
-
-    @classmethod
-    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
-        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
-
-    def saved(self) -> dict[str, Any]:
-        """The fields a checkpoint keeps (it adds the step itself)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "step"}
+from maspo.step_log import Clock, draw_metrics, saved_completions
+from maspo.trackers import RunLabel, check_installed
+from maspo.update import UpdateSettings
 
 
 @dataclass
@@ -83,64 +52,28 @@ class StepResult:
 
 
 class Trainer:
-    """The parts of a run, built once from its config."""
+    """A run: its parts (``RunParts``), the learner that trains the policy, its folder."""
 
     def __init__(self, config: Config, run: RunDir) -> None:
-        c = self.config = config
-        self.run = run
-        if c.train.threads:
-            torch.set_num_threads(c.train.threads)
-        torch.manual_seed(c.train.seed)
-        self.splits = data_splits(c.data, c.train.seed)  # bad rows fail before the model loads
-        model_dir = resolve_model(c.model.path)
-        device = resolve_device(c.train.device, "train.device")
-        self.model, self.tokenizer = load_policy(model_dir, device=device,
-                                                 lora=LoraSettings.of(c.model.lora))
-        self.precision_mode = resolve_precision(c.train.precision, device)  # fp32 or bf16
-        prepare_model(self.model, self.precision_mode)
-        ref = None
-        if c.loss.kl_coef > 0:  # frozen copy of the initial policy for the k3 penalty
-            ref = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.learner = Learner.create(self.model, ref, c.optim, device, c.optim.warmup_steps)
-        self.update_settings = UpdateSettings.of(c)
-        self.scorer = Scorer(c.reward.functions, c.reward.format_weight,
-                             c.reward.score_truncated)
-        self.eval_settings = eval_settings(c, n=c.train.eval_samples,
-                                           seed=c.train.seed + EVAL_SEED_OFFSET)
-        r = c.rollout
-        self.sampler: RolloutEngine = LocalSampler(self.model, self.tokenizer, SamplingSettings(
-            max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p))
-
-    def precision(self):
-        """Autocast context of the forward passes (sampling, log-probs, updates, evaluation):
-        bf16 matmuls when ``train.precision`` is (or ``auto`` picks) bf16.
-
-        Kept in fp32 either way: weights, gradients, optimizer state, the logits once
-        computed (softmax, log-probs, entropies) and the loss (``maspo.precision``).
-        """
-        return autocast(self.precision_mode, self.learner.device)
-
-    def step_seed(self, step: int) -> int:
-        return self.config.train.seed * STEP_SEED_STRIDE + step
-
-    def render(self, examples: list[Example]) -> list[str]:
-        d = self.config.data
-        return [render_prompt(self.tokenizer, ex.prompt, d.system_prompt, d.chat_template)
-                for ex in examples]
+        self.config, self.run = config, run
+        self.parts = RunParts.build(config)
+        self.learner = self.parts.learner()
+        self.update_settings = UpdateSettings.of(config)
 
     def train_step(self, step: int, state: TrainState, stream) -> StepResult:
         """One rollout (or, with dynamic sampling, several) and its K updates; ``state``
         is brought up to date."""
-        clock = Clock(self.learner.device)
-        torch.manual_seed(self.step_seed(step))  # any other draw this step (e.g. dropout)
+        clock = Clock(self.parts.device)
+        torch.manual_seed(self.parts.step_seed(step))  # any other draw this step (e.g. dropout)
         record: dict[str, Any] = {"step": step}
         if self.config.rollout.filter_groups:
-            drawn, stats = self.draw_untied(step, state, stream, clock)
+            drawn, stats = self.parts.draw_untied(step, state, stream, clock)
             record.update(draw_metrics(stats))
         else:
-            drawn = self.draw(step, 0, state, stream, clock)
+            drawn = self.parts.draw(step, 0, state, stream, clock)
         if drawn is not None:
-            record.update(self.learn(step, state, drawn, clock))
+            record.update(self.parts.learn(self.learner, self.update_settings, step, state,
+                                           drawn, clock))
         record.update({"lr": self.learner.scheduler.get_last_lr()[0],
                        "examples_seen": state.examples_seen})
         stats = default_verifier().stats  # cumulative; failures score 0 and are counted
@@ -151,68 +84,16 @@ class Trainer:
             step, drawn, self.config.train.samples_per_step)
         return StepResult(record, samples)
 
-    def draw(self, step: int, index: int, state: TrainState, stream, clock: Clock) -> Drawn:
-        """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored."""
-        r = self.config.rollout
-        examples = [next(stream) for _ in range(r.prompts_per_step)]
-        state.examples_seen += len(examples)
-        with self.precision():
-            seed = self.step_seed(step) + index * DRAW_SEED_STRIDE
-            rollout = self.sampler.generate(self.render(examples), r.group_size, seed=seed)
-        clock.lap("generate")
-        repeated = [ex for ex in examples for _ in range(r.group_size)]
-        scores = self.scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
-        clock.lap("score")
-        return Drawn(examples, rollout, scores)
-
-    def draw_untied(self, step: int, state: TrainState, stream, clock: Clock
-                    ) -> tuple[Drawn | None, DrawStats]:
-        """Dynamic sampling: draws until P groups have unequal rewards, or the bound."""
-        r = self.config.rollout
-        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, stream, clock),
-                                   r.prompts_per_step, r.max_draws)
-        if stats.kept < r.prompts_per_step:
-            found = (f"step {step}: {stats.kept} of {r.prompts_per_step} groups had unequal "
-                     f"rewards after {stats.draws} draws (rollout.max_draws)")
-            if r.at_max_draws == "stop":
-                raise TrainingStopped(f"stopped at {found}; raise rollout.max_draws or set "
-                                      "rollout.at_max_draws=train")
-            tqdm.write(f"maspo: {found}; training on "
-                       + ("those" if stats.kept else "none: no update this step"))
-        return drawn, stats
-
-    def learn(self, step: int, state: TrainState, drawn: Drawn, clock: Clock
-              ) -> dict[str, Any]:
-        """Advantages, the old policy's statistics and the K updates on ``drawn``."""
-        c, rollout = self.config, drawn.rollout
-        advantages = adv_lib.estimate(c.loss.advantage, drawn.rewards, rollout.group_size)
-        advantages = advantages.to(self.learner.device)  # (B,)
-        clock.lap("score")
-        order = scoring_order(rollout, advantages, self.update_settings, self.step_seed(step))
-        with self.precision():  # each row scored in the micro-batch its update will use
-            old = old_policy_stats(self.learner, rollout, self.update_settings, order)
-        if c.loss.entropy_advantage:
-            advantages = adv_lib.entropy_advantage(advantages, old.entropy,
-                                                   rollout.completion_mask)  # (B, T)
-        clock.lap("old_logprobs")
-        with self.precision():
-            update = policy_update(self.learner, rollout, old, advantages, self.update_settings,
-                                   seed=self.step_seed(step), bad_streak=state.bad_streak,
-                                   step=step)
-        state.bad_streak = update.bad_streak
-        state.skipped_updates += update.skipped
-        clock.lap("update")
-        return {**rollout_metrics(drawn, advantages, old.entropy), **update.metrics}
-
     def evaluate(self) -> float:
         """Avg@n on the held-out set (``train.eval_samples`` per prompt)."""
         return avg_accuracy(self.heldout_results())
 
     def heldout_results(self) -> list[ProblemResult]:
         """The held-out prompts sampled and scored, at the run's precision."""
-        with self.precision():
-            return sample_and_score(self.model, self.tokenizer, self.splits.heldout,
-                                    self.eval_settings, self.scorer)
+        p = self.parts
+        with p.precision():
+            return sample_and_score(p.model, p.tokenizer, p.splits.heldout, p.eval_settings,
+                                    p.scorer)
 
     def restore(self, checkpoint: Path) -> TrainState:
         """Weights, optimizer, scheduler and RNG states from ``checkpoint`` (verified)."""
@@ -234,7 +115,7 @@ class Trainer:
 
 def train(config: Config, *, resume: bool = False, progress: bool = True,
           output_dir: str | Path | None = None, label: RunLabel | None = None
-          ) -> dict[str, Any]:
+          ) -> RunSummary:
     """Run (or resume) training; returns the summary it also writes to the run folder.
     ``label`` names the run in its trackers (default: project maspo, the folder's name)."""
     from transformers.utils import logging as hf_logging
@@ -255,7 +136,7 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
     # it died before the first one: the run then starts over)
     log = RunLog(run, state.step if checkpoint is not None else -1 if resume else None,
                  config, label)
-    stream = trainer.splits.train_stream(skip=state.examples_seen)
+    stream = trainer.parts.splits.train_stream(skip=state.examples_seen)
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
@@ -288,8 +169,8 @@ def _output_dir(config: Config, output_dir: str | Path | None, resume: bool) -> 
 
 def _announce(trainer: Trainer, checkpoint: Path | None) -> None:
     c = trainer.config
-    dtype = next(trainer.model.parameters()).dtype
-    mixed = ", bf16 autocast" if trainer.precision_mode == "bf16" else ""
+    dtype = next(trainer.parts.model.parameters()).dtype
+    mixed = ", bf16 autocast" if trainer.parts.precision_mode == "bf16" else ""
     print(f"maspo: training {c.loss.name} on {trainer.learner.device} "
           f"({str(dtype).removeprefix('torch.')} weights{mixed})"
           + (f", resuming from {checkpoint.name}" if checkpoint is not None else ""))
@@ -314,29 +195,25 @@ def _progress(record: dict[str, Any]) -> dict[str, str]:
             f"{record[key]:.3f}" for name, key in shown.items() if key in record}
 
 
-def _finish(trainer: Trainer, state: TrainState) -> dict[str, Any]:
+def _finish(trainer: Trainer, state: TrainState) -> RunSummary:
     """Save the final model (sealed with checksums), the summary and the curves."""
     from maspo.plots import plot_run
 
     run, config = trainer.run, trainer.config
     records = run.read_metrics()
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
-    hint = (f"checkpoint step-{state.step:06d} is intact: free some space, then finish the run "
-            "with --resume")
+    hint = (f"checkpoint {step_dir_name(state.step)} is intact: free some space, then "
+            "finish the run with --resume")
     with writing(f"the final model in {str(run.final_model)!r}", hint):
-        run.write_final_model(trainer.model, trainer.tokenizer)
-    summary = {
-        "objective": config.loss.name,
-        "steps": config.train.steps,
-        "eval_accuracy_before": state.eval_before,
-        "eval_accuracy_after": final,
-        "eval_prompts": len(trainer.splits.heldout),
-        "eval_samples_per_prompt": config.train.eval_samples,
-        "skipped_updates": state.skipped_updates,
-        "train_time_s": sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0)
-                            for r in records),
-        "run_dir": str(run.root),
-    }
+        run.write_final_model(trainer.parts.model, trainer.parts.tokenizer)
+    summary = RunSummary(
+        objective=config.loss.name, steps=config.train.steps,
+        eval_accuracy_before=state.eval_before, eval_accuracy_after=final,
+        eval_prompts=len(trainer.parts.splits.heldout),
+        eval_samples_per_prompt=config.train.eval_samples,
+        skipped_updates=state.skipped_updates,
+        train_time_s=sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0) for r in records),
+        run_dir=str(run.root))
     with writing(f"the summary and curves of {str(run.root)!r}", hint):
         plot_run([run.root], run.curves)
         run.write_summary(summary)  # last: a run with a summary is done

@@ -36,10 +36,6 @@ from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.rollout import Rollout
 
-RATIO_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # logged per advantage sign (ratio/<sign>/qNN)
-RATIO_RANGE = (0.5, 2.0)  # ratio/<sign>/outside: fraction of tokens whose ratio leaves it
-TRUST_RANGE = (0.8, 1.25)  # ratio/outside_trust: a PPO trust region, 1 - 0.2 to 1 / (1 - 0.2)
-
 
 class TrainingStopped(RuntimeError):
     """The run cannot go on (repeated non-finite updates); the message says why."""
@@ -218,16 +214,32 @@ def scoring_order(rollout: Rollout, advantages: Tensor, settings: UpdateSettings
 
 
 @dataclass
+class TokenRecord:
+    """Completion tokens an update computed, flattened in row order, detached, on the CPU."""
+
+    log_ratio: Tensor  # (N,) log pi / pi_old
+    advantage: Tensor  # (N,) the token's advantage
+    weight: Tensor  # (N,) the objective's gradient weight w
+
+    @classmethod
+    def cat(cls, records: Sequence[TokenRecord]) -> TokenRecord:
+        """The tokens of ``records`` one after another (none: empty tensors)."""
+        if not records:
+            return cls(torch.zeros(0), torch.zeros(0), torch.zeros(0))
+        return cls(*(torch.cat([getattr(r, key) for r in records])
+                     for key in ("log_ratio", "advantage", "weight")))
+
+
+Metrics = dict[str, tuple[float, float | None]]  # name -> (value, token count; None: a max)
+
+
+@dataclass
 class MicroLoss:
-    """One micro-batch's loss and what it logs."""
+    """One micro-batch's loss and what it measured."""
 
     loss: Tensor  # () its share of the mini-batch loss
-    metrics: dict[str, tuple[float, float | None]]  # name -> (value, token count; None: a max)
-    log_ratios: dict[str, Tensor]  # "pos" / "neg" -> (N,) log pi / pi_old per advantage sign
-    mask: Tensor  # (b, t) its completion tokens
-    advantage: Tensor  # (b, t) each token's advantage
-    weight: Tensor  # (b, t) the objective's gradient weight w per token (0 off the mask)
-    log_ratio: Tensor  # (b, t) log pi / pi_old per token
+    metrics: Metrics  # the objective's metrics (and the KL term's)
+    tokens: TokenRecord  # its completion tokens
 
 
 def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advantages: Tensor,
@@ -244,11 +256,11 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
     loss = aggregate(out.per_token, mask, s.aggregation, **counts)
     log_ratio = stats.logprobs.detach() - old_logp  # (b, t)
     token_adv = adv.expand_as(mask) if adv.dim() == 2 else adv[:, None].expand_as(mask)
-    log_ratios = {"pos": log_ratio[mask & (token_adv > 0)].cpu(),
-                  "neg": log_ratio[mask & (token_adv < 0)].cpu()}
+    tokens = TokenRecord(log_ratio[mask].cpu(), token_adv[mask].cpu(),
+                         out.weight.detach()[mask].cpu())
     keys = list(out.metrics)
     values = torch.stack([out.metrics[k].float() for k in keys]).tolist() if keys else []
-    metrics: dict[str, tuple[float, float | None]] = {}
+    metrics: Metrics = {}
     for key, value in zip(keys, values, strict=True):
         count = out.metric_count(key)
         metrics[key] = (value, None if count is None else float(count))
@@ -259,7 +271,7 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
         metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
     if s.entropy_coef > 0:
         loss = loss - s.entropy_coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
-    return MicroLoss(loss, metrics, log_ratios, mask, token_adv, out.weight.detach(), log_ratio)
+    return MicroLoss(loss, metrics, tokens)
 
 
 @dataclass
@@ -268,7 +280,8 @@ class MinibatchGradient:
 
     loss: Tensor  # () the mini-batch loss
     active: Tensor  # (n,) the rows that were computed
-    micro: list[MicroLoss] = field(default_factory=list)  # each micro-batch, in order
+    metrics: list[Metrics] = field(default_factory=list)  # each micro-batch's, in order
+    tokens: list[TokenRecord] = field(default_factory=list)  # each micro-batch's, in order
 
 
 def minibatch_backward(learner: Learner, rollout: Rollout, minibatch: Tensor,
@@ -285,18 +298,21 @@ def minibatch_backward(learner: Learner, rollout: Rollout, minibatch: Tensor,
         micro = micro_loss(learner.model, rollout, rows, old, advantages, counts, settings)
         micro.loss.backward()
         result.loss += micro.loss.detach()
-        result.micro.append(micro)
+        result.metrics.append(micro.metrics)
+        result.tokens.append(micro.tokens)
     return result
 
 
 @dataclass
 class UpdateResult:
-    """What a step's K updates did."""
+    """What a step's K updates computed (``maspo.step_log.update_metrics`` logs it)."""
 
-    metrics: dict[str, float]  # loss, grad_norm, skipped_updates, obj/*, ratio/*
+    losses: list[float]  # the loss of each update made (skipped ones left out)
+    grad_norms: list[float]  # the gradient norm of each update made, before clipping
     skipped: int  # updates skipped for a non-finite loss or gradient
     bad_streak: int  # non-finite updates in a row, this step's included
-    minibatches: list[MinibatchGradient] = field(default_factory=list)  # each, in order
+    metrics: list[Metrics]  # each micro-batch's, in order
+    tokens: list[TokenRecord]  # each mini-batch's computed tokens, in update order
 
 
 def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advantages: Tensor,
@@ -307,77 +323,29 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
     ``bad_streak`` counts the non-finite updates in a row before this step; reaching
     ``max_bad_updates`` raises ``TrainingStopped`` (naming ``step``).
     """
-    totals: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    log_ratios: dict[str, list[Tensor]] = {"pos": [], "neg": []}
-    losses, norms, skipped, grads = [], [], 0, []
+    result = UpdateResult([], [], 0, bad_streak, [], [])
     learner.model.train()
     for minibatch in minibatches(rollout, settings, seed):
         grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings)
-        grads.append(grad)
-        for micro in grad.micro:
-            _add_metrics(totals, weights, micro.metrics)
-            for sign, values in micro.log_ratios.items():
-                log_ratios[sign].append(values)
+        result.metrics += grad.metrics
+        result.tokens.append(TokenRecord.cat(grad.tokens))
         norm = torch.nn.utils.clip_grad_norm_(learner.params, settings.grad_clip or math.inf)
         if len(grad.active) and not (torch.isfinite(grad.loss) and torch.isfinite(norm)):
-            skipped += 1  # leave the weights as they were
-            bad_streak += 1
+            result.skipped += 1  # leave the weights as they were
+            result.bad_streak += 1
             learner.optimizer.zero_grad(set_to_none=True)
-            if bad_streak >= settings.max_bad_updates:
+            if result.bad_streak >= settings.max_bad_updates:
                 raise TrainingStopped(
-                    f"stopped at step {step}: {bad_streak} consecutive updates had a "
+                    f"stopped at step {step}: {result.bad_streak} consecutive updates had a "
                     "non-finite loss or gradient; lower optim.lr or check the reward and "
                     "objective parameters")
             continue
         if len(grad.active):  # (a mini-batch of zero-advantage rows only: nothing to do)
-            bad_streak = 0
+            result.bad_streak = 0
             learner.optimizer.step()
             torch.clear_autocast_cache()  # its bf16 copies of the old weights are stale now
             learner.scheduler.step()
-            losses.append(grad.loss.item())
-            norms.append(norm.item())
+            result.losses.append(grad.loss.item())
+            result.grad_norms.append(norm.item())
         learner.optimizer.zero_grad(set_to_none=True)
-    # a group no token fell into this step (e.g. no head token with A < 0) is omitted
-    out = {f"obj/{k}": totals[k] / weights[k] for k in totals if weights[k]}
-    out["loss"] = sum(losses) / len(losses) if losses else 0.0
-    out["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
-    out["skipped_updates"] = skipped
-    out.update(ratio_quantiles(log_ratios))
-    moved = [v for grad in grads[1:] for micro in grad.micro for v in micro.log_ratios.values()]
-    if moved and sum(len(v) for v in moved):  # after the first update the policy has moved
-        ratio = torch.cat(moved).double().exp()
-        low, high = TRUST_RANGE
-        out["ratio/outside_trust"] = ((ratio < low) | (ratio > high)).double().mean().item()
-    return UpdateResult(out, skipped, bad_streak, grads)
-
-
-def _add_metrics(totals: dict[str, float], weights: dict[str, float],
-                 metrics: dict[str, tuple[float, float | None]]) -> None:
-    """Fold one micro-batch's metrics into running sums: a mean over ``count`` tokens is
-    combined exactly across micro-batches, a maximum (count None) by max."""
-    for key, (value, count) in metrics.items():
-        if count is None:
-            totals[key] = max(totals.get(key, -math.inf), value)
-            weights[key] = 1.0
-        else:
-            totals[key] = totals.get(key, 0.0) + value * count
-            weights[key] = weights.get(key, 0.0) + count
-
-
-def ratio_quantiles(log_ratios: dict[str, Sequence[Tensor]]) -> dict[str, float]:
-    """``ratio/<sign>/qNN``, ``min``, ``max``, ``outside`` of the token importance ratios
-    r = pi / pi_old met in a step's updates, per advantage sign (pos: A > 0, neg: A < 0)."""
-    out: dict[str, float] = {}
-    low, high = RATIO_RANGE
-    for sign, chunks in log_ratios.items():
-        if not chunks:
-            continue
-        ratio = torch.cat(list(chunks)).double().exp()  # (N,) every token with this sign
-        values = torch.quantile(ratio, torch.tensor(RATIO_QUANTILES, dtype=torch.float64))
-        for q, value in zip(RATIO_QUANTILES, values.tolist(), strict=True):
-            out[f"ratio/{sign}/q{round(q * 100):02d}"] = value
-        out[f"ratio/{sign}/min"] = ratio.min().item()
-        out[f"ratio/{sign}/max"] = ratio.max().item()
-        out[f"ratio/{sign}/outside"] = ((ratio < low) | (ratio > high)).double().mean().item()
-    return out
+    return result

@@ -19,9 +19,10 @@ from safetensors.torch import load_file
 from maspo.cli import main
 from maspo.config import load_config
 from maspo.errors import UserError
-from maspo.hub import DATASET, MODEL, HubId, keeps_pin, parse_hub_id, pin_config
+from maspo.hub import DATASET, MODEL, HubId, keeps_pin, parse_hub_id
 from maspo.model_files import check_model_spec
 from maspo.models import resolve_model
+from maspo.run import pin_config
 from maspo.testing import place_in_hub_cache, save_tiny_model, tiny_overrides
 
 

@@ -16,10 +16,10 @@ from transformers import (
 )
 
 import maspo.models
+from maspo.config import LoraConfig, load_config
 from maspo.errors import UserError
 from maspo.logprobs import token_logprobs
 from maspo.models import (
-    LoraSettings,
     cache_root,
     embedded_model_path,
     load_policy,
@@ -62,12 +62,12 @@ def test_cache_root_follows_maspo_cache(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "settings",
-    [dict(rank=0), dict(alpha=0.0), dict(dropout=1.0), dict(target_modules=())],
+    "override",
+    ["rank=0", "alpha=0", "dropout=1.0", "target_modules=[]"],
 )
-def test_lora_settings_reject_bad_values(settings):
-    with pytest.raises(UserError):
-        LoraSettings(**settings)
+def test_lora_settings_reject_bad_values(override):
+    with pytest.raises(UserError, match=f"'model.lora.{override.partition('=')[0]}'"):
+        load_config(None, ["model.lora.enabled=true", f"model.lora.{override}"])
 
 
 def test_resolve_model_names_a_missing_directory(tmp_path):
@@ -108,7 +108,7 @@ def test_local_checkpoint_loads_with_pad_token_and_left_padding(tiny_dir):
 
 
 def test_lora_trains_only_the_adapters(tiny_dir):
-    model, tokenizer = load_policy(tiny_dir, lora=LoraSettings(rank=2, alpha=4.0))
+    model, tokenizer = load_policy(tiny_dir, lora=LoraConfig(enabled=True, rank=2, alpha=4))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     batch = tokenizer(["the cat sat on a mat"], return_tensors="pt")
@@ -152,13 +152,13 @@ def test_dropout_is_off_after_loading_even_in_train_mode(tmp_path, arch):
 
 
 def test_lora_dropout_is_refused_with_the_reason():
-    with pytest.raises(UserError, match="lora dropout must be 0.*dropout off"):
-        LoraSettings(dropout=0.1)
+    with pytest.raises(UserError, match="'model.lora.dropout' must be 0, got 0.1: .*dropout off"):
+        load_config(None, ["model.lora.enabled=true", "model.lora.dropout=0.1"])
 
 
 def test_lora_rejects_a_module_the_model_lacks(tiny_dir):
     with pytest.raises(UserError, match="'c_attn'"):
-        load_policy(tiny_dir, lora=LoraSettings(target_modules=("c_attn",)))
+        load_policy(tiny_dir, lora=LoraConfig(enabled=True, target_modules=("c_attn",)))
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from maspo.cli import main
-from maspo.compare import parse_variants
 from maspo.errors import UserError
 from maspo.losses import policy_loss
+from maspo.objective_specs import parse_variants
 from maspo.paired import paired_difference
 from maspo.probes import (
     Claim,
@@ -38,7 +38,7 @@ def _weights(name: str, ratios, q: float, adv: float, **params) -> torch.Tensor:
 
 
 def _maspo_gate(r: float, q: float, adv: float, mass_adaptive: bool = True) -> float:
-    """MASPO's w = F * r for a gated token with A > 0 (ALGORITHMS.md, defaults)."""
+    """MASPO's w = F * r for a gated token with A > 0 (docs/objectives.md, defaults)."""
     mass = min(max(1.0 / q ** 0.3, 1.0), 10.0) if mass_adaptive else 1.0
     sigma = mass * min(max(1 + 0.03 * adv, 0.1), 10.0)
     return math.exp(-(r - 1) ** 2 / (2 * sigma ** 2)) * r

@@ -25,7 +25,7 @@ def test_a_finished_run_holds_every_file_rundir_names(tiny_model_dir, tmp_path):
     assert run.read_config() == config
     assert [r["step"] for r in run.read_metrics()] == [0, 1, 2]
     assert {s["step"] for s in run.read_samples()} == {1, 2}
-    assert run.read_summary()["steps"] == 2
+    assert run.read_summary().steps == 2
 
     run.summary.unlink()
     assert run.status() == "resumable"

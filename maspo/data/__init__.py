@@ -11,10 +11,9 @@ from maspo.data.chat import render_prompt
 from maspo.data.countdown import CountdownTask
 from maspo.data.example import Example, Message, Prompt
 from maspo.data.files import load_examples
-from maspo.data.tasks import DEFAULT_TEST_SIZE, TASKS, Task, get_task, heldout_set, train_stream
+from maspo.data.tasks import TASKS, Task, get_task, heldout_set, train_stream
 
 __all__ = [
-    "DEFAULT_TEST_SIZE",
     "TASKS",
     "ArithmeticTask",
     "CountdownTask",

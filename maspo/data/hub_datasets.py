@@ -35,10 +35,10 @@ from pathlib import Path
 import yaml
 
 from maspo.errors import UserError
+from maspo.formats import DATA_SUFFIXES
 from maspo.hub import DATASET, HubId, fetch, repo_files, snapshot
 
 README = "README.md"
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")  # what maspo.data.files reads
 METADATA_FILES = frozenset({"dataset_info.json", "dataset_infos.json", "dataset_dict.json",
                             "state.json"})
 DEFAULT_CONFIG = "default"
@@ -47,7 +47,7 @@ SPLIT_WORDS = {"train": ("train", "training"),
                "test": ("test", "testing", "eval", "evaluation")}
 _SEPARATOR = "[-._ 0-9]"
 
-Splits = dict[str, list[str]]  # split -> repository paths of its files
+SplitFiles = dict[str, list[str]]  # split -> repository paths of its files
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,14 @@ def fetch_dataset(hub: HubId, default_split: str) -> HubData:
 def one_format(names: list[str]) -> list[str]:
     """The files of the first of Parquet, JSONL, JSON that ``names`` hold (a split
     published in two formats holds the same rows twice)."""
-    for suffix in (".parquet", ".jsonl", ".json"):
+    for suffix in DATA_SUFFIXES:
         chosen = [name for name in names if name.endswith(suffix)]
         if chosen:
             return chosen
     return names
 
 
-def _pick_config(hub: HubId, configs: dict[str, Splits], default: str | None) -> str:
+def _pick_config(hub: HubId, configs: dict[str, SplitFiles], default: str | None) -> str:
     if not configs:
         raise UserError(f"{hub.label} has no .jsonl, .json or .parquet data files (maspo "
                         "reads those); point data.path at a local copy in one of them.")
@@ -103,7 +103,7 @@ def _pick_config(hub: HubId, configs: dict[str, Splits], default: str | None) ->
                     f"'{hub.repo}:config={first}'.")
 
 
-def _pick_split(hub: HubId, config: str, splits: Splits, default_split: str) -> str:
+def _pick_split(hub: HubId, config: str, splits: SplitFiles, default_split: str) -> str:
     if hub.split is not None:
         if hub.split not in splits:
             raise UserError(f"{hub.label} has no split {hub.split!r} in config {config!r}; it "
@@ -130,7 +130,7 @@ def data_files(names: list[str]) -> list[str]:
 
 
 def dataset_configs(readme: str, names: list[str], hub: HubId
-                    ) -> tuple[dict[str, Splits], str | None]:
+                    ) -> tuple[dict[str, SplitFiles], str | None]:
     """({config: {split: files}}, the config marked default or None) of a repository
     whose README is ``readme`` and whose files are ``names``."""
     files = data_files(names)
@@ -138,7 +138,7 @@ def dataset_configs(readme: str, names: list[str], hub: HubId
     if not declared:
         splits = splits_by_name(files)
         return ({DEFAULT_CONFIG: splits} if splits else {}), None
-    configs: dict[str, Splits] = {}
+    configs: dict[str, SplitFiles] = {}
     default = None
     for entry in declared:
         if not isinstance(entry, dict) or not isinstance(entry.get("config_name", ""), str):
@@ -225,7 +225,7 @@ def _split_of(name: str) -> str | None:
     return None
 
 
-def splits_by_name(files: list[str]) -> Splits:
+def splits_by_name(files: list[str]) -> SplitFiles:
     """{split: files} by the split words in their paths (no split word anywhere: all
     files are ``train``); in the order train, validation, test."""
     named = {name: _split_of(name) for name in files}

@@ -15,7 +15,6 @@ from maspo.data.countdown import CountdownTask
 from maspo.data.example import Example
 from maspo.errors import UserError
 
-DEFAULT_TEST_SIZE = 100
 # Draw budgets before a split is declared impossible (the task has too few distinct
 # prompts); generous, since small tasks need coupon-collector numbers of draws.
 TEST_DRAWS_PER_EXAMPLE = 100
@@ -48,7 +47,7 @@ def get_task(name: str, **settings: object) -> Task:
     return task_class(**settings)
 
 
-def heldout_set(task: Task, *, seed: int = 0, size: int = DEFAULT_TEST_SIZE) -> list[Example]:
+def heldout_set(task: Task, *, seed: int = 0, size: int) -> list[Example]:
     """`size` examples with distinct prompts, fixed by (task, seed); the held-out split."""
     if type(size) is not int or size < 0:
         raise UserError(f"Test set size must be a non-negative integer, got {size!r}.")
@@ -67,9 +66,7 @@ def heldout_set(task: Task, *, seed: int = 0, size: int = DEFAULT_TEST_SIZE) -> 
     )
 
 
-def train_stream(
-    task: Task, *, seed: int = 0, test_size: int = DEFAULT_TEST_SIZE
-) -> Iterator[Example]:
+def train_stream(task: Task, *, seed: int = 0, test_size: int) -> Iterator[Example]:
     """Endless training examples, fixed by (task, seed), never a prompt of `heldout_set`."""
     held_out = {str(example.prompt) for example in heldout_set(task, seed=seed, size=test_size)}
     rng = random.Random(f"{seed}:train")

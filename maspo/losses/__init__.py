@@ -1,4 +1,4 @@
-"""Policy objectives behind one API (the spec: shared/ALGORITHMS.md).
+"""Policy objectives behind one API (the spec: docs/objectives.md).
 
     from maspo.losses import policy_loss, aggregate, names
     out = policy_loss("maspo", logp, old_logp, advantages, mask, alpha=0.3)

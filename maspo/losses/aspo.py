@@ -7,7 +7,7 @@ Choices the paper leaves open (or fixes only in its code), written down here:
 - Positives are hard-clipped on r (not on 1/r): r > 1 + clip_high gives w = 0.
 - Soft dual clip on positives: once 1/r exceeds dual_clip (r < 1/dual_clip) the weight
   stays at dual_clip (value clipped, gradient kept through log pi, CISPO-style).
-- Negative tokens are exactly GRPO (ALGORITHMS.md), including its hard dual clip; the
+- Negative tokens are exactly GRPO (docs/objectives.md), including its hard dual clip; the
   authors' code instead keeps a constant weight dual_clip past the dual clip.
 - Archer's entropy-dependent clip (0.4 on the top-20% entropy tokens) needs entropies this
   signature does not take; a single clip_low / clip_high is used. Defaults: 0.2 / 0.2,

@@ -2,7 +2,7 @@
 
 Every objective is a pure function ``fn(logp, old_logp, advantages, mask, params)`` that
 returns a ``LossOutput``. Objectives describe themselves by their per-token gradient
-weight ``w`` (``d loss_t / d logp_t = -A_t * w_t``, see ALGORITHMS.md); ``surrogate``
+weight ``w`` (``d loss_t / d logp_t = -A_t * w_t``, see docs/objectives.md); ``surrogate``
 turns a forward value and a weight into a tensor with exactly that value and gradient.
 """
 
@@ -192,7 +192,7 @@ def finalize(
     extra: Mapping[str, Tensor] | None = None,
     extra_counts: Mapping[str, Tensor] | None = None,
 ) -> LossOutput:
-    """Package the loss with the metrics ALGORITHMS.md asks every call to report.
+    """Package the loss with the metrics docs/objectives.md asks every call to report.
 
     regions: name -> (B, T) bool of tokens in a special region (clipped / gated / decayed);
     reported as ``<name>_frac`` over masked tokens. extra: objective-specific metrics,

@@ -4,7 +4,7 @@ A completion earns 1.0 when its last number is the reference integer and nothing
 optional full stop and whitespace follows it: "11", "11.", "4 + 7 = 11" and "The answer
 is 11." earn it; "11 is the answer", "4 + 7 = 11\\nIn maths ..." and "1.1" do not. That
 the reply finished at all (ended with EOS rather than at the length cap) is checked by
-``maspo.rewards.scoring.Scorer``, which gives cut completions no credit.
+``maspo.scoring.Scorer``, which gives cut completions no credit.
 """
 
 import re

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from torch import Tensor
 
+from maspo.config import check_setting
+
 
 @dataclass
 class Rollout:
@@ -40,13 +42,11 @@ class SamplingSettings:
     top_p: float = 1.0  # nucleus: smallest most-likely set with mass >= top_p, renormalised
     greedy: bool = False  # argmax instead of sampling (temperature and top_p unused)
 
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
-        if not self.greedy and self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+    def __post_init__(self) -> None:  # (maspo.config.SETTINGS: the ranges)
+        check_setting("sampling.max_new_tokens", self.max_new_tokens)
+        if not self.greedy:
+            check_setting("sampling.temperature", self.temperature)
+        check_setting("sampling.top_p", self.top_p)
 
 
 class RolloutEngine(Protocol):

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from maspo.data.example import Example
-from maspo.rewards.scoring import Scores
 from maspo.rollout.engine import Rollout
+from maspo.scoring import Scores
 
 
 def tied_groups(rewards: Tensor, group_size: int) -> Tensor:

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from maspo.cli import main
-from maspo.compare import parse_variants, run_comparison, run_config
+from maspo.compare import run_comparison, run_config
 from maspo.config import load_config
 from maspo.evaluate import eval_settings
+from maspo.objective_specs import parse_variants
 from maspo.paired import detectable_difference
 from maspo.trainer import train
 

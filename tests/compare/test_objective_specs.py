@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from maspo.cli import main
-from maspo.compare import parse_seeds, parse_variants, run_config
+from maspo.compare import run_config
 from maspo.config import load_config, to_dict
 from maspo.errors import UserError
+from maspo.objective_specs import parse_seeds, parse_variants
 
 
 def test_specs_split_on_commas_and_keep_their_parameters():

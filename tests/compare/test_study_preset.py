@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maspo.compare import parse_variants, run_config
+from maspo.compare import run_config
 from maspo.config import load_config
+from maspo.objective_specs import parse_variants
 
 PRESET = Path(__file__).resolve().parents[2] / "maspo" / "presets" / "study.yaml"
 STUDY = "grpo,clip_higher,dgpo,maspo,maspo:mass_adaptive=false,maspo:risk_control=false"

@@ -15,6 +15,7 @@ from maspo.cli import main
 from maspo.data import load_examples
 from maspo.data.hub_datasets import splits_by_name
 from maspo.errors import UserError
+from maspo.run import RunDir
 from maspo.testing import place_in_hub_cache, tiny_overrides
 
 TRAIN = [{"question": f"Q{i}: how many?", "answer": f"work {i}\n#### {i},000"}
@@ -164,8 +165,8 @@ def test_train_and_eval_on_hub_data_sets_pin_and_name_them(repos, tiny_model_dir
     config = (run / "config.yaml").read_text()
     assert f"path: test-org/plain@{repos['plain']}\n" in config
     assert f"test_path: test-org/plain@{repos['plain']}\n" in config
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["eval_prompts"] == len(TEST)  # the test split held out, whole
+    summary = RunDir(run).read_summary()
+    assert summary.eval_prompts == len(TEST)  # the test split held out, whole
 
     out = tmp_path / "eval"
     assert main(["eval", str(tiny_model_dir), "--data", "test-org/configs:config=main",

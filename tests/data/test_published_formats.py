@@ -239,5 +239,5 @@ def test_train_runs_on_a_published_file_with_list_answers(tiny_model_dir, tmp_pa
         "data.path": PUBLISHED / "olympiadbench.json", "data.test_size": 1,
         "train.steps": 1, "reward.functions": "[]"})
     summary = train(load_config(None, overrides), progress=False)
-    assert summary["steps"] == 1 and summary["eval_prompts"] == 1
+    assert summary.steps == 1 and summary.eval_prompts == 1
     assert (out / "final_model" / "config.json").is_file()

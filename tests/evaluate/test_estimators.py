@@ -146,3 +146,23 @@ def test_paper_table_has_a_column_per_benchmark_and_rows_per_metric():
     assert lines[0].split("|")[1:-1] == [" metric (%) ", " aime24 ", " math500 ", " average "]
     assert lines[2].split() == ["|", "avg@2", "|", "25.0", "|", "100.0", "|", "62.5", "|"]
     assert lines[-2].split() == ["|", "timeouts", "|", "3", "|", "0", "|", "3", "|"]
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"n": 0}, "eval.n"), ({"n": 2, "greedy": True}, "eval.greedy"),
+    ({"n": 1, "temperature": 0.0}, "sampling.temperature"),
+    ({"n": 1, "top_p": 1.5}, "sampling.top_p"),
+    ({"n": 1, "prompts_per_batch": 0}, "eval.prompts_per_batch"),
+])
+def test_eval_settings_name_the_setting_and_the_command_line_names_its_flag(settings, field):
+    """The library names its own field; only the command line knows the flag."""
+    from maspo.cli_parser import FLAGS
+    from maspo.errors import FieldError
+    from maspo.evaluate import eval_settings
+
+    with pytest.raises(FieldError) as caught:
+        eval_settings(None, **settings)
+    assert caught.value.field == field and f"'{field}'" in str(caught.value)
+    assert "--" not in str(caught.value)
+    shown = str(caught.value.named(FLAGS["eval"]))
+    assert shown.startswith(FLAGS["eval"][field]) and "'" + field not in shown

@@ -13,40 +13,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.trl]
 
 trl = require("trl")
 from datasets import Dataset  # noqa: E402  (after the skip above)
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+from trl_tiny import liked_chars, tiny_model, tiny_tokenizer  # noqa: E402
 
 from maspo.integrations.trl import MaspoGRPOTrainer, OnPolicyWarning  # noqa: E402
-
-CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 +=?."
-LIKED = set("abcdefghijklm")  # the toy reward: how many completion characters are in here
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level tokenizer built in memory (no hub download)."""
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "<eos>", "<unk>", *CHARS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
-                                   unk_token="<unk>")
-
-
-def tiny_model(directory, seed=0) -> LlamaForCausalLM:
-    """A 2-layer, 32-wide Llama built from a config (random weights), saved to and loaded
-    from ``directory`` (TRL loads its reference model from the policy's path when beta > 0)."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=3 + len(CHARS), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
-                         bos_token_id=None)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    return LlamaForCausalLM.from_pretrained(directory)
-
-
-def liked_chars(completions, **columns) -> list[float]:
-    return [float(sum(ch in LIKED for ch in text)) for text in completions]
 
 
 def grpo_args(tmp_path, **overrides) -> GRPOConfig:

@@ -289,24 +289,45 @@ def test_dr_grpo_estimator_groups_by_uid_like_verl_grpo_without_std():
     assert torch.equal(adv, returns)
 
 
-def test_example_launch_script_overrides_compose_into_a_valid_verl_config():
-    from verl.utils.config import validate_config
+# The paper's published MASPO settings per model (sigma_base 1, beta 0.03 each side,
+# sigma_high 10, advantage clamp [0.1, 10]; alpha 0.5 for the 1.5B, 0.3 for 7B and 14B).
+PAPER_SETTINGS = {"1.5B": (0.5, 1), "7B": (0.3, 2), "14B": (0.3, 4)}  # size: (alpha, TP)
 
+
+def _script_overrides(**env) -> subprocess.CompletedProcess:
     script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "verl",
                           "run_maspo_r1_distill.sh")
-    printed = subprocess.run(["bash", script], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PRINT_OVERRIDES": "1"}).stdout
-    overrides = printed.splitlines()
+    return subprocess.run(["bash", script], capture_output=True, text=True,
+                          env={**os.environ, "PRINT_OVERRIDES": "1", **env})
+
+
+@pytest.mark.parametrize("size", list(PAPER_SETTINGS))
+def test_example_launch_script_overrides_compose_into_a_valid_verl_config(size):
+    from verl.utils.config import validate_config
+
+    printed = _script_overrides(SIZE=size)
+    assert printed.returncode == 0, printed.stderr
     with initialize_config_dir(config_dir=VERL_CONFIG_DIR, version_base=None):
-        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+        cfg = compose(config_name="ppo_trainer", overrides=printed.stdout.splitlines())
     validate_config(cfg, use_reference_policy=False, use_critic=False)  # verl's driver check
     actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
     assert type(actor.policy_loss).__name__ == "MaspoPolicyLossConfig"
     assert actor.policy_loss.loss_mode == "maspo"
-    assert actor.policy_loss.params["maspo"]["alpha"] == 0.3
+    alpha, tp = PAPER_SETTINGS[size]
+    assert actor.policy_loss.params["maspo"] == {
+        "sigma_base": 1.0, "alpha": alpha, "beta_pos": 0.03, "beta_neg": 0.03,
+        "sigma_high": 10.0, "adv_low": 0.1, "adv_high": 10.0, "mass_adaptive": True,
+        "risk_control": True}
+    assert cfg.actor_rollout_ref.rollout.tensor_model_parallel_size == tp
     assert cfg.actor_rollout_ref.rollout.n == 8
     assert cfg.data.train_batch_size // cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 4
-    assert cfg.actor_rollout_ref.model.path.startswith("deepseek-ai/DeepSeek-R1-Distill-Qwen")
+    assert cfg.actor_rollout_ref.model.path == f"deepseek-ai/DeepSeek-R1-Distill-Qwen-{size}"
+    assert "hf_model" in actor.checkpoint.save_contents  # the folder `maspo eval` scores
+
+
+def test_example_launch_script_refuses_a_size_the_paper_did_not_train():
+    printed = _script_overrides(SIZE="3B")
+    assert printed.returncode == 2 and "SIZE=3B" in printed.stderr and not printed.stdout
 
 
 def test_verl_worker_loss_ppo_loss_runs_the_configured_objective():

@@ -1,6 +1,6 @@
 """Autograd gradient weights against hand-computed closed forms, region by region.
 
-Expected values are written out by hand from ALGORITHMS.md (with `math` for exp/sqrt),
+Expected values are written out by hand from docs/objectives.md (with `math` for exp/sqrt),
 never by calling the library again.
 """
 
@@ -106,7 +106,7 @@ def test_dgpo_decays_instead_of_clipping():
 
 
 def _maspo_w(r, adv, q, *, mass=True, risk=True, sigma_base=1.0, alpha=0.3, sigma_high=10.0):
-    """ALGORITHMS.md's MASPO weight, written out for one token."""
+    """docs/objectives.md's MASPO weight, written out for one token."""
     gated = (adv > 0 and r > 1) or (adv < 0 and r < 1)
     if not gated:
         return r

@@ -1,4 +1,4 @@
-"""Contracts every registered objective must keep (ALGORITHMS.md), parametrised over names()."""
+"""Contracts every registered objective must keep (docs/objectives.md), over names()."""
 
 from __future__ import annotations
 

@@ -8,11 +8,13 @@ import torch
 from maspo.config import load_config
 from maspo.errors import UserError
 from maspo.logprobs import decoder_and_head, length_segments
+from maspo.parts import TrainState
 from maspo.precision import FP32_ATTENTION, resolve_precision
 from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
+from maspo.step_log import update_metrics
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, TrainState
+from maspo.trainer import Trainer
 from maspo.update import completion_logprobs, old_policy_stats, policy_update, scoring_order
 
 
@@ -32,20 +34,21 @@ def test_first_update_has_ratio_exactly_one(tiny_model_dir, tmp_path, precision)
         "optim.updates_per_step": 1, "optim.micro_batch_size": 3,
         "rollout.prompts_per_step": 3, "train.precision": precision,
         "rollout.temperature": 0.8})
-    stream = trainer.splits.train_stream()
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    stream = trainer.parts.splits.train_stream()
+    before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
     record = trainer.train_step(1, TrainState(), stream).record
     assert record["obj/ratio_max"] == 1.0
     assert record["obj/ratio_mean"] == 1.0
     assert record["grad_norm"] > 0
-    moved = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+    model = trainer.parts.model
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert moved  # the update happened
-    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
-    assert all(p.grad is None for p in trainer.model.parameters())  # zeroed after the step
+    assert all(p.dtype == torch.float32 for p in trainer.parts.model.parameters())
+    assert all(p.grad is None for p in trainer.parts.model.parameters())  # zeroed after the step
     moments = [s for state in trainer.learner.optimizer.state.values()
                for s in state.values() if torch.is_tensor(s) and s.dim()]
     assert moments and all(s.dtype == torch.float32 for s in moments)
-    assert trainer.precision_mode == resolve_precision(precision, "cpu")
+    assert trainer.parts.precision_mode == resolve_precision(precision, "cpu")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -57,13 +60,13 @@ def test_first_ratio_is_exactly_one_when_passes_run_in_length_segments(tiny_mode
     trainer = _trainer(tiny_model_dir, tmp_path, **{
         "optim.updates_per_step": 1, "optim.micro_batch_size": 16, "train.precision": precision})
     groups, g, t = 4, 8, 60
-    enc = trainer.tokenizer(trainer.render(trainer.splits.heldout[:groups]),
+    enc = trainer.parts.tokenizer(trainer.parts.render(trainer.parts.splits.heldout[:groups]),
                             return_tensors="pt", padding=True, add_special_tokens=False)
     gen = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, t // 3, (groups * g,), generator=gen)  # (B,) mostly short,
     lengths[::g] = t  # one per group at the cap
     mask = torch.arange(t) < lengths[:, None]  # (B, T)
-    ids = torch.randint(4, len(trainer.tokenizer), mask.shape, generator=gen) * mask
+    ids = torch.randint(4, len(trainer.parts.tokenizer), mask.shape, generator=gen) * mask
     index = torch.arange(groups).repeat_interleave(g)
     rollout = Rollout(torch.cat([enc["input_ids"][index], ids], 1),
                       torch.cat([enc["attention_mask"][index], mask.long()], 1), mask,
@@ -73,12 +76,13 @@ def test_first_ratio_is_exactly_one_when_passes_run_in_length_segments(tiny_mode
     settings = trainer.update_settings
     order = scoring_order(rollout, advantages, settings, seed=5)
     assert all(length_segments((lengths[rows] - 1).tolist()) for rows in order)  # all split
-    with trainer.precision():
+    with trainer.parts.precision():
         old = old_policy_stats(trainer.learner, rollout, settings, order)
         update = policy_update(trainer.learner, rollout, old, advantages, settings, seed=5,
                                bad_streak=0, step=1)
-    assert update.metrics["obj/ratio_max"] == 1.0
-    assert update.metrics["ratio/pos/min"] == update.metrics["ratio/neg/max"] == 1.0
+    metrics = update_metrics(update)
+    assert metrics["obj/ratio_max"] == 1.0
+    assert metrics["ratio/pos/min"] == metrics["ratio/neg/max"] == 1.0
 
 
 def _bf16_trainer(tiny_model_dir, out) -> Trainer:
@@ -93,16 +97,17 @@ def test_updates_under_bf16_autocast_use_the_updated_weights(tiny_model_dir, tmp
     and differentiated at the weights before the first update)."""
     trainer = _bf16_trainer(tiny_model_dir, tmp_path)
     settings = trainer.update_settings
-    rollout = trainer.sampler.generate(trainer.render(trainer.splits.heldout[:2]), 4, seed=0)
+    parts = trainer.parts
+    rollout = parts.sampler.generate(parts.render(parts.splits.heldout[:2]), 4, seed=0)
     rows = torch.arange(len(rollout.texts))
     advantages = torch.linspace(-1.0, 1.0, len(rows))  # (B,) every row has a signal
-    with trainer.precision():
+    with trainer.parts.precision():
         old = old_policy_stats(trainer.learner, rollout, settings)
         update = policy_update(trainer.learner, rollout, old, advantages, settings, seed=0,
                                bad_streak=0, step=1)
-        inside = completion_logprobs(trainer.model, rollout, rows, settings).logprobs
-    with trainer.precision():
-        fresh = completion_logprobs(trainer.model, rollout, rows, settings).logprobs
+        inside = completion_logprobs(trainer.parts.model, rollout, rows, settings).logprobs
+    with trainer.parts.precision():
+        fresh = completion_logprobs(trainer.parts.model, rollout, rows, settings).logprobs
     assert update.skipped == 0
     assert torch.equal(inside, fresh)
     assert not torch.equal(fresh, old.logprobs[:, :fresh.shape[1]])  # the policy moved
@@ -111,9 +116,10 @@ def test_updates_under_bf16_autocast_use_the_updated_weights(tiny_model_dir, tmp
 def test_bf16_on_cpu_runs_attention_in_fp32(tiny_model_dir, tmp_path):
     """CPU bf16 attention's backward is several times slower than fp32's: under bf16 the
     matmuls are bf16 but attention runs in fp32; an fp32 run keeps transformers' sdpa."""
-    assert _bf16_trainer(tiny_model_dir, tmp_path / "a").model.config._attn_implementation \
-        == FP32_ATTENTION
-    assert _trainer(tiny_model_dir, tmp_path / "b").model.config._attn_implementation == "sdpa"
+    bf16 = _bf16_trainer(tiny_model_dir, tmp_path / "a").parts.model
+    assert bf16.config._attn_implementation == FP32_ATTENTION
+    fp32 = _trainer(tiny_model_dir, tmp_path / "b").parts.model
+    assert fp32.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -123,7 +129,7 @@ def test_held_out_evaluation_runs_at_the_run_precision(tiny_model_dir, tmp_path,
     under none with fp32."""
     trainer = _trainer(tiny_model_dir, tmp_path, **{"train.precision": precision})
     seen: list[bool] = []
-    decoder, _ = decoder_and_head(trainer.model)
+    decoder, _ = decoder_and_head(trainer.parts.model)
     decoder.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
     trainer.evaluate()
     assert seen and set(seen) == {precision == "bf16"}

@@ -44,8 +44,8 @@ def test_an_extreme_reference_token_does_not_make_the_update_non_finite(tiny_mod
     config = load_config(None, tiny_overrides(tiny_model_dir, tmp_path / "kl",
                                               **{"loss.kl_coef": 0.1}))
     trainer = Trainer(config, prepare_run_dir(config, tmp_path / "kl", resume=False))
-    prompts = trainer.render(trainer.splits.heldout[:2])
-    rollout = sample(trainer.model, trainer.tokenizer, prompts, 4,
+    prompts = trainer.parts.render(trainer.parts.splits.heldout[:2])
+    rollout = sample(trainer.parts.model, trainer.parts.tokenizer, prompts, 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old = old_policy_stats(trainer.learner, rollout, trainer.update_settings)  # (B, T) each
     mask = rollout.completion_mask
@@ -53,7 +53,7 @@ def test_an_extreme_reference_token_does_not_make_the_update_non_finite(tiny_mod
     old.ref_logprobs[0, first] = old.logprobs[0, first] + 200.0  # exp(200) overflows float32
     counts = {"num_tokens": mask.sum(), "num_seqs": mask.shape[0], "norm_len": 6}
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
-    micro = micro_loss(trainer.model, rollout, torch.arange(8), old, adv, counts,
+    micro = micro_loss(trainer.parts.model, rollout, torch.arange(8), old, adv, counts,
                        trainer.update_settings)
     micro.loss.backward()
     assert torch.isfinite(micro.loss)

@@ -104,7 +104,7 @@ def test_bad_data_row_is_named_and_a_failed_start_writes_nothing(tiny_model_dir,
 
 def test_an_exponent_number_is_a_number_wherever_an_objective_parameter_is_written(tmp_path):
     # YAML 1.1 reads 1e-1 (no dot) as text; an objective parameter is a number all the same
-    from maspo.compare import parse_variant
+    from maspo.objective_specs import parse_variant
 
     preset = tmp_path / "p.yaml"
     preset.write_text("loss:\n  name: maspo\n  params:\n    sigma_base: 1e-1\n")
@@ -114,3 +114,22 @@ def test_an_exponent_number_is_a_number_wherever_an_objective_parameter_is_writt
     assert parse_variant("maspo:sigma_base=1e-1").params == {"sigma_base": 0.1}
     with pytest.raises(UserError, match="'sigma_base' must be a number, got 'nan'"):
         load_config(None, ["loss.name=maspo", "loss.params.sigma_base=nan"])
+
+
+def test_maspo_config_refuses_the_lora_settings_training_would(capsys):
+    """LoRA's rules are the config's: refused by `maspo config` before any model is resolved."""
+    for command in ("config", "train"):
+        assert main([command, "model.lora.enabled=true", "model.lora.dropout=0.1",
+                     "model.path=/no/such/model"]) == 2
+        err = capsys.readouterr().err
+        assert "config key 'model.lora.dropout' must be 0, got 0.1" in err
+        assert "dropout off" in err
+
+
+def test_maspo_config_refuses_an_output_dir_that_holds_a_run(tmp_path, capsys):
+    """A folder that already holds a run: refused by `maspo config` as by `maspo train`."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for command in ("config", "train"):
+        assert main([command, f"train.output_dir={run}", "model.path=/no/such/model"]) == 2
+        assert "already holds a run" in capsys.readouterr().err

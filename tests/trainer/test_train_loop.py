@@ -11,11 +11,13 @@ from safetensors.torch import load_file
 
 from maspo.cli import main
 from maspo.config import load_config
+from maspo.parts import TrainState
 from maspo.rollout import SamplingSettings, sample
 from maspo.run import prepare_run_dir
+from maspo.step_log import update_metrics
 from maspo.testing import tiny_overrides
-from maspo.trainer import Trainer, TrainingStopped, TrainState, train
-from maspo.update import minibatch_backward, old_policy_stats, policy_update
+from maspo.trainer import Trainer, train
+from maspo.update import TrainingStopped, minibatch_backward, old_policy_stats, policy_update
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,7 +36,7 @@ def test_tiny_model_trains_two_steps_end_to_end(tiny_model_dir, tmp_path):
         assert key in step, key
     assert "eval/accuracy" in records[0] and "eval/accuracy" in records[2]
     assert step["grad_norm"] > 0 and torch.isfinite(torch.tensor(step["loss"]))
-    assert summary["eval_accuracy_after"] is not None
+    assert summary.eval_accuracy_after is not None
 
     assert (out / "config.yaml").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -57,7 +59,8 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
                                                                          tmp_path):
     whole = _trainer(tiny_model_dir, tmp_path / "a", **{"optim.micro_batch_size": 8})
     split = _trainer(tiny_model_dir, tmp_path / "b", **{"optim.micro_batch_size": 3})
-    rollout = sample(whole.model, whole.tokenizer, whole.render(whole.splits.heldout[:2]), 4,
+    parts = whole.parts
+    rollout = sample(parts.model, parts.tokenizer, parts.render(parts.splits.heldout[:2]), 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old = old_policy_stats(whole.learner, rollout, whole.update_settings)
     # an older policy than the current one, so the ratio is off 1 and the gate acts
@@ -71,11 +74,11 @@ def test_micro_batches_accumulate_exactly_the_whole_mini_batch_gradient(tiny_mod
         grad = minibatch_backward(t.learner, rollout, rows, old, adv, t.update_settings)
         assert grad.active.tolist() == [0, 1, 2, 4, 5, 6, 7]  # the zero-advantage row: skipped
         losses.append(grad.loss)
-        gate = [m.metrics["gate_frac"] for m in grad.micro]  # (value, tokens) per micro-batch
+        gate = [m["gate_frac"] for m in grad.metrics]  # (value, tokens) per micro-batch
         metrics.append(sum(v * n for v, n in gate) / sum(n for _, n in gate))
     assert torch.allclose(losses[0], losses[1], rtol=1e-6)
     assert 0 < metrics[0] < 1 and metrics[0] == pytest.approx(metrics[1])
-    for (name, p), q in zip(whole.model.named_parameters(), split.model.parameters(),
+    for (name, p), q in zip(whole.parts.model.named_parameters(), split.parts.model.parameters(),
                             strict=True):
         assert p.grad is not None and torch.any(p.grad != 0), name
         # equal up to float32 summation order (a wrong normaliser would be off by ~2x)
@@ -88,14 +91,14 @@ def test_non_finite_updates_are_skipped_and_repeated_ones_stop_the_run(
     trainer = _trainer(tiny_model_dir, tmp_path / "nan",
                        **{"loss.name": diverging_objective, "optim.max_bad_updates": 3,
                           "optim.updates_per_step": 2})
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    stream, state = trainer.splits.train_stream(), TrainState()
+    before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
+    stream, state = trainer.parts.splits.train_stream(), TrainState()
     record = trainer.train_step(1, state, stream).record  # two updates, both skipped
     assert record["skipped_updates"] == 2
     assert (state.bad_streak, state.skipped_updates) == (2, 2)
     with pytest.raises(TrainingStopped, match="3 consecutive"):
         trainer.train_step(2, state, stream)
-    for key, value in trainer.model.state_dict().items():
+    for key, value in trainer.parts.model.state_dict().items():
         assert torch.equal(value, before[key]), key
 
 
@@ -108,7 +111,7 @@ def test_lora_run_trains_only_adapters_and_resumes(tiny_model_dir, tmp_path):
     assert weights and all("lora_" in key for key in weights)
     more = tiny_overrides(tiny_model_dir, out, **lora, **{"train.steps": 3})
     summary = train(load_config(None, more), resume=True, progress=False)
-    assert summary["steps"] == 3
+    assert summary.steps == 3
     assert (out / "checkpoints" / "step-000003" / "weights.safetensors").is_file()
 
 
@@ -139,7 +142,7 @@ def test_each_step_saves_its_samples_and_train_prints_some(tiny_model_dir, tmp_p
     assert main(argv) == 0
     samples = _jsonl(out / "samples.jsonl")
     assert [s["step"] for s in samples] == [1] * 5 + [2] * 5
-    heldout = _trainer(tiny_model_dir, tmp_path / "x").splits.heldout
+    heldout = _trainer(tiny_model_dir, tmp_path / "x").parts.splits.heldout
     test_prompts = {str(ex.prompt) for ex in heldout}
     for saved in samples:
         assert set(saved) == {"step", "prompt", "answer", "completion", "reward", "correct",
@@ -210,21 +213,21 @@ def test_importance_ratio_quantiles_are_logged_per_advantage_sign(tiny_model_dir
 
 def test_the_trust_region_share_counts_the_updates_after_the_first(tiny_model_dir, tmp_path):
     trainer = _trainer(tiny_model_dir, tmp_path / "t", **{"optim.updates_per_step": 2})
-    rollout = sample(trainer.model, trainer.tokenizer,
-                     trainer.render(trainer.splits.heldout[:2]), 4,
+    rollout = sample(trainer.parts.model, trainer.parts.tokenizer,
+                     trainer.parts.render(trainer.parts.splits.heldout[:2]), 4,
                      SamplingSettings(max_new_tokens=6, temperature=1.0), seed=3)
     old = old_policy_stats(trainer.learner, rollout, trainer.update_settings)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])
     result = policy_update(trainer.learner, rollout, old, adv, trainer.update_settings,
                            seed=0, bad_streak=0, step=1)
-    first, second = result.minibatches
-    assert all(torch.all(m.log_ratio[m.weight != 0] == 0) for m in first.micro)  # r = 1
-    ratios = torch.cat([v for m in second.micro for v in m.log_ratios.values()]).exp()
+    first, second = result.tokens  # each mini-batch's tokens
+    assert torch.all(first.log_ratio[first.weight != 0] == 0)  # r = 1
+    ratios = second.log_ratio[second.advantage != 0].exp()
     expected = ((ratios < 0.8) | (ratios > 1.25)).double().mean().item()
     assert 0 < expected < 1  # lr 0.01 moves the tiny model past the region at some tokens
-    assert result.metrics["ratio/outside_trust"] == expected
+    assert update_metrics(result)["ratio/outside_trust"] == expected
     single = _trainer(tiny_model_dir, tmp_path / "k1", **{"optim.updates_per_step": 1})
     old = old_policy_stats(single.learner, rollout, single.update_settings)
     result = policy_update(single.learner, rollout, old, adv, single.update_settings,
                            seed=0, bad_streak=0, step=1)
-    assert "ratio/outside_trust" not in result.metrics  # one update: the policy never moved
+    assert "ratio/outside_trust" not in update_metrics(result)  # one update: never moved
