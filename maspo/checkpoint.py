@@ -124,10 +124,19 @@ def _write_files(folder: Path, step: int, model, optimizer, scheduler,
     write_manifest(folder, MANIFEST_FILE)
 
 
+def latest_saved(root: Path) -> str | None:
+    """The name of the newest checkpoint written under ``root`` (not verified: the
+    ``latest`` pointer), or None before the first."""
+    pointer = root / LATEST
+    try:
+        return pointer.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _resume_hint(root: Path) -> str:
     """What a user does after a failed write: where ``--resume`` will continue from."""
-    pointer = root / LATEST
-    latest = pointer.read_text().strip() if pointer.is_file() else None
+    latest = latest_saved(root)
     if latest:
         return (f"checkpoint {latest} is intact: free some space (or make the folder "
                 "writable), then continue with --resume")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from maspo.cli_parser import DEFAULT_BASELINE, DEFAULT_EVAL_N, FLAGS, parse_args
@@ -221,6 +223,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    import shlex
+
     from maspo.compare import run_comparison, write_results
     from maspo.config import check_setting, load_config
     from maspo.evaluate import eval_settings, parse_ks
@@ -245,18 +249,21 @@ def _compare(args: argparse.Namespace) -> int:
     from maspo.devices import resolve_device
     from maspo.model_files import check_model_spec
     from maspo.paths import check_output_dir
+    from maspo.run import hold_folder
 
     out = check_output_dir(args.out, "--out")
-    fetch_sources(base.data)  # hub data sets and model, before anything is written
-    check_model_spec(base.model.path)
-    device = str(resolve_device(args.device or "auto", "--device"))
-    results = run_comparison(base, variants, seeds, out, settings,
-                             progress=not args.no_progress, device=device, jobs=args.jobs,
-                             keep_checkpoints=args.keep_checkpoints,
-                             keep_models=args.keep_models)
-    with writing(f"the results to {str(out)!r}", "free some space and run the same command "
-                 "again (finished runs are not trained again)"):
-        paths = write_results(out, results, n, ks, args.target, baseline)
+    # the study's one writer; each run of it holds its own folder as well (maspo.grid)
+    with hold_folder(out, "the comparison folder", "maspo " + shlex.join(args.argv)):
+        fetch_sources(base.data)  # hub data sets and model, before anything is written
+        check_model_spec(base.model.path)
+        device = str(resolve_device(args.device or "auto", "--device"))
+        results = run_comparison(base, variants, seeds, out, settings,
+                                 progress=not args.no_progress, device=device,
+                                 jobs=args.jobs, keep_checkpoints=args.keep_checkpoints,
+                                 keep_models=args.keep_models)
+        with writing(f"the results to {str(out)!r}", "free some space and run the same "
+                     "command again (finished runs are not trained again)"):
+            paths = write_results(out, results, n, ks, args.target, baseline)
     print()
     print(paths["markdown"].read_text().rstrip())
     if baseline is None:
@@ -290,22 +297,25 @@ def _probe(args: argparse.Namespace) -> int:
 
     from maspo.config import to_dict
     from maspo.probes import Contrast, maspo_commit, parse_claim, run_probes, write_probes
+    from maspo.run import hold_folder
 
     claims = [parse_claim(text, variants) for text in args.claim]
     contrasts = list(dict.fromkeys(c.contrast for c in claims)) or [
         Contrast(v.spec, baseline) for v in variants if v.spec != baseline]
 
     hf_logging.disable_progress_bar()
-    per_seed = run_probes(base, variants, seeds, args.entropy_steps, cache=out / "seeds",
-                          study=out)
-    record = {"command": "maspo " + shlex.join(args.argv), "commit": maspo_commit(),
-              "config": to_dict(base), "objectives": [v.spec for v in variants],
-              "entropy_steps": args.entropy_steps,
-              "contrasts": [dataclasses.asdict(c) for c in contrasts],
-              "claims": [dataclasses.asdict(c) for c in claims], "seeds": per_seed}
-    with writing(f"the probes to {str(out)!r}", "free some space and run the same command "
-                 "again (finished seeds are not probed again)"):
-        paths = write_probes(out, record)
+    command = "maspo " + shlex.join(args.argv)
+    with hold_folder(out, "the probe folder", command):
+        per_seed = run_probes(base, variants, seeds, args.entropy_steps, cache=out / "seeds",
+                              study=out)
+        record = {"command": command, "commit": maspo_commit(), "config": to_dict(base),
+                  "objectives": [v.spec for v in variants],
+                  "entropy_steps": args.entropy_steps,
+                  "contrasts": [dataclasses.asdict(c) for c in contrasts],
+                  "claims": [dataclasses.asdict(c) for c in claims], "seeds": per_seed}
+        with writing(f"the probes to {str(out)!r}", "free some space and run the same "
+                     "command again (finished seeds are not probed again)"):
+            paths = write_probes(out, record)
     print(paths["markdown"].read_text().rstrip())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -328,13 +338,25 @@ COMMANDS = {"train": _train, "show_config": _show_config, "eval": _eval, "compar
             "probe": _probe, "plot": _plot, "objectives": _objectives, "verl_data": _verl_data}
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that a command ends as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # (tests pass argv and stay in-process)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(argv)
         args.argv = argv  # the command as typed, for the files that record it
     except SystemExit as done:  # --help / --version (0) or a usage error (2, one line)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # (signals go to it alone)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.run](args)
     except UserError as err:
@@ -342,9 +364,16 @@ def main(argv: list[str] | None = None) -> int:
             err = err.named(FLAGS.get(args.run, {}))
         print(f"maspo: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("maspo: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # the message of an Interrupted says how to go on
+        term = isinstance(stop, _Terminated) or isinstance(stop.__cause__, _Terminated)
+        print(f"maspo: {'terminated (SIGTERM)' if term else 'interrupted'}"
+              + (f" {stop}" if str(stop) else ""), file=sys.stderr)
+        code = 128 + (signal.SIGTERM if term else signal.SIGINT)
+        if as_program:  # files are closed and locks released by now: skip the teardown,
+            sys.stdout.flush()  # which was once seen to hang after an interrupt
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
         return 0
@@ -355,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"maspo: {err}", file=sys.stderr)
             return EXIT_TRAINING_STOPPED
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

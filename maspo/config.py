@@ -111,6 +111,10 @@ class LossConfig:
     entropy_advantage: bool = False
     kl_coef: float = 0.0
     entropy_coef: float = 0.0
+    entropy_target: float | None = None
+    entropy_coef_delta: float = 0.005
+    entropy_coef_min: float = 0.0
+    entropy_coef_max: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,14 @@ KEYS: dict[str, Key] = {
     "loss.advantage": Key("group estimator", choices=_registry("maspo.advantages", "ESTIMATORS")),
     "loss.entropy_advantage": Key("entropy-shaped advantages (arXiv 2506.14758)"),
     "loss.kl_coef": Key("k3 KL penalty to the initial (reference) policy", NON_NEGATIVE),
-    "loss.entropy_coef": Key("entropy bonus", NON_NEGATIVE),
+    "loss.entropy_coef": Key("entropy bonus (with entropy_target: its starting value)",
+                             NON_NEGATIVE),
+    "loss.entropy_target": Key("adaptive entropy bonus: target token entropy in nats "
+                               "(null: off; maspo.entropy_control)", NON_NEGATIVE),
+    "loss.entropy_coef_delta": Key("adaptive: the coefficient's step per optimizer update",
+                                   POSITIVE),
+    "loss.entropy_coef_min": Key("adaptive: the coefficient's lower bound", NON_NEGATIVE),
+    "loss.entropy_coef_max": Key("adaptive: the coefficient's upper bound", NON_NEGATIVE),
     "optim.lr": Key("AdamW learning rate", POSITIVE),
     "optim.weight_decay": Key("AdamW decoupled weight decay", NON_NEGATIVE),
     "optim.betas": Key("AdamW moment decay rates", Bounds(0, 1, high_open=True,
@@ -393,6 +404,9 @@ def validate(config: Config) -> None:
         raise UserError(f"config key 'optim.updates_per_step' ({o.updates_per_step}) exceeds "
                         f"rollout.prompts_per_step ({r.prompts_per_step}): each mini-batch "
                         "holds whole prompt groups")
+    if loss.entropy_coef_min > loss.entropy_coef_max:
+        raise UserError(f"config key 'loss.entropy_coef_min' ({loss.entropy_coef_min}) exceeds "
+                        f"loss.entropy_coef_max ({loss.entropy_coef_max})")
     from maspo.data.hub_datasets import parse_dataset_id
 
     for key, value in (("data.path", data.path), ("data.test_path", data.test_path)):

@@ -30,3 +30,7 @@ class FieldError(UserError, ValueError):
 
 
 EXIT_USER_ERROR = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a command works; the message says where it can go on from."""

@@ -26,6 +26,7 @@ Dataset specs (``--data``, repeatable):
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,12 +95,17 @@ def locate_model(spec: str) -> ModelSource:
     run = RunDir(path)
     if run.config.is_file():  # a run directory
         config = run.read_config()
-        if run.has_final_model():
+        writer = run.writer()  # a run still training: only its finished files are read
+        if run.has_final_model() and writer is None:
             return ModelSource(spec, str(run.final_model), None, config)
         checkpoint = run.latest_checkpoint()  # LoRA runs, unfinished runs
         if checkpoint is None:
             raise UserError(f"run {str(path)!r} has neither a {run.final_model.name}/ nor "
-                            "a checkpoint to evaluate")
+                            "a checkpoint to evaluate" + (f" yet: it is still training "
+                                                          f"({writer})" if writer else ""))
+        if writer is not None:
+            print(f"maspo: note: run {str(path)!r} is still training ({writer}); evaluating "
+                  f"{checkpoint.name}, the newest checkpoint it has saved", file=sys.stderr)
         return ModelSource(spec, None, checkpoint, config)
     if parse_hub_id(spec, MODEL) is not None:
         pinned = pin(spec, MODEL)

@@ -3,10 +3,12 @@
 Each run is trained (or resumed, or skipped when done), its final model evaluated on its
 held-out set (the verdicts cached in its folder), and then its checkpoints and final
 model are deleted unless kept: what a comparison reads afterwards is the run's config,
-metrics, samples, summary and final evaluation. A run the trainer stops (repeated
-non-finite updates) is recorded as stopped in its folder and stays stopped; a run that
-fails for any other reason (a crash, a damaged folder) is reported with its reason, is
-retried when the comparison is run again, and does not stop the others.
+metrics, samples, summary and final evaluation. All of it happens while the process holds
+the run folder's lock (``maspo.run.hold_folder``; the comparison's folder has its own).
+A run the trainer stops (repeated non-finite updates) is recorded as stopped in its
+folder and stays stopped; a run that fails for any other reason (a crash, a damaged
+folder) is reported with its reason, is retried when the comparison is run again, and
+does not stop the others.
 
 With ``jobs`` > 1 the runs go to a pool of that many processes, each run in one process
 with ``train.threads`` set to its share of the cores (unless the config sets it).
@@ -32,7 +34,7 @@ from maspo.config import Config
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, sample_and_score
-from maspo.run import RunDir, RunSummary
+from maspo.run import RunDir, RunSummary, hold_folder
 from maspo.trackers import RunLabel
 from maspo.update import TrainingStopped
 
@@ -78,20 +80,21 @@ def run_one(task: RunTask, progress: bool = False, announce: str | None = None) 
     if announce is not None:
         print(f"{announce} {task.label}: {_state(run)} ({run.root})", flush=True)
     try:
-        if run.stopped_reason() is None:
-            status = run.status()
-            try:
-                if status != "done":
-                    train(config, resume=status == "resumable", progress=progress,
-                          output_dir=run.root, label=task.tracking)
-            except TrainingStopped as err:  # a diverged run is a result, not a crash
-                run.write_stopped(str(err))
-        reason = run.stopped_reason()
-        if reason is not None:
-            return RunOutcome(None, None, stopped=reason, wall_s=time.perf_counter() - t0)
-        final = final_eval(config, run, task.settings, task.device)
-        prune(run, task.keep_checkpoints, task.keep_model)
-        return RunOutcome(run.read_summary(), final, wall_s=time.perf_counter() - t0)
+        with hold_folder(run.root, "the run folder", f"maspo compare, run {task.label}"):
+            if run.stopped_reason() is None:
+                status = run.status()
+                try:
+                    if status != "done":
+                        train(config, resume=status == "resumable", progress=progress,
+                              output_dir=run.root, label=task.tracking)
+                except TrainingStopped as err:  # a diverged run is a result, not a crash
+                    run.write_stopped(str(err))
+            reason = run.stopped_reason()
+            if reason is not None:
+                return RunOutcome(None, None, stopped=reason, wall_s=time.perf_counter() - t0)
+            final = final_eval(config, run, task.settings, task.device)
+            prune(run, task.keep_checkpoints, task.keep_model)
+            return RunOutcome(run.read_summary(), final, wall_s=time.perf_counter() - t0)
     except Exception as err:  # any other failure is this run's, not the comparison's
         why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         return RunOutcome(None, None, failed=why, wall_s=time.perf_counter() - t0)

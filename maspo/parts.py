@@ -21,6 +21,7 @@ from maspo.config import Config
 from maspo.data import Example, render_prompt
 from maspo.data.splits import Splits, data_splits
 from maspo.devices import resolve_device
+from maspo.entropy_control import EntropyCoef
 from maspo.evaluate import EvalSettings, eval_settings
 from maspo.models import load_policy, resolve_model
 from maspo.precision import autocast, prepare_model, resolve_precision
@@ -49,6 +50,8 @@ class TrainState:
     bad_streak: int = 0  # non-finite updates in a row
     skipped_updates: int = 0  # non-finite updates skipped in all
     eval_before: float | None = None  # held-out accuracy before training
+    entropy_coef: float | None = None  # the entropy bonus's coefficient (None: not started)
+    entropy_measured: float | None = None  # its controller's last entropy (maspo.entropy_control)
     step: int = 0  # the last step done
 
     @classmethod
@@ -171,10 +174,15 @@ class RunParts:
             advantages = adv_lib.entropy_advantage(advantages, old.entropy,
                                                    rollout.completion_mask)  # (B, T)
         clock.lap("old_logprobs")
+        entropy = None if state.entropy_coef is None else EntropyCoef(
+            state.entropy_coef, state.entropy_measured)
         with self.precision():
             update = policy_update(learner, rollout, old, advantages, settings,
                                    seed=self.step_seed(step), bad_streak=state.bad_streak,
-                                   step=step)
+                                   step=step, entropy=entropy)
+        if settings.entropy_control is not None:  # (a fixed one stays in the config)
+            state.entropy_coef = update.entropy.coef
+            state.entropy_measured = update.entropy.measured
         state.bad_streak = update.bad_streak
         state.skipped_updates += update.skipped
         clock.lap("update")

@@ -14,6 +14,10 @@
                         (written as final_model.tmp/ and renamed into place)
       final_eval.json   ``maspo compare``: verdicts of the final held-out evaluation
       stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
+      writer.lock       while a process writes the run: its lock (``maspo.folder_lock``),
+                        holding its pid, host and command; deleted when it is done
+
+A study folder (``maspo compare --out``, ``maspo probe --out``) has a writer.lock of its own.
 
 A run is *new* (no config.yaml), *resumable* (a config, not finished), *done*
 (summary.json) or *stopped* (stopped.txt). Resuming takes the saved config; only
@@ -48,9 +52,12 @@ from maspo.config import (
 )
 from maspo.config_build import changes
 from maspo.errors import UserError
+from maspo.folder_lock import busy, hold, holder
 from maspo.hub import DATASET, MODEL, PINNED_KEYS, keeps_pin, pin
 from maspo.paths import check_output_dir, write_atomic, write_errors, write_problem, writing
 from maspo.trackers import DEFAULT_PROJECT, Destination, RunLabel, Trackers
+
+LOCK_FILE = "writer.lock"  # in a run or study folder while a process writes it
 
 RESUMABLE_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints",
                   "train.threads", "train.output_dir", "train.report_to")
@@ -150,6 +157,7 @@ class RunDir:
     final_model_partial = property(lambda self: self.root / "final_model.tmp")
     final_eval = property(lambda self: self.root / "final_eval.json")
     stopped = property(lambda self: self.root / "stopped.txt")
+    lock = property(lambda self: self.root / LOCK_FILE)
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Path) -> RunDir:
@@ -179,6 +187,10 @@ class RunDir:
 
     def has_final_model(self) -> bool:
         return (self.final_model / "config.json").is_file()
+
+    def writer(self) -> str | None:
+        """The other process writing this run now ("process 123 on host h (...)"), or None."""
+        return holder(self.lock)
 
     # -- config ----------------------------------------------------------------------------
 
@@ -267,6 +279,13 @@ class RunDir:
 
     def write_stopped(self, reason: str) -> None:
         write_atomic(self.stopped, f"{reason}\n")
+
+
+def hold_folder(folder: str | Path, what: str, command: str | None = None):
+    """Context manager: this process is ``folder``'s one writer for the block, or a
+    ``maspo.folder_lock.FolderBusy`` names the one that is (``what``: e.g. "the run
+    folder"). A folder it creates and leaves empty is removed again."""
+    return hold(Path(folder) / LOCK_FILE, what, command)
 
 
 RESUME_HINT = ("the checkpoints already written are intact: free some space (or make the "
@@ -385,7 +404,11 @@ def pin_config(config: Config, saved: Config | None = None) -> Config:
 
 def check_run_dir(config: Config, output_dir: str | Path, resume: bool) -> RunDir:
     """The run's folder, checked without writing anything: a new run needs a free,
-    writable folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``."""
+    writable folder; a resumed one its saved config, equal but for ``RESUMABLE_KEYS``.
+    Neither while another process writes the folder (``maspo.folder_lock``)."""
+    writer = RunDir(Path(output_dir).expanduser()).writer()
+    if writer is not None:
+        raise busy("the run folder", Path(output_dir), writer)
     if resume:
         run = RunDir(Path(output_dir).expanduser())
         if not run.config.is_file():

@@ -111,6 +111,8 @@ def update_metrics(result: UpdateResult) -> dict[str, float]:
         ratio = torch.cat([t.log_ratio[t.advantage != 0] for t in moved]).double().exp()
         low, high = TRUST_RANGE
         out["ratio/outside_trust"] = ((ratio < low) | (ratio > high)).double().mean().item()
+    if result.entropy_control:  # the adaptive coefficient after the step's last update
+        out["entropy_coef"] = result.entropy.coef
     return out
 
 

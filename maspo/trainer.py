@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from maspo.checkpoint import load_checkpoint, save_checkpoint, step_dir_name
+from maspo.checkpoint import latest_saved, load_checkpoint, save_checkpoint, step_dir_name
 from maspo.config import Config
-from maspo.errors import UserError
+from maspo.errors import Interrupted, UserError
 from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score
 from maspo.parts import RunParts, TrainState
 from maspo.paths import writing
@@ -38,6 +38,7 @@ from maspo.run import (
     RunSummary,
     check_run_dir,
     default_output_dir,
+    hold_folder,
     pin_config,
 )
 from maspo.step_log import Clock, draw_metrics, saved_completions
@@ -117,12 +118,40 @@ def train(config: Config, *, resume: bool = False, progress: bool = True,
           output_dir: str | Path | None = None, label: RunLabel | None = None
           ) -> RunSummary:
     """Run (or resume) training; returns the summary it also writes to the run folder.
-    ``label`` names the run in its trackers (default: project maspo, the folder's name)."""
+    ``label`` names the run in its trackers (default: project maspo, the folder's name).
+
+    The process is the run folder's one writer throughout (``maspo.run.hold_folder``): a
+    second one is refused before its model loads. Ctrl-C or SIGTERM ends it with an
+    ``Interrupted`` that names the checkpoint ``--resume`` continues from.
+    """
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     check_installed(config.train.report_to)  # before the model loads
-    run = check_run_dir(config, _output_dir(config, output_dir, resume), resume)
+    root = _output_dir(config, output_dir, resume)
+    with hold_folder(root, "the run folder"):
+        try:
+            return _train(config, check_run_dir(config, root, resume), resume, progress,
+                          label)
+        except KeyboardInterrupt as stop:
+            raise Interrupted(_interrupted(RunDir(root))) from stop
+
+
+def _interrupted(run: RunDir) -> str:
+    """Where ``--resume`` goes on from after an interrupt."""
+    if not run.config.is_file():
+        return "before training started; nothing was written"
+    latest = latest_saved(run.checkpoints)
+    again = f"maspo train --resume train.output_dir={run.root}"
+    if latest is None:
+        return (f"before the run in {str(run.root)!r} saved a checkpoint: none exists, and "
+                f"`{again}` starts it over")
+    return (f"after checkpoint {latest} of the run in {str(run.root)!r}: `{again}` continues "
+            "from it (steps logged after it are trained again)")
+
+
+def _train(config: Config, run: RunDir, resume: bool, progress: bool,
+           label: RunLabel | None) -> RunSummary:
     # hub ids at the commit they resolve to now, or (resumed) to the one the run started at
     config = pin_config(config, run.read_config() if resume else None)
     checkpoint = run.latest_checkpoint() if resume else None  # verified

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from maspo.config import Config, OptimConfig
+from maspo.entropy_control import EntropyCoef, EntropyTarget
 from maspo.logprobs import TokenStats, shared_prompt_logprobs
 from maspo.losses import aggregate, get_spec, k3_kl, policy_loss
 from maspo.rollout import Rollout
@@ -49,7 +50,8 @@ class UpdateSettings:
     params: dict[str, Any]  # its parameters
     aggregation: str  # how per-token losses reduce (``maspo.losses.aggregate``)
     kl_coef: float  # k3 KL penalty to the reference policy (0: none)
-    entropy_coef: float  # entropy bonus (0: none)
+    entropy_coef: float  # entropy bonus (0: none); with entropy_control its starting value
+    entropy_control: EntropyTarget | None  # adaptive entropy bonus (None: fixed coefficient)
     updates_per_step: int  # K mini-batches, one optimizer update each
     micro_batch_size: int  # completions per forward/backward
     grad_clip: float  # max global gradient norm (0: no clipping)
@@ -64,6 +66,9 @@ class UpdateSettings:
         return cls(objective=c.loss.name, params=c.loss.params,
                    aggregation=c.loss.aggregation or get_spec(c.loss.name).aggregation,
                    kl_coef=c.loss.kl_coef, entropy_coef=c.loss.entropy_coef,
+                   entropy_control=None if c.loss.entropy_target is None else EntropyTarget(
+                       c.loss.entropy_target, c.loss.entropy_coef_delta,
+                       c.loss.entropy_coef_min, c.loss.entropy_coef_max),
                    updates_per_step=c.optim.updates_per_step,
                    micro_batch_size=c.optim.micro_batch_size, grad_clip=c.optim.grad_clip,
                    max_bad_updates=c.optim.max_bad_updates,
@@ -71,9 +76,14 @@ class UpdateSettings:
                    logprob_chunk=c.model.logprob_chunk)
 
     @property
+    def with_entropy(self) -> bool:
+        """Whether the update computes token entropies (an entropy bonus is on)."""
+        return self.entropy_coef > 0 or self.entropy_control is not None
+
+    @property
     def scores_every_row(self) -> bool:
         """Whether rows with advantage 0 still have a loss (a KL or entropy term)."""
-        return self.kl_coef > 0 or self.entropy_coef > 0
+        return self.kl_coef > 0 or self.with_entropy
 
 
 @dataclass
@@ -240,14 +250,18 @@ class MicroLoss:
     loss: Tensor  # () its share of the mini-batch loss
     metrics: Metrics  # the objective's metrics (and the KL term's)
     tokens: TokenRecord  # its completion tokens
+    entropy: tuple[Tensor, Tensor] | None  # () entropy summed over its tokens, () their count
 
 
 def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advantages: Tensor,
-               counts: dict[str, Any], settings: UpdateSettings) -> MicroLoss:
+               counts: dict[str, Any], settings: UpdateSettings,
+               entropy_coef: float | None = None) -> MicroLoss:
     """The objective (plus KL and entropy terms) on completions ``rows`` of a mini-batch
-    whose ``counts`` normalise it."""
+    whose ``counts`` normalise it; the entropy bonus weighs ``entropy_coef`` (None: the
+    settings' fixed one)."""
     s = settings
-    stats = completion_logprobs(model, rollout, rows, s, with_entropy=s.entropy_coef > 0)
+    coef = s.entropy_coef if entropy_coef is None else entropy_coef
+    stats = completion_logprobs(model, rollout, rows, s, with_entropy=s.with_entropy)
     t = stats.logprobs.shape[1]
     mask = rollout.completion_mask[rows, :t]  # (b, t)
     old_logp = old.logprobs[rows, :t]  # (b, t)
@@ -269,9 +283,12 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
         kl = k3_kl(stats.logprobs, old.ref_logprobs[rows, :t])  # (b, t), clamped as verl does
         loss = loss + s.kl_coef * aggregate(kl, mask, s.aggregation, **counts)
         metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
-    if s.entropy_coef > 0:
-        loss = loss - s.entropy_coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
-    return MicroLoss(loss, metrics, tokens)
+    entropy = None
+    if stats.entropy is not None:
+        entropy = ((stats.entropy.detach() * mask).sum(), mask.sum())
+    if coef > 0:
+        loss = loss - coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
+    return MicroLoss(loss, metrics, tokens, entropy)
 
 
 @dataclass
@@ -282,12 +299,23 @@ class MinibatchGradient:
     active: Tensor  # (n,) the rows that were computed
     metrics: list[Metrics] = field(default_factory=list)  # each micro-batch's, in order
     tokens: list[TokenRecord] = field(default_factory=list)  # each micro-batch's, in order
+    entropy: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (sum, count) each
+
+    def mean_entropy(self) -> float | None:
+        """Mean token entropy of the computed rows under the policy before this update
+        (None when entropies were not computed)."""
+        if not self.entropy:
+            return None
+        sums, counts = (torch.stack(list(column)).sum() for column in zip(*self.entropy))
+        return (sums / counts.clamp(min=1)).item()
 
 
 def minibatch_backward(learner: Learner, rollout: Rollout, minibatch: Tensor,
                        old: OldPolicyStats, advantages: Tensor,
-                       settings: UpdateSettings) -> MinibatchGradient:
-    """Accumulate the mini-batch's gradient micro-batch by micro-batch."""
+                       settings: UpdateSettings,
+                       entropy_coef: float | None = None) -> MinibatchGradient:
+    """Accumulate the mini-batch's gradient micro-batch by micro-batch (``entropy_coef``:
+    the bonus's coefficient, None: the settings' fixed one)."""
     mask = rollout.completion_mask
     counts = {"num_tokens": mask[minibatch].sum(),
               "num_seqs": (mask[minibatch].sum(-1) > 0).sum(),
@@ -295,11 +323,14 @@ def minibatch_backward(learner: Learner, rollout: Rollout, minibatch: Tensor,
     active = active_rows(rollout, minibatch, advantages, settings)  # counts keep the rest
     result = MinibatchGradient(torch.zeros((), device=learner.device), active)
     for rows in active.split(settings.micro_batch_size) if len(active) else ():
-        micro = micro_loss(learner.model, rollout, rows, old, advantages, counts, settings)
+        micro = micro_loss(learner.model, rollout, rows, old, advantages, counts, settings,
+                           entropy_coef)
         micro.loss.backward()
         result.loss += micro.loss.detach()
         result.metrics.append(micro.metrics)
         result.tokens.append(micro.tokens)
+        if micro.entropy is not None:
+            result.entropy.append(micro.entropy)
     return result
 
 
@@ -313,20 +344,28 @@ class UpdateResult:
     bad_streak: int  # non-finite updates in a row, this step's included
     metrics: list[Metrics]  # each micro-batch's, in order
     tokens: list[TokenRecord]  # each mini-batch's computed tokens, in update order
+    entropy: EntropyCoef  # the entropy bonus's state after the K updates
+    entropy_control: bool = False  # whether a target moved it (then it is logged)
 
 
 def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advantages: Tensor,
                   settings: UpdateSettings, *, seed: int, bad_streak: int,
-                  step: int) -> UpdateResult:
+                  step: int, entropy: EntropyCoef | None = None) -> UpdateResult:
     """K optimizer updates on K disjoint mini-batches, each micro-batched exactly.
 
     ``bad_streak`` counts the non-finite updates in a row before this step; reaching
-    ``max_bad_updates`` raises ``TrainingStopped`` (naming ``step``).
+    ``max_bad_updates`` raises ``TrainingStopped`` (naming ``step``). ``entropy`` is the
+    entropy bonus's state before the step (None: the settings' starting coefficient); with
+    ``settings.entropy_control`` each optimizer update moves it (``maspo.entropy_control``).
     """
-    result = UpdateResult([], [], 0, bad_streak, [], [])
+    control = settings.entropy_control
+    result = UpdateResult([], [], 0, bad_streak, [], [],
+                          entropy if entropy is not None else EntropyCoef(settings.entropy_coef),
+                          control is not None)
     learner.model.train()
     for minibatch in minibatches(rollout, settings, seed):
-        grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings)
+        grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings,
+                                  result.entropy.applied(control))
         result.metrics += grad.metrics
         result.tokens.append(TokenRecord.cat(grad.tokens))
         norm = torch.nn.utils.clip_grad_norm_(learner.params, settings.grad_clip or math.inf)
@@ -347,5 +386,8 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
             learner.scheduler.step()
             result.losses.append(grad.loss.item())
             result.grad_norms.append(norm.item())
+            measured = grad.mean_entropy() if control is not None else None
+            if measured is not None:
+                result.entropy = result.entropy.after_update(control, measured)
         learner.optimizer.zero_grad(set_to_none=True)
     return result

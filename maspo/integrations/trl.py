@@ -17,17 +17,21 @@ term are applied and the result is reduced with TRL's normalisation for ``args.l
 ``sapo`` and ``vespo`` are not normalisations (use ``objective="cispo"`` / ``"sapo"``).
 maspo's metrics are logged as ``<objective>/<metric>``, and ``policy_loss`` as TRL logs it (the
 policy term alone, when an entropy bonus is on). Log-probs come from TRL's own
-``_get_per_token_logps_and_entropies``, i.e. TRL's fused LM-head path.
+``_get_per_token_logps_and_entropies``, i.e. TRL's fused LM-head path. The entropy bonus,
+fixed or adaptive (``use_adaptive_entropy=True``: ``maspo.entropy_control``, TRL's
+controller), is TRL's: the mean entropy of the trained tokens, on top of any objective;
+the adaptive coefficient is logged as ``entropy_coef`` and saved with TRL's checkpoints.
 
 Deviations from TRL's GRPOTrainer: the objective takes its clip bounds from
 ``objective_params`` (``args.epsilon``, ``epsilon_high`` and ``delta`` are ignored, with a
-warning when set); ``importance_sampling_level="sequence"`` (use ``objective="gspo"``) and
-the adaptive entropy controller are rejected.
+warning when set); ``importance_sampling_level="sequence"`` (use ``objective="gspo"``) is
+rejected.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +40,7 @@ import torch
 from torch import Tensor
 from trl import GRPOConfig, GRPOTrainer
 
+from maspo.entropy_control import EntropyCoef, EntropyTarget
 from maspo.losses import aggregate, make_params, policy_loss
 
 # TRL loss_type -> how the per-token loss is reduced (see the module docstring).
@@ -75,9 +80,6 @@ def check_config(args: GRPOConfig, objective: str) -> None:
         raise ValueError(f"importance_sampling_level={args.importance_sampling_level!r} is not "
                          f"supported: maspo objectives form their own ratio (sequence-level: "
                          f"objective='gspo')")
-    if args.use_adaptive_entropy:
-        raise ValueError("use_adaptive_entropy=True is not supported by MaspoGRPOTrainer; "
-                         "use a fixed entropy_coef")
     for key, default in IGNORED_TRL_SETTINGS.items():
         if getattr(args, key) != default:
             warnings.warn(f"GRPOConfig.{key}={getattr(args, key)!r} is ignored by maspo "
@@ -107,6 +109,11 @@ class MaspoGRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, *rest, **kwargs)  # args=None: TRL's defaults
         self.objective = objective
         self.objective_params = dataclasses.asdict(params)
+        a = self.args
+        self.entropy_control = EntropyTarget(a.entropy_target, a.entropy_coef_delta,
+                                             a.entropy_coef_min, a.entropy_coef_max) if (
+            a.use_adaptive_entropy) else None
+        self._entropy_window: Tensor | None = None  # (2,) entropy sum, tokens of the window
         if is_fully_on_policy(self.args):
             a = self.args
             warnings.warn(
@@ -158,16 +165,44 @@ class MaspoGRPOTrainer(GRPOTrainer):
         accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
         loss, policy_value = self._normalise(per_token, mask, inputs["num_items_in_batch"], mode,
                                              accumulation)
-        if self.entropy_coef != 0.0:  # TRL's fixed entropy bonus: mean entropy of trained tokens
+        if self.entropy_coef != 0.0 or self.entropy_control is not None:
             active = mask if entropy_mask is None else mask * entropy_mask
-            entropy = (entropies * active).sum() / active.sum().clamp(min=1.0)
-            loss = loss - self.entropy_coef * entropy / accumulation
+            loss = self._entropy_bonus(loss, entropies, active, mode, accumulation)
             # as TRL: the policy term alone is logged when an entropy bonus is added to it
             self._metrics[mode]["policy_loss"].append(
                 self.accelerator.gather(policy_value).nanmean().item())
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * aux_loss / accumulation
         self._log_loss_metrics(mode, out.metrics, entropies, per_token_kl, mask)
+        return loss
+
+    def _entropy_bonus(self, loss: Tensor, entropies: Tensor, active: Tensor, mode: str,
+                       accumulation: float) -> Tensor:
+        """``loss`` minus TRL's entropy bonus: the mean entropy of the ``active`` tokens
+        times the coefficient; an adaptive one moves at each optimizer step's last
+        micro-batch, from the entropy of the whole accumulation window on all processes.
+
+        The controller's state lives where TRL keeps it (``entropy_coef`` and the last
+        measured entropy, +inf before the first), so TRL's checkpoints save and restore it.
+        """
+        control = self.entropy_control
+        measured = self._last_world_entropy
+        state = EntropyCoef(self.entropy_coef, None if math.isinf(measured) else measured)
+        entropy = (entropies * active).sum() / active.sum().clamp(min=1.0) / accumulation
+        loss = loss - state.applied(control) * entropy
+        if mode != "train":
+            return loss
+        if control is not None:
+            window = torch.stack([(entropies * active).sum(), active.sum()]).detach()
+            self._entropy_window = window if self._entropy_window is None else (
+                self._entropy_window + window)
+            if self.accelerator.sync_gradients:  # the optimizer step's last micro-batch
+                total = self.accelerator.reduce(self._entropy_window, reduction="sum")
+                state = state.after_update(control, (total[0] / total[1].clamp(min=1.0)).item())
+                self.entropy_coef, self._last_world_entropy = state.coef, state.measured
+                self._entropy_window = None
+        if self.accelerator.sync_gradients:
+            self._metrics[mode]["entropy_coef"].append(self.entropy_coef)
         return loss
 
     def _normalise(self, per_token: Tensor, mask: Tensor, num_items: Tensor, mode: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import pytest
@@ -156,3 +157,47 @@ def test_bad_settings_fail_before_the_model_loads(tmp_path, kwargs, culprit):
 def test_ignored_trl_clip_setting_is_named_in_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="epsilon_high=0.28 is ignored"):
         make_trainer(MaspoGRPOTrainer, grpo_args(tmp_path, epsilon_high=0.28), objective="dgpo")
+
+
+GRPO_AS_TRL = {"clip_low": 0.2, "clip_high": 0.28, "dual_clip": None}  # TRL's grpo clip
+
+
+def test_adaptive_entropy_run_matches_trl_bit_for_bit(tmp_path):
+    """A whole run (sampling, K updates, the controller moving both ways) of TRL's
+    GRPOTrainer and of MaspoGRPOTrainer with objective grpo: same coefficients, same weights."""
+    from transformers import set_seed
+
+    model = tiny_model(tmp_path / "tiny")
+    # the starting entropy (~3.78 nats) is above the target, later ones below it
+    common = {"gradient_accumulation_steps": 2, "num_iterations": 2, "max_steps": 3,
+              "use_adaptive_entropy": True, "entropy_target": 3.775,
+              "entropy_coef_delta": 0.05, "loss_type": "grpo"}
+    theirs = make_trainer(GRPOTrainer, grpo_args(tmp_path / "trl", **common, epsilon_high=0.28),
+                          model=copy.deepcopy(model))
+    ours = make_trainer(MaspoGRPOTrainer, grpo_args(tmp_path / "maspo", **common),
+                        model=copy.deepcopy(model), objective="grpo",
+                        objective_params=GRPO_AS_TRL)
+    for trainer in (theirs, ours):
+        set_seed(0)  # each run samples from the same generator state
+        trainer.train()
+    coefs = [[h["entropy_coef"] for h in t.state.log_history if "entropy_coef" in h]
+             for t in (theirs, ours)]
+    assert coefs[0] == coefs[1] == pytest.approx([0.0, 0.05, 0.1])  # down (clipped), up, up
+    for a, b in zip(theirs.model.parameters(), ours.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_adaptive_entropy_rides_on_any_objective(tmp_path):
+    args = grpo_args(tmp_path, gradient_accumulation_steps=2, use_adaptive_entropy=True,
+                     entropy_target=10.0, entropy_coef_delta=0.02,  # far above: it rises
+                     save_strategy="steps", save_steps=2)
+    trainer = make_trainer(MaspoGRPOTrainer, args, objective="maspo")
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    steps = [h for h in trainer.state.log_history if "entropy_coef" in h]
+    assert [h["entropy_coef"] for h in steps] == pytest.approx([0.02, 0.04])
+    assert all("maspo/w_mean" in h for h in steps)
+    saved = json.loads((tmp_path / "checkpoint-2" / "entropy_ctrl_state.json").read_text())
+    assert saved["entropy_coef"] == trainer.entropy_coef == steps[-1]["entropy_coef"]
+    assert 0 < saved["last_world_entropy"] < 10.0  # TRL's checkpoint keeps the controller
+    assert any(not torch.equal(b, a) for b, a in zip(before, trainer.model.parameters()))

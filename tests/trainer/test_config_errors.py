@@ -26,6 +26,10 @@ from maspo.testing import tiny_overrides
     ("data.task_settings.digitz=2", "'digitz'"),
     ("reward.functions=[nomodule:fn]", "'nomodule'"),
     ("model.lora.enabled=maybe", "'model.lora.enabled'"),
+    ("loss.entropy_target=-1", "'loss.entropy_target'"),
+    ("loss.entropy_coef_delta=0", "'loss.entropy_coef_delta'"),
+    ("loss.entropy_coef_max=-0.1", "'loss.entropy_coef_max'"),
+    ("loss.entropy_coef_min=2", "'loss.entropy_coef_min' (2.0) exceeds"),
     ("no_equals_sign", "'no_equals_sign'"),
 ])
 def test_bad_override_exits_2_naming_the_key_before_loading_the_model(override, named, capsys):
