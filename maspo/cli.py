@@ -310,6 +310,7 @@ def _print_comparison(paths: dict[str, Path], baseline: str | None) -> None:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import dataclasses
     import shlex
 
     from maspo.config import check_setting, load_config
@@ -328,17 +329,27 @@ def _probe(args: argparse.Namespace) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from maspo.probes import run_probes, write_probes
+    from maspo.config import to_dict
+    from maspo.probes import Contrast, maspo_commit, parse_claim, run_probes, write_probes
     from maspo.run import hold_folder
+
+    claims = [parse_claim(text, variants) for text in args.claim]
+    contrasts = list(dict.fromkeys(c.contrast for c in claims)) or [
+        Contrast(v.spec, baseline) for v in variants if v.spec != baseline]
 
     hf_logging.disable_progress_bar()
     command = "maspo " + shlex.join(args.argv)
     with hold_folder(out, "the probe folder", command):
         per_seed = run_probes(base, variants, seeds, args.entropy_steps, cache=out / "seeds",
                               study=out)
+        record = {"command": command, "commit": maspo_commit(), "config": to_dict(base),
+                  "objectives": [v.spec for v in variants],
+                  "entropy_steps": args.entropy_steps,
+                  "contrasts": [dataclasses.asdict(c) for c in contrasts],
+                  "claims": [dataclasses.asdict(c) for c in claims], "seeds": per_seed}
         with writing(f"the probes to {str(out)!r}", "free some space and run the same "
                      "command again (finished seeds are not probed again)"):
-            paths = write_probes(out, per_seed, baseline, command)
+            paths = write_probes(out, record)
     print(paths["markdown"].read_text().rstrip())
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -224,10 +224,11 @@ def _add_probe(sub) -> None:
         "rollout: gradient kept past the trust region, probability mass by token "
         "probability, update size by advantage sign, entropy under random rewards",
         description="Per seed: one rollout of the starting policy, then each objective's "
-        "K updates from a copy of it on the same mini-batches; every measure is set "
-        "against the baseline seed by seed (95%% intervals). Each finished seed is saved "
-        "under OUT/seeds/: rerun the same command to go on where it stopped, or with more "
-        "--seeds to add some. See maspo.probes.")
+        "K updates from a copy of it on the same mini-batches; each --claim sets one "
+        "objective against its own baseline seed by seed (95%% intervals) and gives a "
+        "verdict, without claims every objective is set against --baseline. Each finished "
+        "seed is saved under OUT/seeds/: rerun the same command to go on where it "
+        "stopped, or with more --seeds to add some. See maspo.probes.")
     probe.add_argument("--objectives", action="append", required=True, metavar="SPECS",
                        help="comma-separated objective specs, as for maspo compare")
     probe.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9",
@@ -237,6 +238,11 @@ def _add_probe(sub) -> None:
     probe.add_argument("--baseline", default=DEFAULT_BASELINE,
                        help=f"objective spec the others are paired with (default "
                        f"{DEFAULT_BASELINE})")
+    probe.add_argument("--claim", action="append", default=[], metavar="CLAIM",
+                       help="'OBJECTIVE vs BASELINE: MEASURE higher' (or lower), repeatable: "
+                       "a verdict (supported, contradicted, cannot tell) on that paired "
+                       "difference; the contrasts shown are the claims' (default: each "
+                       "objective vs --baseline)")
     probe.add_argument("--entropy-steps", type=int, default=10,
                        help="steps of training on random rewards for the entropy probe "
                        "(0: skip it; default 10)")

@@ -22,7 +22,11 @@ claims of MASPO, arXiv 2602.17550, that each probe tests):
   of the policy's entropy from the first step to the last (``entropy_drift``):
   asymmetric clipping alone sets its direction (arXiv 2509.26114).
 
-Each value is set against the baseline objective seed by seed (``maspo.paired``).
+Each claim is a contrast, an objective set against its own baseline (its ablation), seed
+by seed (``maspo.paired``), with the direction the claim predicts; its verdict is
+supported, contradicted, or cannot tell with the smallest difference the seeds could
+detect. A seed whose update left no token outside the trust region is left out of the
+gradient-kept measures (counted, never scored as 0).
 Deviations: the update weight mass sum |A w| stands in for the gradient norm (it is the
 size of d loss / d log pi per token, before the model's Jacobian).
 """
@@ -32,7 +36,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import subprocess
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +49,8 @@ from maspo import advantages as adv_lib
 from maspo.config import Config, resolved, to_dict
 from maspo.errors import UserError
 from maspo.losses import get_spec
-from maspo.objective_specs import Variant, study_label
-from maspo.paired import BETTER, CANNOT_TELL, WORSE, paired_difference
+from maspo.objective_specs import Variant, parse_variant, study_label
+from maspo.paired import BETTER, CANNOT_TELL, WORSE, PairedDifference, paired_difference
 from maspo.parts import RunParts, TrainState
 from maspo.paths import write_atomic, writing
 from maspo.rollout.groups import Drawn
@@ -82,7 +88,7 @@ def gradient_kept(weight: Tensor, log_ratio: Tensor, adv: Tensor, mask: Tensor,
     outside = mask & ((ratio < trust[0]) | (ratio > trust[1]))
     mass = (adv.double() * weight.double()).abs() * mask
     n = int(outside.sum())
-    return {"outside_share": n / max(int(mask.sum()), 1),
+    return {"outside_tokens": n, "outside_share": n / max(int(mask.sum()), 1),
             "kept_share": float((weight[outside] != 0).double().mean()) if n else float("nan"),
             "kept_mass": float(mass[outside].sum() / mass.sum()) if n and mass.sum() > 0
             else float("nan")}
@@ -90,9 +96,10 @@ def gradient_kept(weight: Tensor, log_ratio: Tensor, adv: Tensor, mask: Tensor,
 
 def mass_change(delta: Tensor, q: Tensor, adv: Tensor, mask: Tensor) -> dict[str, float]:
     """Mean change of log pi per old-probability bucket and advantage sign
-    (``dlogp/<bucket>/<pos|neg>``; NaN for an empty cell), and the mean |change| per sign
-    (``size_pos``, ``size_neg``, ``size_ratio`` = pos / neg)."""
-    buckets = {"head": q > HEAD, "middle": (q >= TAIL) & (q <= HEAD), "tail": q < TAIL}
+    (``dlogp/<bucket>/<pos|neg>``, bucket ``all`` for every token; NaN for an empty cell),
+    and the mean |change| per sign (``size_pos``, ``size_neg``, ``size_ratio`` = pos / neg)."""
+    buckets = {"all": torch.ones_like(mask), "head": q > HEAD,
+               "middle": (q >= TAIL) & (q <= HEAD), "tail": q < TAIL}
     signs = {"pos": adv > 0, "neg": adv < 0}
     out: dict[str, float] = {}
     for bucket, in_bucket in buckets.items():
@@ -112,7 +119,7 @@ def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
     """``gradient_kept`` over every token the K updates computed."""
     tokens = TokenRecord.cat(result.tokens)
     if not len(tokens.weight):
-        return {"outside_share": float("nan"), "kept_share": float("nan"),
+        return {"outside_tokens": 0, "outside_share": float("nan"), "kept_share": float("nan"),
                 "kept_mass": float("nan")}
     return gradient_kept(tokens.weight, tokens.log_ratio, tokens.advantage,
                          torch.ones_like(tokens.weight, dtype=torch.bool))
@@ -212,59 +219,200 @@ def probe_seed(config: Config, objectives: Sequence[Variant],
 
 SHOWN = {  # (measure, what it shows) in table order
     "gradient kept": ["kept_share", "kept_mass", "outside_share"],
-    "probability mass": [f"dlogp/{b}/{s}" for b in BUCKETS for s in ("pos", "neg")],
+    "probability mass": [f"dlogp/{b}/{s}" for b in ("all", *BUCKETS) for s in ("pos", "neg")],
     "signal reliability": ["size_pos", "size_neg", "size_ratio"],
     "entropy under random rewards": ["entropy_first", "entropy_last", "entropy_drift"],
 }
+# a seed whose update left no token outside the trust region has nothing for the gradient-kept
+# probe to measure: it is counted and left out of that probe, never scored as zero
+GATE_MEASURES = frozenset(SHOWN["gradient kept"])
+HIGHER, LOWER = "higher", "lower"
+SUPPORTED, CONTRADICTED = "supported", "contradicted"
 
 
-def paired_table(per_seed: dict[int, dict[str, dict[str, float]]], baseline: str,
-                 keys: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): per objective and measure, its mean over seeds and its paired
-    difference from ``baseline`` with a 95% interval."""
-    seeds = sorted(per_seed)
-    objectives = list(per_seed[seeds[0]])
-    header = ["objective", "measure", "mean", f"minus {baseline} [95% CI]", "direction"]
-    rows = []
-    for objective in objectives:
-        for key in keys:
-            pairs = [(per_seed[s][objective].get(key), per_seed[s][baseline].get(key))
-                     for s in seeds]
-            pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
-            own = [per_seed[s][objective].get(key) for s in seeds]
-            own = [v for v in own if _finite(v)]
-            mean = f"{sum(own) / len(own):+.4f}" if own else "-"
-            if objective == baseline:
-                rows.append([objective, key, mean, "", ""])
-                continue
-            diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-            rows.append([objective, key, mean, diff.shown(4), DIRECTION[diff.verdict]])
-    return header, rows
+@dataclass(frozen=True)
+class Contrast:
+    """An objective set against its own baseline (specs as written in --objectives)."""
+
+    objective: str
+    baseline: str
+
+    def __str__(self) -> str:
+        return f"{self.objective} vs {self.baseline}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim says a contrast does to one measure: objective - baseline is
+    ``direction`` (higher or lower) than 0."""
+
+    contrast: Contrast
+    measure: str
+    direction: str
+
+    def __str__(self) -> str:
+        return f"{self.contrast}: {self.measure} {self.direction}"
+
+
+def parse_claim(text: str, variants: Sequence[Variant]) -> Claim:
+    """``"OBJECTIVE vs BASELINE: MEASURE higher|lower"`` -> Claim, both sides among
+    ``variants`` (matched as parsed, written as in ``variants``)."""
+    form = "write 'OBJECTIVE vs BASELINE: MEASURE higher' (or lower)"
+    pair, sep, said = text.rpartition(": ")
+    sides = pair.split(" vs ")
+    words = said.split()
+    if not sep or len(sides) != 2 or len(words) != 2 or words[1] not in (HIGHER, LOWER):
+        raise UserError(f"--claim {text!r} is not a claim; {form}")
+    measure, direction = words
+    known = [key for keys in SHOWN.values() for key in keys]
+    if measure not in known:
+        raise UserError(f"--claim {text!r}: unknown measure {measure!r}; known: "
+                        f"{', '.join(known)}")
+    by_slug = {v.slug: v.spec for v in variants}
+    specs = []
+    for side in sides:
+        slug = parse_variant(side.strip()).slug
+        if slug not in by_slug:
+            raise UserError(f"--claim {text!r}: {side.strip()!r} is not one of --objectives "
+                            f"({', '.join(by_slug.values())}); add it")
+        specs.append(by_slug[slug])
+    if specs[0] == specs[1]:
+        raise UserError(f"--claim {text!r} sets an objective against itself")
+    return Claim(Contrast(*specs), measure, direction)
+
+
+def _usable(values: dict[str, float], key: str) -> float | None:
+    """The seed's value of ``key``, or None when it has none (NaN, missing, or a
+    gradient-kept measure of a seed with no token outside the trust region)."""
+    value = values.get(key)
+    if key in GATE_MEASURES and values.get("outside_tokens", 1) == 0:
+        return None
+    return value if _finite(value) else None
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
 
 
-def write_probes(out: Path, per_seed: dict[int, dict[str, dict[str, float]]], baseline: str,
-                 command: str) -> dict[str, Path]:
-    """probes.json (every value), probes.md (one paired table per probe, the command) and
-    one figure per probe."""
+def contrast_difference(per_seed: dict[int, dict[str, dict[str, float]]],
+                        contrast: Contrast, key: str) -> PairedDifference:
+    """objective - baseline over the seeds where both have a value of ``key``."""
+    pairs = [(_usable(v[contrast.objective], key), _usable(v[contrast.baseline], key))
+             for v in per_seed.values()]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def judge(diff: PairedDifference, direction: str) -> str:
+    """supported / contradicted when the interval excludes 0 on the claimed / the other
+    side; otherwise cannot tell, with the smallest difference the seeds could detect."""
+    moved = DIRECTION[diff.verdict]
+    if diff.n < 2:
+        return f"{CANNOT_TELL} (fewer than 2 seeds)"
+    if moved == CANNOT_TELL:
+        return f"{CANNOT_TELL} (detectable +-{diff.detectable:.2g})"
+    return SUPPORTED if moved == direction else CONTRADICTED
+
+
+def _mean(values: Sequence[float]) -> str:
+    return f"{sum(values) / len(values):+.4f}" if values else "-"
+
+
+def contrast_table(per_seed: dict[int, dict[str, dict[str, float]]], contrast: Contrast,
+                   keys: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): per measure, each side's mean, the paired difference with its 95%
+    interval, the smallest difference the seeds could detect, and the seeds used."""
+    header = ["measure", contrast.objective, contrast.baseline, "difference [95% CI]",
+              "detectable", "seeds"]
+    rows = []
+    for key in keys:
+        own, base = ([x for v in per_seed.values() if (x := _usable(v[spec], key)) is not None]
+                     for spec in (contrast.objective, contrast.baseline))
+        diff = contrast_difference(per_seed, contrast, key)
+        rows.append([key, _mean(own), _mean(base), diff.shown(4),
+                     f"{diff.detectable:.4f}" if diff.detectable == diff.detectable else "-",
+                     f"{diff.n} of {len(per_seed)}"])
+    return header, rows
+
+
+def seed_counts(per_seed: dict[int, dict[str, dict[str, float]]]
+                ) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): per objective, the seeds whose update raised its positive samples'
+    tokens and lowered its negative samples' (mean change of log pi), and the seeds left
+    out of the gradient-kept probe (no token outside the trust region)."""
+    n = len(per_seed)
+    header = ["objective", "positive tokens rose", "negative tokens fell",
+              "mean dlogp/all/pos", "mean dlogp/all/neg", "no token outside"]
+    rows = []
+    for objective in next(iter(per_seed.values())):
+        values = [v[objective] for v in per_seed.values()]
+        pos = [x for v in values if _finite(x := v.get("dlogp/all/pos"))]
+        neg = [x for v in values if _finite(x := v.get("dlogp/all/neg"))]
+        rows.append([objective, f"{sum(x > 0 for x in pos)} of {n}",
+                     f"{sum(x < 0 for x in neg)} of {n}", _mean(pos), _mean(neg),
+                     f"{sum(v.get('outside_tokens', 1) == 0 for v in values)} of {n}"])
+    return header, rows
+
+
+def maspo_commit() -> str | None:
+    """The git commit of the maspo source tree (``+dirty`` with uncommitted changes to
+    it), or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if changed else "")
+
+
+def write_probes(out: Path, record: dict[str, Any]) -> dict[str, Path]:
+    """probes.json (``record``: the command, config, commit, contrasts, claims and every
+    seed's values), then probes.md and one figure per probe, both drawn from that file."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "probes.json", "markdown": out / "probes.md"}
-    paths["json"].write_text(json.dumps({"baseline": baseline, "command": command,
-                                         "seeds": per_seed}, indent=1) + "\n")
-    text = [f"# Mechanism probes\n\n`{command}`\n\n{len(per_seed)} seeds; each objective's "
-            f"value minus {baseline}'s at the same seed, mean with a 95% Student-t "
-            "interval (maspo.probes explains each measure).\n"]
-    for title, keys in SHOWN.items():
-        present = [k for k in keys if any(k in v for s in per_seed.values() for v in s.values())]
-        if not present:
-            continue
-        header, rows = paired_table(per_seed, baseline, present)
-        text.append(f"## {title}\n\n{markdown_table(header, rows)}\n")
-        paths[title] = plot_probe(per_seed, present, title,
-                                  out / f"{title.replace(' ', '_')}.png")
+    paths["json"].write_text(json.dumps(record, indent=1) + "\n")
+    saved = json.loads(paths["json"].read_text())
+    per_seed = saved["seeds"]
+    contrasts = [Contrast(**c) for c in saved["contrasts"]]
+    claims = [Claim(Contrast(**c["contrast"]), c["measure"], c["direction"])
+              for c in saved["claims"]]
+    text = [f"# Mechanism probes\n\n`{saved['command']}`\n\nmaspo commit "
+            f"`{saved['commit']}`; the resolved config is in probes.json. {len(per_seed)} "
+            "seeds; each contrast is the objective's value minus its baseline's at the same "
+            "seed: the mean, its 95% Student-t interval and the smallest difference the seeds "
+            "could detect (80% power); a seed without a value (no token outside the trust "
+            "region, for the gradient-kept measures) is left out of that measure. "
+            "maspo.probes explains each measure.\n",
+            "## Seeds\n\nPer objective: seeds whose update raised the mean log pi of "
+            "positive-advantage tokens and lowered that of negative ones; seeds with no "
+            f"update token outside [{TRUST_RANGE[0]:g}, {TRUST_RANGE[1]:g}] (left out of the "
+            f"gradient-kept measures).\n\n{markdown_table(*seed_counts(per_seed))}\n"]
+    if claims:
+        rows = []
+        for claim in claims:
+            diff = contrast_difference(per_seed, claim.contrast, claim.measure)
+            rows.append([str(claim.contrast), claim.measure, claim.direction, diff.shown(4),
+                         f"{diff.detectable:.4f}" if diff.detectable == diff.detectable
+                         else "-", str(diff.n), judge(diff, claim.direction)])
+        header = ["contrast", "measure", "claimed", "difference [95% CI]", "detectable",
+                  "seeds", "verdict"]
+        text.append(f"## Claims\n\n{markdown_table(header, rows)}\n")
+    present = {title: [k for k in keys if any(k in v for s in per_seed.values()
+                                                for v in s.values())]
+               for title, keys in SHOWN.items()}
+    for contrast in contrasts:
+        keys = [k for title_keys in present.values() for k in title_keys]
+        table = markdown_table(*contrast_table(per_seed, contrast, keys))
+        text.append(f"## {contrast}\n\n{table}\n")
+    if claims:
+        paths["claims"] = plot_claims(per_seed, claims, out / "claims.png")
+    for title, keys in present.items():
+        if keys:
+            paths[title] = plot_probe(per_seed, keys, title,
+                                      out / f"{title.replace(' ', '_')}.png")
     paths["markdown"].write_text("\n".join(text))
     return paths
 
@@ -293,6 +441,43 @@ def plot_probe(per_seed: dict[int, dict[str, dict[str, float]]], keys: Sequence[
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
+    try:
+        return save_figure(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def plot_claims(per_seed: dict[int, dict[str, dict[str, float]]], claims: Sequence[Claim],
+                out: Path) -> Path:
+    """One panel per claim: each seed's difference (objective - baseline), their mean with
+    its 95% interval, and the verdict."""
+    from maspo.plots import pyplot, save_figure
+
+    plt = pyplot()
+    cols = min(len(claims), 4)
+    rows = -(-len(claims) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(claims):]:
+        ax.axis("off")
+    for ax, claim in zip(axes.flat, claims):
+        c = claim.contrast
+        diffs = [a - b for v in per_seed.values()
+                 if (a := _usable(v[c.objective], claim.measure)) is not None
+                 and (b := _usable(v[c.baseline], claim.measure)) is not None]
+        diff = contrast_difference(per_seed, c, claim.measure)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.scatter([0] * len(diffs), diffs, s=10, alpha=0.6)
+        if diff.n >= 2:
+            ax.errorbar([0.3], [diff.mean], yerr=[[diff.mean - diff.low],
+                                                  [diff.high - diff.mean]],
+                        fmt="o", color="black", capsize=4)
+        ax.set_xlim(-0.5, 0.8)
+        ax.set_xticks([])
+        ax.set_title(f"{c.objective}\nminus {c.baseline}\n{claim.measure} "
+                     f"(claimed {claim.direction})\n{judge(diff, claim.direction)}",
+                     fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("claims: per-seed differences, mean and 95% interval")
     try:
         return save_figure(fig, out)
     finally:
@@ -358,6 +543,18 @@ def run_probes(base: Config, objectives: Sequence[Variant], seeds: Sequence[int]
     return per_seed
 
 
+def _with_defaults(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with each key it lacks taken from ``defaults``, section by section."""
+    filled = dict(saved)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(filled[key], dict) and key not in (
+                "params", "task_settings", "fields"):  # free-form: as written
+            filled[key] = _with_defaults(filled[key], default)
+    return filled
+
+
 def _saved_seed(cache: Path | None, seed: int, what: dict[str, Any]) -> dict | None:
     path = None if cache is None else cache / f"seed-{seed}.json"
     if path is None or not path.is_file():
@@ -368,6 +565,10 @@ def _saved_seed(cache: Path | None, seed: int, what: dict[str, Any]) -> dict | N
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{str(path)!r} is not a saved probe seed; delete it to probe "
                         "that seed again") from None
+    if isinstance(probed_with, dict) and isinstance(probed_with.get("config"), dict):
+        # a config key added to maspo since the seed was probed reads as its default
+        probed_with = {**probed_with, "config": _with_defaults(
+            probed_with["config"], json.loads(json.dumps(to_dict(Config()))))}
     if json.loads(json.dumps(what)) != probed_with:
         raise UserError(f"{str(path)!r} was probed with another config, objectives or "
                         "--entropy-steps; use another --out") from None

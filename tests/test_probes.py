@@ -10,8 +10,20 @@ import pytest
 import torch
 
 from maspo.cli import main
+from maspo.errors import UserError
 from maspo.losses import policy_loss
-from maspo.probes import gradient_kept, mass_change
+from maspo.objective_specs import parse_variants
+from maspo.paired import paired_difference
+from maspo.probes import (
+    Claim,
+    Contrast,
+    contrast_difference,
+    gradient_kept,
+    judge,
+    mass_change,
+    parse_claim,
+    seed_counts,
+)
 from maspo.testing import tiny_overrides
 
 Q = 0.5  # pi_old of every token below
@@ -73,8 +85,55 @@ def test_mass_change_by_bucket_and_sign_matches_a_hand_count():
     assert out["dlogp/tail/pos"] == pytest.approx(0.4)
     assert out["dlogp/head/neg"] == pytest.approx(-0.1)
     assert out["dlogp/tail/neg"] == pytest.approx(-0.5)
+    assert out["dlogp/all/pos"] == pytest.approx(0.25)  # every unmasked token of a sign
+    assert out["dlogp/all/neg"] == pytest.approx(-0.3)
     assert out["size_pos"] == pytest.approx(0.25) and out["size_neg"] == pytest.approx(0.3)
     assert out["size_ratio"] == pytest.approx(0.25 / 0.3)
+
+
+def test_a_seed_with_no_token_outside_the_trust_region_is_left_out_not_scored_zero():
+    def seed(kept_a, kept_b, outside):
+        return {"a": {"kept_mass": kept_a, "outside_share": outside / 100,
+                      "outside_tokens": outside, "dlogp/all/pos": 0.1, "dlogp/all/neg": -0.1},
+                "b": {"kept_mass": kept_b, "outside_share": outside / 100,
+                      "outside_tokens": outside, "dlogp/all/pos": -0.2,
+                      "dlogp/all/neg": 0.3}}
+    per_seed = {0: seed(0.5, 0.2, 7), 1: seed(0.6, 0.2, 9), 2: seed(0.4, 0.3, 5),
+                3: seed(math.nan, math.nan, 0)}
+    contrast = Contrast("a", "b")
+    kept = contrast_difference(per_seed, contrast, "kept_mass")
+    assert kept.n == 3 and kept.mean == pytest.approx((0.3 + 0.4 + 0.1) / 3)
+    outside = contrast_difference(per_seed, contrast, "outside_share")
+    assert outside.n == 3  # seed 3's outside_share of 0 is not a value of the probe
+    assert math.isfinite(kept.low) and math.isfinite(kept.detectable)
+    header, rows = seed_counts(per_seed)
+    assert rows == [["a", "4 of 4", "4 of 4", "+0.1000", "-0.1000", "1 of 4"],
+                    ["b", "0 of 4", "0 of 4", "-0.2000", "+0.3000", "1 of 4"]]
+
+
+def test_a_claim_is_judged_by_which_side_of_zero_its_interval_lies():
+    up = paired_difference([1.0, 1.2, 1.1], [0.0, 0.1, 0.0])
+    assert judge(up, "higher") == "supported" and judge(up, "lower") == "contradicted"
+    unclear = paired_difference([1.0, -1.0, 0.5], [0.0, 0.0, 0.0])
+    assert judge(unclear, "higher") == f"cannot tell (detectable +-{unclear.detectable:.2g})"
+    assert judge(paired_difference([1.0], [0.0]), "higher") == \
+        "cannot tell (fewer than 2 seeds)"
+
+
+def test_a_claim_names_two_of_the_objectives_a_measure_and_a_direction():
+    variants = parse_variants(["grpo,maspo:alpha=0.6,maspo:mass_adaptive=false"])
+    claim = parse_claim("maspo:alpha=0.6 vs maspo:mass_adaptive=false: dlogp/tail/pos higher",
+                        variants)
+    assert claim == Claim(Contrast("maspo:alpha=0.6", "maspo:mass_adaptive=false"),
+                          "dlogp/tail/pos", "higher")
+    for text, says in [
+            ("maspo vs grpo: kept_mass higher", "'maspo' is not one of --objectives"),
+            ("grpo vs grpo: kept_mass lower", "sets an objective against itself"),
+            ("maspo:alpha=0.6 vs grpo: kept_gradient higher", "unknown measure 'kept_gradient'"),
+            ("maspo:alpha=0.6 vs grpo: kept_mass up", "is not a claim"),
+            ("maspo:alpha=0.6 grpo: kept_mass higher", "is not a claim")]:
+        with pytest.raises(UserError, match=says):
+            parse_claim(text, variants)
 
 
 def _probe_argv(model_dir, out, seeds: str, entropy_steps: int) -> list[str]:
@@ -88,22 +147,26 @@ def test_probe_command_pairs_objectives_on_one_policy(tiny_model_dir, tmp_path, 
     argv = _probe_argv(tiny_model_dir, out, "0,1", 2)
     assert main(argv) == 0
     saved = json.loads((out / "probes.json").read_text())
-    assert saved["baseline"] == "grpo" and saved["command"].startswith("maspo probe ")
+    assert saved["command"].startswith("maspo probe ")
+    assert saved["contrasts"] == [{"objective": "maspo", "baseline": "grpo"}]
+    assert saved["config"]["optim"]["updates_per_step"] == 2  # the resolved config
+    assert saved["config"]["model"]["path"] == str(tiny_model_dir)
+    assert len(saved["commit"].removesuffix("+dirty")) == 40
     assert sorted(saved["seeds"]) == ["0", "1"]
     for seed in saved["seeds"].values():
         assert set(seed) == {"grpo", "maspo"}
         for values in seed.values():
-            assert {"kept_share", "kept_mass", "dlogp/head/pos", "size_ratio",
-                    "entropy_drift"} <= set(values)
+            assert {"kept_share", "kept_mass", "outside_tokens", "dlogp/head/pos",
+                    "dlogp/all/pos", "size_ratio", "entropy_drift"} <= set(values)
         if seed["maspo"]["outside_share"] > 0:  # the soft gate never zeroes a token
             assert seed["maspo"]["kept_share"] == 1.0
             assert seed["grpo"]["kept_share"] <= 1.0
     text = (out / "probes.md").read_text()
+    assert "## Seeds" in text and "## maspo vs grpo" in text and "## Claims" not in text
     for title in ("gradient kept", "probability mass", "signal reliability",
                   "entropy under random rewards"):
-        assert f"## {title}" in text
         assert (out / f"{title.replace(' ', '_')}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "minus grpo [95% CI]" in capsys.readouterr().out
+    assert "| entropy_drift " in capsys.readouterr().out
 
     # every finished seed is saved: a rerun with one more seed probes only that one, and
     # the first two seeds' values come back unchanged
@@ -126,3 +189,43 @@ def test_a_saved_seed_of_another_probe_is_refused(tiny_model_dir, tmp_path, caps
     assert "seed-0.json' was probed with another config, objectives or --entropy-steps; " \
         "use another --out" in capsys.readouterr().err
     assert (out / "seeds" / "seed-0.json").read_text() == kept  # nothing overwritten
+
+
+def test_each_claim_gets_a_verdict_and_a_claim_on_no_objective_stops_before_probing(
+        tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    argv = _probe_argv(tiny_model_dir, out, "0,1", 0)
+    assert main([*argv, "--claim", "maspo vs dgpo: kept_mass higher"]) == 2
+    assert "'dgpo' is not one of --objectives (grpo, maspo); add it" in capsys.readouterr().err
+    assert not out.exists()  # refused before any probing
+
+    assert main([*argv, "--claim", "maspo vs grpo: size_pos higher"]) == 0
+    saved = json.loads((out / "probes.json").read_text())
+    assert saved["claims"] == [{"contrast": {"objective": "maspo", "baseline": "grpo"},
+                                "measure": "size_pos", "direction": "higher"}]
+    per_seed = saved["seeds"]
+    diff = contrast_difference(per_seed, Contrast("maspo", "grpo"), "size_pos")
+    assert diff.n == 2
+    row = [line for line in (out / "probes.md").read_text().splitlines()
+           if line.startswith("| maspo vs grpo | size_pos")]
+    assert len(row) == 1 and f"| {judge(diff, 'higher')} |" in row[0]
+    assert diff.shown(4) in row[0]
+    assert (out / "claims.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_seed_saved_before_a_config_key_existed_is_taken_with_its_default(
+        tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    argv = _probe_argv(tiny_model_dir, out, "0", 0)
+    assert main(argv) == 0
+    path = out / "seeds" / "seed-0.json"
+    saved = json.loads(path.read_text())
+    del saved["probed_with"]["config"]["train"]["report_to"]  # as an older maspo wrote it
+    path.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "seed 0: probed before" in capsys.readouterr().out
+    saved["probed_with"]["config"]["optim"]["lr"] = 1.0  # a key it has, changed: refused
+    path.write_text(json.dumps(saved))
+    assert main(argv) == 2
+    assert "was probed with another config" in capsys.readouterr().err
