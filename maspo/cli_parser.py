@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import textwrap
+from typing import Any
 
 from maspo import __version__
 from maspo.errors import EXIT_USER_ERROR
@@ -61,9 +62,23 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
 
 
-def _keys_epilog() -> str:
-    from maspo.config import describe_keys
+def describe_keys(data: dict[str, Any] | None = None) -> list[str]:
+    """One ``section.key=default  (doc; range or choices)`` line per config key, for
+    ``--help``, from ``maspo.config.KEYS``."""
+    import yaml
 
+    from maspo.config import KEYS, Config, flatten, to_dict
+
+    lines = []
+    for key, value in flatten(to_dict(Config()) if data is None else data).items():
+        plain = list(value) if isinstance(value, tuple) else value
+        shown = yaml.safe_dump(plain, default_flow_style=True).strip()
+        shown = shown.removesuffix("...").strip()  # YAML's end marker after a scalar
+        lines.append(f"  {key}={shown}  ({KEYS[key].describe()})")
+    return lines
+
+
+def _keys_epilog() -> str:
     return ("config keys (section.key=default; set with section.key=value, lists as [a,b];\n"
             "loss.params are the objective's own: `maspo config` shows them all):\n"
             + "\n".join(describe_keys()))

@@ -50,9 +50,7 @@ EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not
 SEED_LIMIT = 2**32  # step seeds are seed * 7919 + step: below 2**32 they fit torch's 64 bits
 
 
-# Each key's meaning and allowed values: ``KEYS`` below.
-
-
+# The schema; each key's meaning and allowed values are in ``KEYS`` below.
 @dataclass(frozen=True)
 class LoraConfig:
     enabled: bool = False
@@ -434,7 +432,8 @@ def validate(config: Config) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Showing a config: resolved values (`maspo config`) and every key (`maspo train --help`).
+# Showing a config: the values a run really uses (`maspo config`); every key's line of
+# `maspo train --help` is drawn from ``KEYS`` by ``maspo.cli_parser``.
 
 
 def resolved(config: Config) -> dict[str, Any]:
@@ -447,15 +446,3 @@ def resolved(config: Config) -> dict[str, Any]:
     if config.loss.aggregation is None:
         data["loss"]["aggregation"] = get_spec(config.loss.name).aggregation
     return data
-
-
-def describe_keys(data: dict[str, Any] | None = None) -> list[str]:
-    """One ``section.key=default  (doc; range or choices)`` line per config key, for
-    ``--help``, from ``KEYS``."""
-    lines = []
-    for key, value in flatten(to_dict(Config()) if data is None else data).items():
-        plain = list(value) if isinstance(value, tuple) else value
-        shown = yaml.safe_dump(plain, default_flow_style=True).strip()
-        shown = shown.removesuffix("...").strip()  # YAML's end marker after a scalar
-        lines.append(f"  {key}={shown}  ({KEYS[key].describe()})")
-    return lines
