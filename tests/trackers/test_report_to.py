@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,9 @@ def test_a_resumed_run_continues_the_same_tracker_runs(tiny_model_dir, tmp_path)
     run = RunDir(tmp_path / "report-resumed")
     _train(tiny_model_dir, run.root)
     ids = run.read_tracker_ids()
+    # wandb names an offline run's folder by its start second: a resume within the same
+    # second as the first process (a tiny run takes less) would share that folder
+    time.sleep(1.0)
     assert main(["train", "--no-progress", "--resume", f"train.output_dir={run.root}",
                  "train.steps=3"]) == 0
     assert run.read_tracker_ids() == ids
