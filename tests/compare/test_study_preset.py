@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from maspo.compare import run_config
 from maspo.config import load_config
 from maspo.objective_specs import parse_variants
@@ -31,13 +33,11 @@ def test_study_preset_is_a_trust_region_setting_for_every_objective(tmp_path):
         assert config.loss.name == variant.name and config.optim == base.optim
 
 
-FRESH = PRESET.with_name("study_fresh.yaml")
-
-
-def test_the_sequential_study_regime_never_repeats_a_prompt(tmp_path):
+@pytest.mark.parametrize("name", ["study_fresh", "study_two_digit"])
+def test_the_sequential_study_regime_never_repeats_a_prompt(tmp_path, name):
     from maspo.data.splits import data_splits
 
-    base = load_config(FRESH)
+    base = load_config(PRESET.with_name(f"{name}.yaml"))
     r, t = base.rollout, base.train
     assert base.data.test_size >= 200 and r.filter_groups and base.optim.updates_per_step > 1
     evaluated = [0, *range(t.eval_every, t.steps + 1, t.eval_every)]
