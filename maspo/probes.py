@@ -16,7 +16,9 @@ claims of MASPO, arXiv 2602.17550, that each probe tests):
   advantage sign (``dlogp/<bucket>/<sign>``), q = pi_old(token);
 - **signal reliability** (claim 3, asymmetric risk): the update's size, the mean
   |delta log pi|, on tokens of positive and of negative samples (``size_pos``,
-  ``size_neg``) and their ratio (``size_ratio``);
+  ``size_neg``) and their ratio (``size_ratio``), beside how much the risk controller
+  widened or narrowed the gate on those tokens (``width_pos``, ``width_neg``: the gate
+  width over the same objective's width without risk control, 1 for other objectives);
 - **entropy under random rewards**: ``entropy_steps`` steps of training in which every
   completion's reward is a fair coin (the same coins for every objective), and the drift
   of the policy's entropy from the first step to the last (``entropy_drift``):
@@ -48,7 +50,8 @@ from torch import Tensor
 from maspo import advantages as adv_lib
 from maspo.config import Config, resolved, to_dict
 from maspo.errors import UserError
-from maspo.losses import get_spec
+from maspo.losses import get_spec, make_params
+from maspo.losses.maspo import log_gate_width
 from maspo.objective_specs import Variant, parse_variant, study_label
 from maspo.paired import BETTER, CANNOT_TELL, WORSE, PairedDifference, paired_difference
 from maspo.parts import RunParts, TrainState
@@ -113,6 +116,23 @@ def mass_change(delta: Tensor, q: Tensor, adv: Tensor, mask: Tensor) -> dict[str
                                else float("nan"))
     out["size_ratio"] = out["size_pos"] / out["size_neg"] if out["size_neg"] else float("nan")
     return out
+
+
+def risk_width(objective: Variant, old_logp: Tensor, adv: Tensor, mask: Tensor
+               ) -> dict[str, float]:
+    """How much the risk controller widens or narrows the gate: the mean over tokens of
+    positive (``width_pos``) and negative (``width_neg``) samples of MASPO's gate width
+    divided by the same objective's width without risk control; 1 for other objectives."""
+    ones = {"width_pos": 1.0, "width_neg": 1.0}
+    if objective.name != "maspo":
+        return ones
+    params = make_params("maspo", objective.params)
+    plain = dataclasses.replace(params, risk_control=False)
+    factor = (log_gate_width(old_logp, adv, params)
+              - log_gate_width(old_logp, adv, plain)).double().exp()
+    for sign, cell in (("pos", mask & (adv > 0)), ("neg", mask & (adv < 0))):
+        ones[f"width_{sign}"] = float(factor[cell].mean()) if cell.any() else float("nan")
+    return ones
 
 
 def update_gradient_kept(result: UpdateResult) -> dict[str, float]:
@@ -181,6 +201,7 @@ class Probe:
         values = update_gradient_kept(result)
         adv = advantages[:, None].expand_as(mask) if advantages.dim() == 1 else advantages
         values.update(mass_change(new - old.logprobs, old.logprobs.exp(), adv, mask))
+        values.update(risk_width(objective, old.logprobs, adv, mask))
         return values
 
     def entropy_drift(self, objective: Variant, steps: int) -> dict[str, float]:
@@ -220,7 +241,7 @@ def probe_seed(config: Config, objectives: Sequence[Variant],
 SHOWN = {  # (measure, what it shows) in table order
     "gradient kept": ["kept_share", "kept_mass", "outside_share"],
     "probability mass": [f"dlogp/{b}/{s}" for b in ("all", *BUCKETS) for s in ("pos", "neg")],
-    "signal reliability": ["size_pos", "size_neg", "size_ratio"],
+    "signal reliability": ["size_pos", "size_neg", "size_ratio", "width_pos", "width_neg"],
     "entropy under random rewards": ["entropy_first", "entropy_last", "entropy_drift"],
 }
 # a seed whose update left no token outside the trust region has nothing for the gradient-kept

@@ -22,6 +22,7 @@ from maspo.probes import (
     judge,
     mass_change,
     parse_claim,
+    risk_width,
     seed_counts,
 )
 from maspo.testing import tiny_overrides
@@ -72,6 +73,26 @@ def test_a_tail_token_gets_a_wider_gate_with_the_mass_adaptive_limiter():
     assert wide > 5 * narrow  # sigma 3.98 * 1.03 against 1.03: w 2.66 against 0.46
     head = _weights("maspo", [r], 0.95, 1.0)[0, 0].item()  # a head token: the gate is tight
     assert head == pytest.approx(_maspo_gate(r, 0.95, 1), rel=1e-5) and head < wide
+
+
+def test_the_risk_width_is_the_gate_width_over_the_width_without_risk_control():
+    # two positive samples (A = +1, +2) and one negative (A = -1), two tokens each
+    adv = torch.tensor([[1.0, 1.0], [2.0, 2.0], [-1.0, -1.0]])
+    old = torch.log(torch.tensor([[0.5, 0.01], [0.9, 0.2], [0.3, 0.6]]))
+    mask = torch.tensor([[True, True], [True, False], [True, True]])
+
+    def width(spec):
+        return risk_width(parse_variants([spec])[0], old, adv, mask)
+
+    wide = width("maspo:beta_pos=0.5,beta_neg=0.5")
+    # positives: 1 + 0.5 A on three unmasked tokens (1.5, 1.5, 2.0); the mass term cancels
+    assert wide["width_pos"] == pytest.approx((1.5 + 1.5 + 2.0) / 3)
+    assert wide["width_neg"] == pytest.approx(1 / 1.5)  # 1 / (1 - 0.5 A)
+    paper = width("maspo")  # beta 0.03: a few percent
+    assert paper["width_pos"] == pytest.approx((1.03 + 1.03 + 1.06) / 3)
+    assert paper["width_neg"] == pytest.approx(1 / 1.03)
+    for spec in ("maspo:risk_control=false", "grpo", "dgpo"):
+        assert width(spec) == {"width_pos": 1.0, "width_neg": 1.0}
 
 
 def test_mass_change_by_bucket_and_sign_matches_a_hand_count():
