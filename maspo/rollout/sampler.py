@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from maspo.logprobs import decoder_and_head, new_cache
+from maspo.logprobs import decoder_and_head
 from maspo.rollout.engine import Rollout, SamplingSettings
+from maspo.rollout.kv_cache import sampling_cache
 from maspo.seeds import derive_seed
 
 
@@ -96,17 +97,17 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     ``pad_id`` after it.
     """
     decoder, lm_head = decoder_and_head(model)
-    cache, cache_arg = new_cache(model, decoder)
+    batch, steps = index.shape[0], settings.max_new_tokens
+    cache, cache_arg = sampling_cache(model, decoder, prompt_ids.shape[1] + steps)
     device = prompt_ids.device
     prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (U, S)
     hidden = decoder(input_ids=prompt_ids, attention_mask=prompt_mask,
                      position_ids=prompt_pos, use_cache=True,
                      **cache_arg).last_hidden_state[:, -1]  # (U, H)
-    logits = lm_head(hidden).float()  # (U, V)
+    # the first token's distribution once per distinct prompt, then one row per sample
+    logp = next_token_logprobs(lm_head(hidden).float(), settings)[index]  # (B, V)
 
     cache.reorder_cache(index)  # (U, ...) -> (B, ...): G rows share each prompt's prefix
-    logits = logits[index]  # (B, V)
-    batch, steps = index.shape[0], settings.max_new_tokens
     tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)  # (B, T)
     logprobs = torch.zeros(batch, steps, device=device)  # (B, T)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)  # (B,)
@@ -116,7 +117,6 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     mask = prompt_mask[index]  # (b, S + t)
     position = prompt_mask.sum(-1)[index]  # (b,) position of the next token
     for t in range(steps):
-        logp = next_token_logprobs(logits, settings)  # (b, V)
         token = draw(logp, settings, noise[rows, t])  # (b,)
         tokens[rows, t] = token
         logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
@@ -132,7 +132,7 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
         hidden = decoder(input_ids=token[:, None], attention_mask=mask,
                          position_ids=position[:, None], use_cache=True,
                          **cache_arg).last_hidden_state[:, -1]  # (b, H)
-        logits = lm_head(hidden).float()  # (b, V)
+        logp = next_token_logprobs(lm_head(hidden).float(), settings)  # (b, V)
         position = position + 1
 
     width = int(lengths.max().item())
