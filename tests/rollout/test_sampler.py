@@ -7,10 +7,13 @@ different lengths, stops at different steps, nucleus truncation, seeding.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from maspo.logprobs import shared_prompt_logprobs, token_logprobs
+from maspo.precision import autocast, prepare_model
 from maspo.rollout import LocalSampler, SamplingSettings, sample
 from maspo.testing import tiny_model, tiny_tokenizer
 
@@ -36,6 +39,21 @@ def model(tokenizer):
     # generation_config listing several EOS ids does)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop_token(tokenizer)]
     return model
+
+
+@pytest.fixture(scope="module")
+def models(model):
+    """The model per precision: under bf16 as the trainer samples (autocast on, its
+    multi-token attention in fp32), the same weights."""
+    bf16 = copy.deepcopy(model)
+    prepare_model(bf16, "bf16")
+    return {"fp32": model, "bf16": bf16}
+
+
+def sample_at(precision: str, models, *args, **kwargs):
+    """``sample`` under ``precision``'s autocast."""
+    with autocast(precision, "cpu"):
+        return sample(models[precision], *args, **kwargs)
 
 
 def stop_token(tokenizer) -> int:
@@ -105,11 +123,13 @@ def test_rows_end_at_their_stop_token_and_pad_after_it(model, tokenizer):
     assert rollout.attention_mask[:, rollout.prompt_len:].bool().equal(mask)
 
 
-def test_first_tokens_follow_softmax_over_temperature(model, tokenizer):
-    """Over 20,000 draws the first token's frequencies match softmax(logits / T)."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_first_tokens_follow_softmax_over_temperature(model, tokenizer, models, precision):
+    """Over 20,000 draws the first token's frequencies match softmax(logits / T) of the
+    fp32 model, also when sampling under bf16 autocast."""
     prompt = PROMPTS[0]
-    rollout = sample(model, tokenizer, [prompt, PROMPTS[2]], 10_000,
-                     SamplingSettings(max_new_tokens=1, temperature=TEMPERATURE), seed=2)
+    rollout = sample_at(precision, models, tokenizer, [prompt, PROMPTS[2]], 10_000,
+                        SamplingSettings(max_new_tokens=1, temperature=TEMPERATURE), seed=2)
     vocab = model.config.vocab_size
     for k, text in enumerate([prompt, PROMPTS[2]]):
         first = rollout.completion_ids[k * 10_000:(k + 1) * 10_000, 0]
@@ -122,14 +142,17 @@ def test_first_tokens_follow_softmax_over_temperature(model, tokenizer):
         assert chi_square(counts, plain)[0] > 3 * limit
 
 
-def test_second_tokens_follow_the_exact_two_step_distribution(model, tokenizer):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_second_tokens_follow_the_exact_two_step_distribution(model, tokenizer, models,
+                                                              precision):
     """The cache copied to the G rows gives each its own continuation: the marginal of
-    the second token (or 'stopped after one') equals sum_a p(a) p(b | a)."""
+    the second token (or 'stopped after one') equals sum_a p(a) p(b | a) of the fp32
+    model, also under bf16 (where the cache holds bf16 keys and values)."""
     prompt = PROMPTS[1]
     stop = stop_token(tokenizer)
     draws = 20_000
-    rollout = sample(model, tokenizer, [prompt], draws,
-                     SamplingSettings(max_new_tokens=2, temperature=TEMPERATURE), seed=4)
+    rollout = sample_at(precision, models, tokenizer, [prompt], draws,
+                        SamplingSettings(max_new_tokens=2, temperature=TEMPERATURE), seed=4)
     vocab = model.config.vocab_size
     first_probs = prompt_distribution(model, tokenizer, prompt, [])
     stopped = vocab  # an extra cell: the row ended at its first token
