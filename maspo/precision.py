@@ -121,7 +121,8 @@ def fp32_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     the output comes back in the query's dtype.
 
     A single query (a decode step: no backward follows) keeps sdpa as autocast runs it,
-    which is faster there and spares casting the whole key/value cache each step. The
+    which is faster there and reads the sampler's bf16 key/value cache as it is stored
+    (``maspo.rollout.kv_cache``), with no cast of the whole cache each step. The
     choice depends on the shapes alone, so the old-policy pass and the update's pass over
     the same tokens still compute alike (the first ratio stays exactly 1).
     """

@@ -3,7 +3,11 @@
 Each distinct prompt runs through the decoder once; its key/value cache is then copied to
 its G rows (the cache is expanded, not the prompt) and the rows decode together. Rows that
 reach a stop token leave the batch (their cache rows are dropped), so the batch shrinks as
-completions finish instead of decoding padding to the longest one.
+completions finish instead of decoding padding to the longest one. The cache
+(``maspo.rollout.kv_cache``) is preallocated and written in place, and under bf16
+autocast it holds the bf16 keys and values a decode step's attention reads: no copy of
+the cache per step, no cast of it per step. The vocabulary-sized work (log-softmax, the
+draw) runs once per step on the live rows only, the first step's once per distinct prompt.
 
 Tokens are drawn from exactly the distribution the trainer scores: softmax(logits / T) in
 fp32 from the same decoder / lm_head split as ``maspo.logprobs`` (optionally truncated to
