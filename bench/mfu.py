@@ -95,11 +95,11 @@ def timed_steps(config: Config, workdir: Path, steps: int) -> Steps:
     shape = ModelShape.of(trainer.parts.model)
     state, stream = TrainState(), trainer.parts.splits.train_slots()
     out = Steps(shape=shape)
-    for step in range(steps + 1):
+    for step in range(1, steps + 2):  # steps count from 1 (their stream slots and seeds)
         cpu = time.process_time()
         result = trainer.train_step(step, state, stream)
         cpu = time.process_time() - cpu
-        if step:
+        if step > 1:
             out.times.append(result.record)
             out.flops.append(step_flops(trainer, shape, engine.last, result.samples))
             out.cpu.append(cpu)
