@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     samplers = {"A": this_sampler, "B": other_sampler(args.commit)}
     models = {}
     for precision in PRECISIONS:
