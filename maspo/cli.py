@@ -267,6 +267,7 @@ def _compare(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     check_setting("compare.target", args.target)
     check_setting("compare.jobs", args.jobs)
+    check_setting("compare.equivalence", args.equivalence)
     from maspo.data.splits import fetch_sources
     from maspo.devices import resolve_device
     from maspo.model_files import check_model_spec
@@ -282,7 +283,8 @@ def _compare(args: argparse.Namespace) -> int:
     def write(results, _seeds=None) -> dict[str, Path]:
         with writing(f"the results to {str(out)!r}", "free some space and run the same "
                      "command again (finished runs are not trained again)"):
-            return write_results(out, results, n, ks, args.target, baseline, rule)
+            return write_results(out, results, n, ks, args.target, baseline, rule,
+                                 args.equivalence)
 
     grid = {"progress": not args.no_progress, "device": device, "jobs": args.jobs,
             "keep_checkpoints": args.keep_checkpoints, "keep_models": args.keep_models}
