@@ -325,7 +325,9 @@ def _probe(args: argparse.Namespace) -> int:
     check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
-    baseline = find_baseline(variants, args.baseline).spec
+    # claims name their own baselines: the default one is needed only without them
+    baseline = (None if args.claim and args.baseline is None else
+                find_baseline(variants, args.baseline or DEFAULT_BASELINE).spec)
     check_setting("probe.entropy_steps", args.entropy_steps)
     out = check_output_dir(args.out, "--out")
 

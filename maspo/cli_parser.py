@@ -254,9 +254,8 @@ def _add_probe(sub) -> None:
                        help="comma-separated seeds, each a new rollout (default 0-9)")
     probe.add_argument("--out", required=True, help="folder for probes.md/.json and figures")
     probe.add_argument("--config", metavar="PRESET", help="base preset or YAML path")
-    probe.add_argument("--baseline", default=DEFAULT_BASELINE,
-                       help=f"objective spec the others are paired with (default "
-                       f"{DEFAULT_BASELINE})")
+    probe.add_argument("--baseline", help=f"objective spec the others are paired with "
+                       f"when no --claim is given (default {DEFAULT_BASELINE})")
     probe.add_argument("--claim", action="append", default=[], metavar="CLAIM",
                        help="'OBJECTIVE vs BASELINE: MEASURE higher' (or lower), repeatable: "
                        "a verdict (supported, contradicted, cannot tell) on that paired "
