@@ -267,6 +267,7 @@ def _compare(args: argparse.Namespace) -> int:
     ks = parse_ks(args.k or ("1,n" if n > 1 else "1"), n)
     check_setting("compare.target", args.target)
     check_setting("compare.jobs", args.jobs)
+    check_setting("compare.equivalence", args.equivalence)
     from maspo.data.splits import fetch_sources
     from maspo.devices import resolve_device
     from maspo.model_files import check_model_spec
@@ -282,7 +283,8 @@ def _compare(args: argparse.Namespace) -> int:
     def write(results, _seeds=None) -> dict[str, Path]:
         with writing(f"the results to {str(out)!r}", "free some space and run the same "
                      "command again (finished runs are not trained again)"):
-            return write_results(out, results, n, ks, args.target, baseline, rule)
+            return write_results(out, results, n, ks, args.target, baseline, rule,
+                                 args.equivalence)
 
     grid = {"progress": not args.no_progress, "device": device, "jobs": args.jobs,
             "keep_checkpoints": args.keep_checkpoints, "keep_models": args.keep_models}
@@ -323,7 +325,9 @@ def _probe(args: argparse.Namespace) -> int:
     check_installed(base.train.report_to)
     variants = parse_variants(args.objectives)
     seeds = parse_seeds(args.seeds)
-    baseline = find_baseline(variants, args.baseline).spec
+    # claims name their own baselines: the default one is needed only without them
+    baseline = (None if args.claim and args.baseline is None else
+                find_baseline(variants, args.baseline or DEFAULT_BASELINE).spec)
     check_setting("probe.entropy_steps", args.entropy_steps)
     out = check_output_dir(args.out, "--out")
 

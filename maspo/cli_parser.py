@@ -23,7 +23,8 @@ FLAGS = {  # command -> {setting or config field: its flag}, how errors name a f
              "eval.limit": "--limit", "eval.test_size": "--test-size",
              "eval.data_seed": "--data-seed"},
     "compare": {**_EVAL_FLAGS, "sampling.temperature": "--eval-temperature",
-                "compare.jobs": "--jobs", "compare.target": "--target"},
+                "compare.jobs": "--jobs", "compare.target": "--target",
+                "compare.equivalence": "--equivalence"},
     "probe": {"probe.entropy_steps": "--entropy-steps"},
 }
 DESCRIPTION = ("`maspo` command line: train | config | eval | compare | probe | plot | objectives "
@@ -226,6 +227,9 @@ def _add_compare(sub) -> None:
                      "time, after --seeds) until every paired row's 95%% half-width is at "
                      "most these, e.g. auc=0.03,final=0.05; needs --max-seeds")
     cmp.add_argument("--max-seeds", type=int, help="with --until: stop adding seeds here")
+    cmp.add_argument("--equivalence", type=float, metavar="MARGIN", help="paired verdicts "
+                     "say 'equivalent' when the 95%% interval contains 0 and lies inside "
+                     "+-MARGIN (e.g. 0.03)")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp.add_argument("overrides", nargs="*", metavar="section.key=value",
                      help="base config overrides, e.g. train.steps=50 rollout.group_size=8")
@@ -250,9 +254,8 @@ def _add_probe(sub) -> None:
                        help="comma-separated seeds, each a new rollout (default 0-9)")
     probe.add_argument("--out", required=True, help="folder for probes.md/.json and figures")
     probe.add_argument("--config", metavar="PRESET", help="base preset or YAML path")
-    probe.add_argument("--baseline", default=DEFAULT_BASELINE,
-                       help=f"objective spec the others are paired with (default "
-                       f"{DEFAULT_BASELINE})")
+    probe.add_argument("--baseline", help=f"objective spec the others are paired with "
+                       f"when no --claim is given (default {DEFAULT_BASELINE})")
     probe.add_argument("--claim", action="append", default=[], metavar="CLAIM",
                        help="'OBJECTIVE vs BASELINE: MEASURE higher' (or lower), repeatable: "
                        "a verdict (supported, contradicted, cannot tell) on that paired "

@@ -49,7 +49,7 @@ from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, heldout_seed, metric_names, verdict_metrics
 from maspo.grid import RunTask, run_grid
 from maspo.objective_specs import Variant, study_label
-from maspo.paired import curve_area, paired_difference, pairing
+from maspo.paired import EQUIVALENT, curve_area, paired_difference, pairing
 from maspo.paths import write_atomic
 from maspo.run import RunDir, RunSummary
 from maspo.step_log import TRUST_RANGE
@@ -302,9 +302,10 @@ def trust_region_use(records: Sequence[dict[str, Any]]) -> dict[str, float | Non
 PAIRED_METRICS = ("final", "auc")  # final Avg@n; area under the held-out learning curve
 
 
-def paired_rows(runs: Sequence[dict[str, Any]], baseline: str,
-                final_key: str) -> list[dict[str, Any]]:
-    """Each objective but the baseline against it, paired by seed (finished runs only)."""
+def paired_rows(runs: Sequence[dict[str, Any]], baseline: str, final_key: str,
+                margin: float | None = None) -> list[dict[str, Any]]:
+    """Each objective but the baseline against it, paired by seed (finished runs only);
+    ``margin``: the equivalence margin of the verdicts (``maspo.paired.verdict_of``)."""
     by_obj: dict[str, dict[int, dict[str, Any]]] = {}
     for run in runs:
         if run["stopped"] is None and run.get("failed") is None:
@@ -322,7 +323,7 @@ def paired_rows(runs: Sequence[dict[str, Any]], baseline: str,
             pairs = [(own[s][key], base[s][key]) for s in seeds
                      if own[s][key] is not None and base[s][key] is not None]
             arms = [a for a, _ in pairs], [b for _, b in pairs]
-            diff = paired_difference(*arms)
+            diff = paired_difference(*arms, margin=margin)
             row[name] = {**dataclasses.asdict(diff), "half_width": diff.half_width,
                          **dataclasses.asdict(pairing(*arms))}
             row[f"{name}_shown"] = diff.shown()
@@ -359,7 +360,8 @@ def _values(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 
 def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[int],
                   target: float | None, baseline: str | None = "grpo",
-                  stop: StopRule | None = None) -> dict[str, Path]:
+                  stop: StopRule | None = None, margin: float | None = None
+                  ) -> dict[str, Path]:
     """results.md (mean ± std over seeds, then each objective minus ``baseline`` paired by
     seed with 95% CIs and verdicts), results.csv (mean and std columns), paired.csv,
     results.json (every run, the paired rows) and the figures; returns the paths.
@@ -373,7 +375,7 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     by_obj: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_obj.setdefault(run["objective"], []).append(run)
-    paired = [] if baseline is None else paired_rows(runs, baseline, f"avg@{n}")
+    paired = [] if baseline is None else paired_rows(runs, baseline, f"avg@{n}", margin)
     paths = {"markdown": out / "results.md", "csv": out / "results.csv",
              "paired_csv": out / "paired.csv", "json": out / "results.json"}
     md_header, md_rows, csv_header, csv_rows = _objective_rows(by_obj, n, ks, target)
@@ -389,7 +391,7 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
                  "seeds that reached it (reached/seeds).")
     text = f"{markdown_table(md_header, md_rows)}\n\n{note}\n"
     if paired:
-        text += f"\n{_paired_markdown(paired, n, baseline)}\n"
+        text += f"\n{_paired_markdown(paired, n, baseline, margin)}\n"
     paths["markdown"].write_text(text)
     write_csv(paths["csv"], csv_header, csv_rows)
     fields = ("n", "mean", "low", "high", "p", "verdict", "detectable", "half_width", "r",
@@ -401,6 +403,7 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     paths["json"].write_text(json.dumps({
         "maspo_commit": source_commit(), "n": n, "ks": list(ks), "target": target,
         "baseline": baseline, "stop": None if stop is None else stop.record(),
+        "equivalence_margin": margin,
         "step0_shared": _shared_step0(runs), "runs": runs, "paired": paired},
         indent=1) + "\n")
     groups = {o: [Path(r["run_dir"]) for r in rows if r["failed"] is None]
@@ -461,7 +464,8 @@ def _shown_value(value: float, signed: bool = False) -> str:
         f"{value:+.3f}" if signed else f"{value:.3f}")
 
 
-def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str) -> str:
+def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str,
+                     margin: float | None = None) -> str:
     """The paired tables of results.md (final Avg@n, then curve area) and the note."""
     tables = []
     for m, title in (("final", f"Δ avg@{n}"), ("auc", "Δ curve area")):
@@ -472,15 +476,17 @@ def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str) ->
             d = row[m]
             welch = ("-" if math.isnan(d["welch_low"]) else
                      f"[{d['welch_low']:+.3f}, {d['welch_high']:+.3f}]")
+            verdict = d["verdict"] + (f" (±{margin:g})" if d["verdict"] == EQUIVALENT else "")
             rows.append([row["objective"], str(len(row["seeds"])), row[f"{m}_shown"],
-                         _shown_p(d["p"]), d["verdict"], _shown_detectable(d["detectable"]),
+                         _shown_p(d["p"]), verdict, _shown_detectable(d["detectable"]),
                          _shown_value(d["r"], signed=True), _shown_value(d["sd_paired"]),
                          _shown_value(d["sd_unpaired"]), welch])
         tables.append(markdown_table(header, rows))
     note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
             "95% Student-t interval over seeds, p the paired t-test's two-sided p-value; "
-            "better / worse only when the interval "
-            "excludes 0. Curve area: mean held-out accuracy over training (area under "
+            "better / worse only when the interval excludes 0"
+            + ("" if margin is None else f"; equivalent when it lies inside ±{margin:g}")
+            + ". Curve area: mean held-out accuracy over training (area under "
             "the eval/accuracy curve / steps), i.e. sample efficiency. Detectable: the "
             "smallest true difference these seeds would show at 80% power (5% level), "
             "from the pairs' spread (maspo.paired). r: the correlation of the two arms "

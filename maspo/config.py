@@ -271,6 +271,8 @@ SETTINGS: dict[str, Key] = {
     "eval.data_seed": Key("seed of a built-in task's held-out set", NON_NEGATIVE),
     "compare.jobs": Key("runs trained at a time", AT_LEAST_ONE),
     "compare.target": Key("held-out accuracy whose first step is reported", Bounds(0, 1)),
+    "compare.equivalence": Key("equivalence margin of the paired verdicts",
+                               Bounds(0, 1, low_open=True, high_open=True)),
     "probe.entropy_steps": Key("steps of the entropy probe", NON_NEGATIVE),
 }
 """The ranges of the settings that are not a run's config: sampling, evaluation, and the

@@ -5,8 +5,9 @@ the baseline seed by seed: d_s = score(objective, s) - score(baseline, s). The i
 is Student's t over the n paired differences, mean(d) +/- t_{0.975, n-1} * sd(d) / sqrt(n)
 (sd with ddof 1), and the p-value that of the paired t-test, both from
 ``scipy.stats.ttest_1samp``. The verdict is "better" when the whole interval is above 0,
-"worse" when it is below, and "cannot tell" when it contains 0 or there are fewer than 2
-pairs.
+"worse" when it is below, "equivalent" when an equivalence margin m was named and the
+interval contains 0 but lies inside [-m, +m], and "cannot tell" otherwise (or with fewer
+than 2 pairs).
 
 What a study could have seen: ``detectable`` is the smallest true mean difference that
 the same two-sided test (level 5%) finds with 80% power, given the seeds' spread sd(d):
@@ -28,6 +29,7 @@ CONFIDENCE = 0.95  # two-sided level of every interval
 POWER = 0.8  # the power at which ``detectable`` is quoted
 
 BETTER, WORSE, CANNOT_TELL = "better", "worse", "cannot tell"
+EQUIVALENT = "equivalent"  # inside the named margin on both sides (see verdict_of)
 
 
 def t_quantile(p: float, df: int) -> float:
@@ -45,7 +47,7 @@ class PairedDifference:
     mean: float  # mean difference (NaN with no pair)
     low: float  # CI bounds (NaN with fewer than 2 pairs)
     high: float
-    verdict: str  # better | worse | cannot tell
+    verdict: str  # better | worse | equivalent | cannot tell
     p: float = math.nan  # two-sided paired t-test p-value (NaN with fewer than 2 pairs)
     detectable: float = math.nan  # smallest |difference| found with 80% power (see above)
 
@@ -63,9 +65,23 @@ class PairedDifference:
         return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
 
+def verdict_of(low: float, high: float, margin: float | None = None) -> str:
+    """better / worse when the interval [low, high] excludes 0; equivalent when a margin
+    is named and the interval lies inside [-margin, +margin]; else cannot tell."""
+    if low > 0:
+        return BETTER
+    if high < 0:
+        return WORSE
+    if margin is not None and -margin <= low and high <= margin:
+        return EQUIVALENT
+    return CANNOT_TELL
+
+
 def paired_difference(objective: Sequence[float], baseline: Sequence[float],
-                      confidence: float = CONFIDENCE) -> PairedDifference:
-    """Mean of ``objective[i] - baseline[i]`` with its Student-t interval and verdict."""
+                      confidence: float = CONFIDENCE, margin: float | None = None
+                      ) -> PairedDifference:
+    """Mean of ``objective[i] - baseline[i]`` with its Student-t interval and verdict
+    (``verdict_of``, with the equivalence ``margin`` when one is named)."""
     if len(objective) != len(baseline):
         raise ValueError(f"got {len(objective)} objective and {len(baseline)} baseline values")
     diffs = [a - b for a, b in zip(objective, baseline, strict=True)]
@@ -83,8 +99,7 @@ def paired_difference(objective: Sequence[float], baseline: Sequence[float],
     else:  # every pair differs by the same amount: no spread to test against
         low = high = mean
         p = 1.0 if mean == 0 else 0.0
-    verdict = BETTER if low > 0 else WORSE if high < 0 else CANNOT_TELL
-    return PairedDifference(n, mean, low, high, verdict, p,
+    return PairedDifference(n, mean, low, high, verdict_of(low, high, margin), p,
                             detectable_difference(sd, n, 1 - confidence))
 
 

@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from maspo.run import Records, RunDir
+from maspo.step_log import TRUST_RANGE
 
 CURVE_PANELS = (  # (metrics key, title)
     ("eval/accuracy", "held-out accuracy"),
     ("reward", "training reward"),
     ("entropy", "entropy (nats/token)"),
     ("response_length", "response length (tokens)"),
+    ("ratio/outside_trust", "update tokens with ratio outside [{:g}, {:g}]".format(*TRUST_RANGE)),
+    ("dynamic/draws", "draws per step (dynamic sampling)"),
 )
 PANELS = CURVE_PANELS + (
     ("obj/grad_util", "gradient utilisation"),
@@ -153,7 +156,9 @@ def _panels(groups: Mapping[str, Sequence[Records]], panels: Sequence[tuple[str,
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (key, name) in zip(axes.flat, panels, strict=True):
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (key, name) in zip(axes.flat, panels, strict=False):
         for i, (label, runs) in enumerate(groups.items()):
             _draw(ax, runs, key, label, colors[i % len(colors)])
         ax.set_title(name)

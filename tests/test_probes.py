@@ -234,6 +234,24 @@ def test_each_claim_gets_a_verdict_and_a_claim_on_no_objective_stops_before_prob
     assert (out / "claims.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_claims_between_ablations_need_no_grpo_but_a_named_baseline_must_be_compared(
+        tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "probes"
+    argv = _probe_argv(tiny_model_dir, out, "0,1", 0)
+    argv[argv.index("grpo,maspo")] = "maspo:risk_control=false,maspo"
+    assert main([*argv, "--baseline", "grpo"]) == 2  # named, not compared: refused
+    assert "--baseline 'grpo' is not one of --objectives" in capsys.readouterr().err
+    assert not out.exists()
+    claim = "maspo vs maspo:risk_control=false: width_pos higher"
+    assert main([*argv, "--claim", claim]) == 0
+    [row] = [line for line in (out / "probes.md").read_text().splitlines()
+             if line.startswith("| maspo vs maspo:risk_control=false | width_pos")]
+    assert "| higher " in row
+    seeds = json.loads((out / "probes.json").read_text())["seeds"]
+    for values in seeds.values():  # 1 + 0.03 A > 1 on every positive token
+        assert values["maspo"]["width_pos"] > 1 == values["maspo:risk_control=false"]["width_pos"]
+
+
 def test_a_seed_saved_before_a_config_key_existed_is_taken_with_its_default(
         tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "probes"

@@ -13,6 +13,7 @@ from maspo.compare import paired_rows
 from maspo.paired import (
     BETTER,
     CANNOT_TELL,
+    EQUIVALENT,
     WORSE,
     curve_area,
     detectable_difference,
@@ -84,6 +85,19 @@ def test_verdict_flips_to_cannot_tell_when_the_interval_spans_zero():
     assert single.verdict == CANNOT_TELL and math.isnan(single.low)
     assert single.shown() == "+0.800"
     assert paired_difference([], []).shown() == "-"
+
+
+def test_an_interval_inside_the_margin_is_equivalent_and_one_past_it_cannot_tell():
+    baseline = [0.40, 0.45, 0.50, 0.50, 0.42]
+    close = paired_difference([0.41, 0.44, 0.51, 0.49, 0.42], baseline, margin=0.03)
+    assert -0.03 <= close.low < 0 < close.high <= 0.03 and close.verdict == EQUIVALENT
+    # the same interval without a margin, and with a margin it does not fit in
+    assert paired_difference([0.41, 0.44, 0.51, 0.49, 0.42], baseline).verdict == CANNOT_TELL
+    assert paired_difference([0.41, 0.44, 0.51, 0.49, 0.42], baseline,
+                             margin=close.high / 2).verdict == CANNOT_TELL
+    # an interval that excludes 0 is better even inside the margin (the rule's order)
+    small = paired_difference([0.41, 0.46, 0.51, 0.51, 0.43], baseline, margin=0.03)
+    assert 0 < small.low and small.high <= 0.03 and small.verdict == BETTER
 
 
 def test_curve_area_is_the_trapezoidal_mean_height():

@@ -29,7 +29,7 @@ def sequential(tiny_base, tmp_path_factory):
     """One seed (no interval yet), so a second is added; the tiny model scores 0
     everywhere, so two seeds give zero-width intervals and the rule is met there."""
     out = tmp_path_factory.mktemp("seq") / "compare"
-    assert main(_argv(out, tiny_base, *UNTIL, "--max-seeds", "3")) == 0
+    assert main(_argv(out, tiny_base, *UNTIL, "--max-seeds", "3", "--equivalence", "0.03")) == 0
     return out
 
 
@@ -52,6 +52,22 @@ def test_a_seed_is_added_until_the_rule_is_met(sequential):
     commit = results["maspo_commit"]
     assert commit is None or len(commit.removesuffix("+dirty")) == 40
     assert yaml.safe_load((sequential / "compare.yaml").read_text())["seeds"] == [0, 1]
+
+
+def test_an_interval_inside_the_named_margin_reads_equivalent(sequential):
+    results = json.loads((sequential / "results.json").read_text())
+    assert results["equivalence_margin"] == 0.03
+    [row] = results["paired"]  # every score 0: the intervals are [0, 0]
+    assert row["final"]["verdict"] == row["auc"]["verdict"] == "equivalent"
+    text = (sequential / "results.md").read_text()
+    assert text.count("equivalent (±0.03)") == 2 and "lies inside ±0.03" in text
+
+
+@pytest.mark.parametrize("margin", ["0", "1.5", "-0.03"])
+def test_a_margin_outside_0_to_1_exits_2_naming_the_flag(tiny_base, tmp_path, capsys, margin):
+    out = tmp_path / "c"
+    assert main(_argv(out, tiny_base, "--equivalence", margin)) == 2
+    assert "--equivalence" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_paired_tables_show_correlation_sds_and_welch(sequential):
