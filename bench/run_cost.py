@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--a-override", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for this checkout (A) only; repeatable")
     parser.add_argument("overrides", nargs="*", help="section.key=value for both sides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # options may stand among the overrides
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktree
     if args.pairs < 1 or args.steps < 1 or args.test_size < 1:
         parser.error("--pairs, --steps and --test-size must be at least 1")
