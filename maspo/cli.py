@@ -334,7 +334,8 @@ def _probe(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from maspo.config import to_dict
-    from maspo.probes import Contrast, maspo_commit, parse_claim, run_probes, write_probes
+    from maspo.probes import Contrast, parse_claim, run_probes, write_probes
+    from maspo.provenance import maspo_commit
     from maspo.run import hold_folder
 
     claims = [parse_claim(text, variants) for text in args.claim]

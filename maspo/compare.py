@@ -51,6 +51,7 @@ from maspo.grid import RunTask, run_grid
 from maspo.objective_specs import Variant, study_label
 from maspo.paired import EQUIVALENT, curve_area, paired_difference, pairing
 from maspo.paths import write_atomic
+from maspo.provenance import maspo_commit
 from maspo.run import RunDir, RunSummary
 from maspo.step_log import TRUST_RANGE
 from maspo.tables import format_mean_std, markdown_table, mean_std, write_csv
@@ -222,23 +223,6 @@ def run_until(base: Config, variants: Sequence[Variant], seeds: Sequence[int], o
         seeds += added
 
 
-def source_commit() -> str | None:
-    """The git commit maspo runs from (``+dirty`` with uncommitted changes), None when it
-    is not a git checkout: which code a comparison's numbers came from."""
-    import subprocess
-
-    where = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--",
-                                str(where)], capture_output=True, text=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
 # ---------------------------------------------------------------------------------------
 # Results: table (Markdown, CSV, JSON) and figures.
 
@@ -270,6 +254,7 @@ def summarize(results: Sequence[RunResult], n: int, ks: Sequence[int],
                "gain": None if step0 is None or final is None else final - step0,
                "train_time_s": r.summary.train_time_s if r.summary else None,
                "train_cpu_s": r.summary.train_cpu_s if r.summary else None,
+               "maspo_commit": r.summary.maspo_commit if r.summary else None,
                "auc": learning_curve_area(records) if r.finished else None,
                **trust_region_use(records if r.finished else [])}
         if target is not None:
@@ -346,6 +331,17 @@ def _shared_step0(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "mean_eval_cpu_s": sum(cpu) / len(cpu) if cpu else None}
 
 
+def _run_commits(runs: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many finished runs each maspo commit trained (``unrecorded``: runs from before
+    summaries recorded it); the results may be written by a later commit."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        if run["train_time_s"] is not None:  # finished (it wrote its summary)
+            commit = run.get("maspo_commit") or "unrecorded"
+            counts[commit] = counts.get(commit, 0) + 1
+    return counts
+
+
 def _shown_p(p: float) -> str:
     return "-" if math.isnan(p) else f"{p:.2g}"
 
@@ -401,7 +397,8 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
         [[row["objective"], row["baseline"]] + [row[m][f] for m in PAIRED_METRICS
                                                 for f in fields] for row in paired])
     paths["json"].write_text(json.dumps({
-        "maspo_commit": source_commit(), "n": n, "ks": list(ks), "target": target,
+        "maspo_commit": maspo_commit(),
+        "run_commits": _run_commits(runs), "n": n, "ks": list(ks), "target": target,
         "baseline": baseline, "stop": None if stop is None else stop.record(),
         "equivalence_margin": margin,
         "step0_shared": _shared_step0(runs), "runs": runs, "paired": paired},

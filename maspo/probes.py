@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,20 +372,6 @@ def seed_counts(per_seed: dict[int, dict[str, dict[str, float]]]
                      f"{sum(x < 0 for x in neg)} of {n}", _mean(pos), _mean(neg),
                      f"{sum(v.get('outside_tokens', 1) == 0 for v in values)} of {n}"])
     return header, rows
-
-
-def maspo_commit() -> str | None:
-    """The git commit of the maspo source tree (``+dirty`` with uncommitted changes to
-    it), or None outside a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here,
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if changed else "")
 
 
 def write_probes(out: Path, record: dict[str, Any]) -> dict[str, Path]:

@@ -81,6 +81,7 @@ class RunSummary:
     train_time_s: float  # the steps' and evaluations' time, summed over the run's records
     run_dir: str  # the run folder
     train_cpu_s: float = 0.0  # the process CPU time of the steps and evaluations (0: older run)
+    maspo_commit: str | None = None  # the code that finished the run (None: not a checkout)
 
     @classmethod
     def from_json(cls, text: str) -> RunSummary:

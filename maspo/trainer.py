@@ -291,6 +291,7 @@ def _progress(record: dict[str, Any]) -> dict[str, str]:
 def _finish(trainer: Trainer, state: TrainState) -> RunSummary:
     """Save the final model (sealed with checksums), the summary and the curves."""
     from maspo.plots import plot_run
+    from maspo.provenance import maspo_commit
 
     run, config = trainer.run, trainer.config
     records = run.read_metrics()
@@ -308,7 +309,8 @@ def _finish(trainer: Trainer, state: TrainState) -> RunSummary:
         train_time_s=sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0) for r in records),
         run_dir=str(run.root),
         train_cpu_s=sum(r.get("time/step_cpu", 0.0) + r.get("time/eval_cpu", 0.0)
-                        for r in records))  # this process's CPU (threads summed)
+                        for r in records),  # this process's CPU (threads summed)
+        maspo_commit=maspo_commit())
     with writing(f"the summary and curves of {str(run.root)!r}", hint):
         plot_run([run.root], run.curves)
         run.write_summary(summary)  # last: a run with a summary is done

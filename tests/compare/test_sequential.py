@@ -51,6 +51,9 @@ def test_a_seed_is_added_until_the_rule_is_met(sequential):
             statistics.variance(arms[0]) + statistics.variance(arms[1])))
     commit = results["maspo_commit"]
     assert commit is None or len(commit.removesuffix("+dirty")) == 40
+    # each run records the code that trained it; here the same checkout wrote the results
+    assert {run["maspo_commit"] for run in results["runs"]} == {commit}
+    assert results["run_commits"] == {commit or "unrecorded": 4}
     assert yaml.safe_load((sequential / "compare.yaml").read_text())["seeds"] == [0, 1]
 
 
