@@ -41,16 +41,16 @@ def finished_runs(folder: Path, objective: str) -> dict[int, dict]:
     runs = {}
     for path in sorted((folder / "runs" / parse_variant(objective).slug).glob("seed-*")):
         run = RunDir(path)
-        if not (run.final_eval.is_file() and (path / "summary.json").is_file()):
+        if run.status() != "done" or not run.final_eval.is_file():
             continue  # not finished
         final = json.loads(run.final_eval.read_text())
         scores = verdict_metrics(final["correct"], final["answers"], [1])
         n = len(final["correct"][0])
-        config = yaml.safe_load((path / "config.yaml").read_text())
+        config = yaml.safe_load(run.config.read_text())
         runs[int(path.name.removeprefix("seed-"))] = {
             "final": scores[f"avg@{n}"], "n": n, "auc": learning_curve_area(run.read_metrics()),
             "precision": config["train"]["precision"],
-            "commit": json.loads((path / "summary.json").read_text()).get("maspo_commit")}
+            "commit": run.read_summary().maspo_commit}
     if not runs:
         sys.exit(f"{folder}: no finished run of objective {objective!r}")
     return runs
