@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -68,6 +69,9 @@ class ModelSource:
     model_dir: str | None  # an HF directory (or default alias) loaded as it is
     checkpoint: Path | None  # a checkpoint dir whose weights go on the run's base model
     run_config: Config | None  # the run's config when the spec is a run or checkpoint
+    # the checkpoint's weights file, held open: a run still training prunes old checkpoints
+    # as it saves new ones, and an open file outlives its deletion
+    held_weights: BinaryIO | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         if self.checkpoint is not None:
@@ -98,7 +102,10 @@ def locate_model(spec: str) -> ModelSource:
         writer = run.writer()  # a run still training: only its finished files are read
         if run.has_final_model() and writer is None:
             return ModelSource(spec, str(run.final_model), None, config)
-        checkpoint = run.latest_checkpoint()  # LoRA runs, unfinished runs
+        if writer is None:  # LoRA runs, unfinished runs
+            checkpoint, held = run.latest_checkpoint(), None
+        else:
+            checkpoint, held = _hold_newest_checkpoint(run)
         if checkpoint is None:
             raise UserError(f"run {str(path)!r} has neither a {run.final_model.name}/ nor "
                             "a checkpoint to evaluate" + (f" yet: it is still training "
@@ -106,12 +113,40 @@ def locate_model(spec: str) -> ModelSource:
         if writer is not None:
             print(f"maspo: note: run {str(path)!r} is still training ({writer}); evaluating "
                   f"{checkpoint.name}, the newest checkpoint it has saved", file=sys.stderr)
-        return ModelSource(spec, None, checkpoint, config)
+        return ModelSource(spec, None, checkpoint, config, held)
     if parse_hub_id(spec, MODEL) is not None:
         pinned = pin(spec, MODEL)
         return ModelSource(pinned, pinned, None, None)
     resolve_model(spec)  # raises the UserError that names what is missing
     raise UserError(f"{spec!r} is neither a model directory, a run nor a checkpoint")
+
+
+HOLD_ATTEMPTS = 5  # a checkpoint pruned between choosing and opening it: choose again
+HOLD_RETRY_S = 0.2
+
+
+def _hold_newest_checkpoint(run: RunDir) -> tuple[Path | None, BinaryIO | None]:
+    """The newest checkpoint of a run still training, with its weights file open.
+
+    The trainer saves a checkpoint and then deletes the oldest: one chosen here may vanish
+    before it is opened (or look damaged while it is being deleted), so it is chosen again.
+    """
+    def hold(note=None) -> tuple[Path | None, BinaryIO | None]:
+        checkpoint = run.latest_checkpoint(note)
+        return (None, None) if checkpoint is None else (
+            checkpoint, (checkpoint / WEIGHTS_FILE).open("rb"))
+
+    for _ in range(HOLD_ATTEMPTS - 1):
+        try:
+            return hold(note=lambda _: None)  # (damage seen mid-deletion is not reported)
+        except (OSError, UserError):
+            time.sleep(HOLD_RETRY_S)
+    try:
+        return hold()
+    except OSError as err:
+        raise UserError(f"the checkpoints of {str(run.root)!r} were pruned by the run "
+                        f"still training as fast as they could be opened ({type(err).__name__})"
+                        "; evaluate again, or once it has finished") from None
 
 
 @contextlib.contextmanager
@@ -129,6 +164,7 @@ def loaded_for_eval(source: ModelSource | str, *, device: str, precision: str,
 def load_eval_model(source: ModelSource | str, device: str = "cpu",
                     dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) for a located spec (or a spec string)."""
+    import safetensors.torch
     from safetensors.torch import load_model
 
     if isinstance(source, str):
@@ -142,7 +178,12 @@ def load_eval_model(source: ModelSource | str, device: str = "cpu",
                                    device=device, lora=config.model.lora)
     weights = source.checkpoint / WEIGHTS_FILE
     try:
-        missing, unexpected = load_model(model, weights, strict=False, device=str(device))
+        if source.held_weights is None:
+            missing, unexpected = load_model(model, weights, strict=False, device=str(device))
+        else:  # (read from the open file: the checkpoint itself may be gone by now)
+            with source.held_weights as held:
+                state = safetensors.torch.load(held.read())
+            missing, unexpected = model.load_state_dict(state, strict=False)
     except Exception as err:  # safetensors raises several types for a corrupt file
         raise UserError(f"checkpoint weights {str(weights)!r} are unreadable "
                         f"({type(err).__name__})") from None

@@ -183,11 +183,11 @@ class RunDir:
         that failed before its first step)."""
         return self.metrics.exists() or self.checkpoints.exists()
 
-    def latest_checkpoint(self) -> Path | None:
+    def latest_checkpoint(self, note=None) -> Path | None:
         """The newest intact checkpoint (``maspo.checkpoint.latest_checkpoint``)."""
         from maspo.checkpoint import latest_checkpoint  # (torch: imported only when needed)
 
-        return latest_checkpoint(self.checkpoints)
+        return latest_checkpoint(self.checkpoints, note)
 
     def has_final_model(self) -> bool:
         return (self.final_model / "config.json").is_file()

@@ -5,6 +5,7 @@ process), SIGKILL leaving no stale lock, SIGINT / SIGTERM naming the checkpoint 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from maspo.cli import main
 from maspo.errors import UserError
@@ -201,3 +203,39 @@ def test_a_second_probe_into_one_folder_is_refused(tiny_model_dir, tmp_path, cap
     assert "(maspo probe --objectives grpo,maspo" in err
     assert first.wait(TIMEOUT_S) == 0, log.read_text()[-2000:]
     assert (out / "probes.md").is_file() and not (out / LOCK_FILE).exists()
+
+
+def test_eval_of_a_run_still_training_holds_its_checkpoint_while_the_run_prunes_it(
+        tiny_model_dir, tmp_path):
+    """The trainer deletes its oldest checkpoint after saving a new one: the checkpoint eval
+    chose may vanish before its weights are loaded. Eval holds the file it chose, so the
+    weights it scores are exactly that checkpoint's."""
+    from safetensors.torch import load_file
+
+    from maspo.checkpoint import WEIGHTS_FILE
+    from maspo.eval_specs import load_eval_model, locate_model
+
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    assert main(["train", "--no-progress", *tiny_overrides(tiny_model_dir, out, **{
+        "train.steps": 2, "train.save_every": 1})]) == 0
+    checkpoint = RunDir(out).latest_checkpoint()
+    saved = load_file(checkpoint / WEIGHTS_FILE)
+    holder_code = ("import sys, time\nfrom maspo.run import hold_folder\n"
+                   "with hold_folder(sys.argv[1], 'the run folder'):\n"
+                   "    print('held', flush=True); time.sleep(600)\n")
+    writer = subprocess.Popen([sys.executable, "-c", holder_code, str(out)],
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: "held" in log.read_text(), writer, log)
+        source = locate_model(str(out))
+        assert source.checkpoint == checkpoint
+        for step_dir in (out / "checkpoints").glob("step-*"):  # the run prunes them all
+            shutil.rmtree(step_dir)
+        model, _ = load_eval_model(source)
+    finally:
+        writer.kill()
+        writer.wait()
+    params = dict(model.named_parameters())
+    assert saved and all(torch.equal(params[name], value) for name, value in saved.items())
+    base = dict(load_eval_model(str(tiny_model_dir))[0].named_parameters())
+    assert any(not torch.equal(base[name], value) for name, value in saved.items())
