@@ -122,6 +122,15 @@ def avg_accuracy(results: Sequence[ProblemResult]) -> float:
     return sum(sum(r.correct) for r in results) / max(total, 1)
 
 
+def verdicts_record(results: Sequence[ProblemResult], settings: dict[str, Any],
+                    elapsed_s: float) -> dict[str, Any]:
+    """A held-out evaluation as a run folder keeps it (``final_eval.json``): the settings,
+    and per problem its verdicts, answers and what the model wrote."""
+    return {"settings": settings, "problems": len(results),
+            "correct": [r.correct for r in results], "answers": [r.answers for r in results],
+            "completions": [r.completions for r in results], "eval_time_s": elapsed_s}
+
+
 # ---------------------------------------------------------------------------------------
 # Metrics of a dataset from per-problem verdicts (what eval.json and a run's cached final
 # evaluation keep).

@@ -33,7 +33,7 @@ from typing import Any
 from maspo.config import Config
 from maspo.data.splits import data_splits
 from maspo.errors import UserError
-from maspo.evaluate import EvalSettings, sample_and_score
+from maspo.evaluate import EvalSettings, sample_and_score, verdicts_record
 from maspo.run import RunDir, RunSummary, hold_folder
 from maspo.trackers import RunLabel
 from maspo.update import TrainingStopped
@@ -122,9 +122,7 @@ def final_eval(config: Config, run: RunDir, settings: EvalSettings,
                          precision=precision) as (model, tokenizer):
         t0 = time.perf_counter()
         results = sample_and_score(model, tokenizer, examples, settings)
-    record = {"settings": wanted, "problems": len(results),
-              "correct": [r.correct for r in results], "answers": [r.answers for r in results],
-              "eval_time_s": time.perf_counter() - t0}
+    record = verdicts_record(results, wanted, time.perf_counter() - t0)
     run.write_final_eval(record)
     return record
 

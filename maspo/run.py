@@ -12,8 +12,9 @@
       curves.png        the run's training curves
       final_model/      the trained model as an HF folder, with a checksum manifest
                         (written as final_model.tmp/ and renamed into place)
-      final_eval.json   verdicts of the final held-out evaluation: the trainer's last one,
-                        or ``maspo compare``'s when it asks for other settings
+      final_eval.json   the final held-out evaluation, per problem its verdicts, answers
+                        and completions: the trainer's last one, or ``maspo compare``'s
+                        when it asks for other settings
       stopped.txt       ``maspo compare``: why the trainer stopped the run (delete to retry)
       writer.lock       while a process writes the run: its lock (``maspo.folder_lock``),
                         holding its pid, host and command; deleted when it is done

@@ -44,7 +44,7 @@ from maspo.checkpoint import latest_saved, load_checkpoint, save_checkpoint, ste
 from maspo.config import Config, to_dict
 from maspo.data.splits import PromptSlots
 from maspo.errors import Interrupted, UserError
-from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score
+from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score, verdicts_record
 from maspo.parts import RunParts, TrainState
 from maspo.paths import write_atomic, writing
 from maspo.precision import weight_cache
@@ -252,10 +252,8 @@ def _timed_eval(trainer: Trainer, last: bool = False) -> dict[str, float]:
     if last:
         with writing(f"the final evaluation in {str(trainer.run.root)!r}",
                      "free some space, then finish the run with --resume"):
-            trainer.run.write_final_eval({
-                "settings": trainer.parts.eval_settings.record(), "problems": len(results),
-                "correct": [r.correct for r in results],
-                "answers": [r.answers for r in results], "eval_time_s": elapsed})
+            trainer.run.write_final_eval(verdicts_record(
+                results, trainer.parts.eval_settings.record(), elapsed))
     return {"eval/accuracy": avg_accuracy(results), "time/eval": elapsed,
             "time/eval_cpu": cpu}
 

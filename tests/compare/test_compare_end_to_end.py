@@ -187,5 +187,8 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_end(tiny_base, t
     assert [r["step"] for r in _records(run_dir)] == [0, 1, 2]
     assert (run_dir / "summary.json").is_file() and (run_dir / "final_eval.json").is_file()
     assert len(result.correct) == 6 and all(len(c) == 2 for c in result.correct)
+    final = json.loads((run_dir / "final_eval.json").read_text())
+    assert final["settings"]["max_new_tokens"] == 6  # the comparison's own evaluation
+    assert [len(texts) for texts in final["completions"]] == [2] * 6
     # evaluated: what the comparison reads is kept, the weights are not
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "final_model").exists()

@@ -109,6 +109,11 @@ def test_the_last_evaluation_is_kept_as_the_final_one(two_objectives):
     correct = [c for problem in final["correct"] for c in problem]
     assert sum(correct) / len(correct) == pytest.approx(last["eval/accuracy"], abs=1e-12)
     assert final["eval_time_s"] == last["time/eval"]
+    # what the model wrote is kept beside each verdict, and the answers come from it
+    assert [len(c) for c in final["completions"]] == [len(c) for c in final["correct"]]
+    pairs = [(a, text) for answers, texts in zip(final["answers"], final["completions"])
+             for a, text in zip(answers, texts)]
+    assert all(isinstance(text, str) and (a is None or a in text) for a, text in pairs)
 
 
 def test_compare_scores_each_run_once_when_its_settings_match(tiny_model_dir, tmp_path):
