@@ -32,6 +32,7 @@ CURVE_PANELS = (  # (metrics key, title)
     ("ratio/outside_trust", "update tokens with ratio outside [{:g}, {:g}]".format(*TRUST_RANGE)),
     ("dynamic/draws", "draws per step (dynamic sampling)"),
 )
+DRAWN_REWARD = "dynamic/reward_drawn"  # with dynamic sampling, the training reward drawn
 PANELS = CURVE_PANELS + (
     ("obj/grad_util", "gradient utilisation"),
     ("obj/w_mean", "mean gradient weight"),
@@ -159,6 +160,7 @@ def _panels(groups: Mapping[str, Sequence[Records]], panels: Sequence[tuple[str,
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (key, name) in zip(axes.flat, panels, strict=False):
+        key, name = panel_key(groups, key, name)
         for i, (label, runs) in enumerate(groups.items()):
             _draw(ax, runs, key, label, colors[i % len(colors)])
         ax.set_title(name)
@@ -169,6 +171,15 @@ def _panels(groups: Mapping[str, Sequence[Records]], panels: Sequence[tuple[str,
         return save_figure(fig, out)
     finally:
         plt.close(fig)
+
+
+def panel_key(groups: Mapping[str, Sequence[Records]], key: str, name: str) -> tuple[str, str]:
+    """The metric a panel draws, and its title: the training reward of runs with dynamic
+    sampling is that of every completion drawn, not only of the kept groups."""
+    if key == "reward" and any(DRAWN_REWARD in record for runs in groups.values()
+                               for records in runs for record in records):
+        return DRAWN_REWARD, f"{name} (every completion drawn)"
+    return key, name
 
 
 def _read_groups(groups: Mapping[str, Sequence[Path]]) -> dict[str, list[Records]]:

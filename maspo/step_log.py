@@ -68,9 +68,13 @@ def rollout_metrics(drawn: Drawn, advantages: Tensor, entropy: Tensor) -> dict[s
 
 
 def draw_metrics(stats: DrawStats) -> dict[str, float]:
-    """``dynamic/*``: draws made, untied groups kept, share of drawn groups that were tied."""
+    """``dynamic/*``: draws made, untied groups kept, share of drawn groups that were tied,
+    and the reward and accuracy of every completion drawn (``reward`` and ``accuracy`` are
+    those of the kept groups, which filtering pulls towards the middle)."""
     return {"dynamic/draws": stats.draws, "dynamic/groups_kept": stats.kept,
-            "dynamic/tied_frac": stats.tied / stats.groups}
+            "dynamic/tied_frac": stats.tied / stats.groups,
+            "dynamic/reward_drawn": stats.reward_drawn,
+            "dynamic/accuracy_drawn": stats.accuracy_drawn}
 
 
 def saved_rows(prompts: int, group_size: int, count: int) -> list[int]:

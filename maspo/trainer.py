@@ -279,9 +279,13 @@ def _step0_eval(trainer: Trainer, cache: Path | None) -> dict[str, Any]:
 
 
 def _progress(record: dict[str, Any]) -> dict[str, str]:
-    """The progress bar's live figures (a step without an update has no reward)."""
-    shown = {"reward": "reward", "acc": "accuracy", "kept": "dynamic/groups_kept",
-             "eval_acc": "eval/accuracy"}
+    """The progress bar's live figures (a step without an update has no reward); with
+    dynamic sampling, the reward and accuracy of every completion drawn, not only of the
+    kept groups (which filtering pulls towards the middle)."""
+    drawn = "dynamic/reward_drawn" in record
+    shown = {"reward": "dynamic/reward_drawn" if drawn else "reward",
+             "acc": "dynamic/accuracy_drawn" if drawn else "accuracy",
+             "kept": "dynamic/groups_kept", "eval_acc": "eval/accuracy"}
     return {name: f"{record[key]:.3g}" if key == "dynamic/groups_kept" else
             f"{record[key]:.3f}" for name, key in shown.items() if key in record}
 

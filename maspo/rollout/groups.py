@@ -58,6 +58,10 @@ class DrawStats:
     groups: int  # groups drawn in all (draws x P)
     tied: int  # of those, groups with all rewards equal
     kept: int  # untied groups trained on (P, or fewer at the bound)
+    # over every completion drawn (tied groups included): what the policy achieves on the
+    # training stream, where the kept groups' reward is biased towards the middle
+    reward_drawn: float = 0.0  # mean reward
+    accuracy_drawn: float = 0.0  # share correct
 
 
 def draw_untied(draw: Callable[[int], Drawn], prompts: int, max_draws: int
@@ -67,9 +71,12 @@ def draw_untied(draw: Callable[[int], Drawn], prompts: int, max_draws: int
     counts."""
     found: list[Drawn] = []
     kept = groups = tied = draws = 0
+    rewards, correct = [], []
     while kept < prompts and draws < max_draws:
         drawn = draw(draws)
         draws += 1
+        rewards += drawn.scores.reward
+        correct += drawn.scores.correct
         is_tied = tied_groups(drawn.rewards, drawn.rollout.group_size)  # (P,)
         groups += len(is_tied)
         tied += int(is_tied.sum())
@@ -77,7 +84,9 @@ def draw_untied(draw: Callable[[int], Drawn], prompts: int, max_draws: int
         if untied:
             found.append(drawn.groups(untied))
             kept += len(untied)
-    stats = DrawStats(draws=draws, groups=groups, tied=tied, kept=kept)
+    stats = DrawStats(draws=draws, groups=groups, tied=tied, kept=kept,
+                      reward_drawn=sum(rewards) / max(len(rewards), 1),
+                      accuracy_drawn=sum(correct) / max(len(correct), 1))
     return (concat_drawn(found) if found else None), stats
 
 

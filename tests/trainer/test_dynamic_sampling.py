@@ -41,6 +41,11 @@ def test_only_untied_groups_reach_the_update(tiny_model_dir, tmp_path):
     steps = [r for r in _jsonl(out / "metrics.jsonl") if r["step"] > 0]
     assert sum(r["dynamic/draws"] for r in steps) > len(steps)  # it had to draw again
     assert max(r["dynamic/tied_frac"] for r in steps) > 0.5
+    for record in steps:  # tied groups (all 0 under this reward) lower the drawn mean
+        seen = record["dynamic/draws"] * 2 * 4  # draws x P x G completions
+        assert record["dynamic/reward_drawn"] * seen >= record["reward"] * 2 * 4 - 1e-9
+        if record["dynamic/tied_frac"] > 0:
+            assert record["dynamic/reward_drawn"] < record["reward"]
     drawn = 0
     for record in steps:
         assert record["dynamic/groups_kept"] == 2
@@ -67,6 +72,7 @@ def test_at_the_bound_the_step_trains_on_what_it_found_and_says_so(tiny_model_di
     assert [(r["dynamic/draws"], r["dynamic/groups_kept"], r["dynamic/tied_frac"])
             for r in steps] == [(2, 0, 1.0), (2, 0, 1.0)]
     assert all("loss" not in r for r in steps)
+    assert all("reward" not in r and r["dynamic/reward_drawn"] == 0.5 for r in steps)
     trained = load_file(out / "final_model" / "model.safetensors")
     initial = load_file(tiny_model_dir / "model.safetensors")
     assert all(torch.equal(trained[k], initial[k]) for k in trained)  # no update was made
@@ -112,3 +118,14 @@ def test_a_killed_run_with_dynamic_sampling_resumes_bit_for_bit(tiny_model_dir, 
              for r in _jsonl(tmp_path / "reference" / "metrics.jsonl")]
     assert [{k: v for k, v in r.items() if not k.startswith("time/")}
             for r in _jsonl(killed / "metrics.jsonl")] == strip
+
+
+def test_the_training_reward_drawn_is_plotted_where_runs_filter_groups():
+    from maspo.plots import panel_key
+
+    filtered = {"maspo": [[{"step": 1, "reward": 0.6, "dynamic/reward_drawn": 0.1}]]}
+    plain = {"grpo": [[{"step": 1, "reward": 0.4}]]}
+    assert panel_key(filtered, "reward", "training reward") == (
+        "dynamic/reward_drawn", "training reward (every completion drawn)")
+    assert panel_key(plain, "reward", "training reward") == ("reward", "training reward")
+    assert panel_key(filtered, "entropy", "entropy") == ("entropy", "entropy")
