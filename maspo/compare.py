@@ -49,7 +49,7 @@ from maspo.errors import UserError
 from maspo.evaluate import EvalSettings, heldout_seed, metric_names, verdict_metrics
 from maspo.grid import RunTask, run_grid
 from maspo.objective_specs import Variant, study_label
-from maspo.paired import EQUIVALENT, curve_area, paired_difference, pairing
+from maspo.paired import EQUIVALENT, curve_area, paired_difference, pairing, pairs_for_half_width
 from maspo.paths import write_atomic
 from maspo.provenance import maspo_commit
 from maspo.run import RunDir, RunSummary
@@ -191,7 +191,10 @@ def widths_left(paired: Sequence[dict[str, Any]], rule: StopRule) -> list[str]:
         for metric, target in rule.widths.items():
             width = row[metric]["half_width"]
             if math.isnan(width) or width > target:
-                left.append(f"{row['objective']} {metric} ±{width:.3f} (> {target:g})")
+                needed = pairs_for_half_width(row[metric]["sd_paired"], target)
+                left.append(f"{row['objective']} {metric} ±{width:.3f} (> {target:g}"
+                            + ("" if needed is None else
+                               f"; about {needed} pairs at this spread") + ")")
     return left
 
 
@@ -372,6 +375,10 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
     for run in runs:
         by_obj.setdefault(run["objective"], []).append(run)
     paired = [] if baseline is None else paired_rows(runs, baseline, f"avg@{n}", margin)
+    for row in paired if stop is not None else ():  # what the stopping rule still needs
+        for metric, width in stop.widths.items():
+            row[metric]["pairs_needed"] = pairs_for_half_width(row[metric]["sd_paired"],
+                                                               width)
     paths = {"markdown": out / "results.md", "csv": out / "results.csv",
              "paired_csv": out / "paired.csv", "json": out / "results.json"}
     md_header, md_rows, csv_header, csv_rows = _objective_rows(by_obj, n, ks, target)
@@ -387,7 +394,7 @@ def write_results(out: Path, results: Sequence[RunResult], n: int, ks: Sequence[
                  "seeds that reached it (reached/seeds).")
     text = f"{markdown_table(md_header, md_rows)}\n\n{note}\n"
     if paired:
-        text += f"\n{_paired_markdown(paired, n, baseline, margin)}\n"
+        text += f"\n{_paired_markdown(paired, n, baseline, margin, stop)}\n"
     paths["markdown"].write_text(text)
     write_csv(paths["csv"], csv_header, csv_rows)
     fields = ("n", "mean", "low", "high", "p", "verdict", "detectable", "half_width", "r",
@@ -462,12 +469,15 @@ def _shown_value(value: float, signed: bool = False) -> str:
 
 
 def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str,
-                     margin: float | None = None) -> str:
+                     margin: float | None = None, stop: StopRule | None = None) -> str:
     """The paired tables of results.md (final Avg@n, then curve area) and the note."""
     tables = []
     for m, title in (("final", f"Δ avg@{n}"), ("auc", "Δ curve area")):
         header = ["objective", "paired seeds", f"{title} [95% CI]", "p", "verdict",
                   "detectable", "r", "sd paired", "sd unpaired", "Welch [95% CI]"]
+        target = None if stop is None else stop.widths.get(m)
+        if target is not None:
+            header.append(f"pairs for ±{target:g}")
         rows = []
         for row in paired:
             d = row[m]
@@ -478,6 +488,8 @@ def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str,
                          _shown_p(d["p"]), verdict, _shown_detectable(d["detectable"]),
                          _shown_value(d["r"], signed=True), _shown_value(d["sd_paired"]),
                          _shown_value(d["sd_unpaired"]), welch])
+            if target is not None:
+                rows[-1].append("-" if d["pairs_needed"] is None else str(d["pairs_needed"]))
         tables.append(markdown_table(header, rows))
     note = (f"Each objective minus {baseline}, paired by seed: mean difference with a "
             "95% Student-t interval over seeds, p the paired t-test's two-sided p-value; "
@@ -490,5 +502,8 @@ def _paired_markdown(paired: Sequence[dict[str, Any]], n: int, baseline: str,
             "over the seeds; sd paired: of the differences; sd unpaired: what a difference "
             "of two unpaired runs would have, sqrt(sd_a^2 + sd_b^2). Pairing pays when "
             "r > 0 (sd paired < sd unpaired); Welch: the unpaired interval, the one to "
-            "read when it does not.")
+            "read when it does not."
+            + ("" if stop is None else " Pairs for ±w: the fewest pairs whose interval "
+               "would be ±w wide if the paired sd stayed as it is (the stopping rule, "
+               f"--until; at most {stop.max_seeds} seeds)."))
     return "\n\n".join(tables) + f"\n\n{note}"

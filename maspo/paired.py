@@ -157,6 +157,22 @@ def detectable_difference(sd: float, n: int, alpha: float = 1 - CONFIDENCE,
     return float(optimize.brentq(shortfall, 0.0, top, xtol=1e-10 * sd))
 
 
+def pairs_for_half_width(sd: float, half_width: float, confidence: float = CONFIDENCE,
+                         most: int = 100_000) -> int | None:
+    """The fewest pairs whose Student-t interval has a half-width of at most
+    ``half_width`` when their differences spread by ``sd``: what a sequential study still
+    needs if the spread stays as it is (None: sd unknown (NaN), or more than ``most``)."""
+    if math.isnan(sd):
+        return None
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+    n = max(2, math.ceil((z * sd / half_width) ** 2))  # t > z: no fewer than this
+    while n <= most:
+        if t_quantile((1 + confidence) / 2, n - 1) * sd / math.sqrt(n) <= half_width:
+            return n
+        n += 1
+    return None
+
+
 def curve_area(steps: Sequence[int], values: Sequence[float]) -> float:
     """Area under a learning curve divided by its step span: the curve's mean height,
     trapezoidal between logged points (in accuracy units; higher = learned sooner)."""

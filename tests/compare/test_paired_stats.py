@@ -18,6 +18,7 @@ from maspo.paired import (
     curve_area,
     detectable_difference,
     paired_difference,
+    pairs_for_half_width,
     t_quantile,
 )
 from maspo.plots import plot_ratio_distribution
@@ -177,3 +178,20 @@ def test_pairing_of_too_few_or_flat_values_is_nan_not_an_error():
     assert math.isnan(pairing([0.5], [0.4]).sd_paired)
     flat = pairing([0.0, 0.0], [0.0, 0.0])
     assert flat.sd_paired == 0 and math.isnan(flat.r) and math.isnan(flat.welch_low)
+
+
+@pytest.mark.parametrize("sd, width", [(0.073, 0.03), (0.151, 0.05), (0.01, 0.03), (0.5, 0.01)])
+def test_pairs_for_a_half_width_are_the_fewest_whose_interval_is_that_narrow(sd, width):
+    from scipy import stats
+
+    def half_width(n: int) -> float:  # the paired t interval's, at that spread
+        return float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+
+    n = pairs_for_half_width(sd, width)
+    assert half_width(n) <= width and (n == 2 or half_width(n - 1) > width)
+
+
+def test_pairs_for_a_half_width_without_a_spread():
+    assert pairs_for_half_width(0.0, 0.03) == 2
+    assert pairs_for_half_width(math.nan, 0.03) is None
+    assert pairs_for_half_width(1.0, 1e-4, most=1000) is None

@@ -73,6 +73,13 @@ def test_a_margin_outside_0_to_1_exits_2_naming_the_flag(tiny_base, tmp_path, ca
     assert "--equivalence" in capsys.readouterr().err and not out.exists()
 
 
+def test_the_paired_tables_show_the_pairs_the_stopping_rule_needs(sequential):
+    [row] = json.loads((sequential / "results.json").read_text())["paired"]
+    assert row["auc"]["pairs_needed"] == row["final"]["pairs_needed"] == 2  # no spread
+    text = (sequential / "results.md").read_text()
+    assert "| pairs for ±0.05 |" in text and "| pairs for ±0.03 |" in text
+
+
 def test_the_paired_tables_show_correlation_sds_and_welch(sequential):
     text = (sequential / "results.md").read_text()
     assert text.count("| r ") == 2 and text.count("Welch [95% CI]") == 2
@@ -111,9 +118,11 @@ def test_at_the_cap_it_stops_and_names_what_is_still_too_wide(sequential, tiny_b
 
 def test_widths_left_names_what_is_still_too_wide():
     rule = StopRule({"auc": 0.03, "final": 0.05}, 10)
-    paired = [{"objective": "maspo", "auc": {"half_width": 0.02},
-               "final": {"half_width": 0.07}}]
-    assert widths_left(paired, rule) == ["maspo final ±0.070 (> 0.05)"]
+    paired = [{"objective": "maspo", "auc": {"half_width": 0.02, "sd_paired": 0.05},
+               "final": {"half_width": 0.07, "sd_paired": 0.1}}]
+    # 18 pairs: t(0.975, 17) x 0.1 / sqrt(18) = 0.0497; 17 pairs give 0.0514
+    assert widths_left(paired, rule) == [
+        "maspo final ±0.070 (> 0.05; about 18 pairs at this spread)"]
     paired[0]["final"]["half_width"] = 0.05
     assert widths_left(paired, rule) == []
 
