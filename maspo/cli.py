@@ -121,13 +121,24 @@ def _eval_inputs(args: argparse.Namespace):
     import time
 
     from maspo.devices import check_device_name
-    from maspo.eval_specs import RUN_HELDOUT, locate_model, resolve_datasets
-    from maspo.evaluate import eval_settings, parse_ks
-    from maspo.model_files import check_model_spec
+    from maspo.eval_specs import locate_model
 
     out = _check_eval_out(Path(args.out or f"results/eval-{time.strftime('%Y%m%d-%H%M%S')}"))
     check_device_name(args.device or "auto", "--device")
     source = locate_model(args.model)  # configs only: every input error before loading
+    try:
+        return out, source, *_eval_settings_and_data(args, source)
+    except BaseException:
+        source.release()  # (a run still training: the checkpoint file it holds open)
+        raise
+
+
+def _eval_settings_and_data(args: argparse.Namespace, source) -> tuple:
+    """The sampling settings, k values and data sets of `maspo eval` (checked)."""
+    from maspo.eval_specs import RUN_HELDOUT, resolve_datasets
+    from maspo.evaluate import eval_settings, parse_ks
+    from maspo.model_files import check_model_spec
+
     run = source.run_config
     n = args.n if args.n is not None else (1 if args.greedy else DEFAULT_EVAL_N)
     settings = eval_settings(
@@ -147,7 +158,7 @@ def _eval_inputs(args: argparse.Namespace):
                                 answer_check=args.answer_check)
     if source.model_dir is not None:  # after the data: a miss there before a model download
         check_model_spec(source.model_dir)  # missing, partial or truncated files
-    return out, source, settings, ks, datasets
+    return settings, ks, datasets
 
 
 def _eval(args: argparse.Namespace) -> int:

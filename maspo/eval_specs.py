@@ -73,6 +73,11 @@ class ModelSource:
     # as it saves new ones, and an open file outlives its deletion
     held_weights: BinaryIO | None = field(default=None, compare=False, repr=False)
 
+    def release(self) -> None:
+        """Close the held weights file (a spec located but not loaded after all)."""
+        if self.held_weights is not None:
+            self.held_weights.close()
+
     def describe(self) -> str:
         if self.checkpoint is not None:
             return f"checkpoint {self.checkpoint}"
@@ -164,15 +169,23 @@ def loaded_for_eval(source: ModelSource | str, *, device: str, precision: str,
 def load_eval_model(source: ModelSource | str, device: str = "cpu",
                     dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) for a located spec (or a spec string)."""
-    import safetensors.torch
-    from safetensors.torch import load_model
-
     if isinstance(source, str):
         source = locate_model(source)
     if source.checkpoint is None:
         model, tokenizer = load_policy(resolve_model(source.model_dir), dtype=dtype,
                                        device=device)
         return model.eval(), tokenizer
+    try:
+        return _load_checkpoint_model(source, device, dtype)
+    finally:
+        source.release()  # (read, or never to be: a failed load holds no file open)
+
+
+def _load_checkpoint_model(source: ModelSource, device: str,
+                           dtype: torch.dtype) -> tuple[Any, Any]:
+    import safetensors.torch
+    from safetensors.torch import load_model
+
     config = source.run_config
     model, tokenizer = load_policy(resolve_model(config.model.path), dtype=dtype,
                                    device=device, lora=config.model.lora)

@@ -4,12 +4,15 @@ process), SIGKILL leaving no stale lock, SIGINT / SIGTERM naming the checkpoint 
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -205,6 +208,23 @@ def test_a_second_probe_into_one_folder_is_refused(tiny_model_dir, tmp_path, cap
     assert (out / "probes.md").is_file() and not (out / LOCK_FILE).exists()
 
 
+def _hold_elsewhere(run: Path, log: Path) -> subprocess.Popen:
+    """Another process that holds the run's writer lock (as a trainer does), until killed."""
+    code = ("import sys, time\nfrom maspo.run import hold_folder\n"
+            "with hold_folder(sys.argv[1], 'the run folder'):\n"
+            "    print('held', flush=True); time.sleep(600)\n")
+    writer = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=log.open("w"),
+                              stderr=subprocess.STDOUT)
+    _wait_for(lambda: "held" in log.read_text(), writer, log)
+    return writer
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    fds = Path("/proc/self/fd")
+    targets = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
+    return [t for t in targets if t.startswith(str(folder))]
+
+
 def test_eval_of_a_run_still_training_holds_its_checkpoint_while_the_run_prunes_it(
         tiny_model_dir, tmp_path):
     """The trainer deletes its oldest checkpoint after saving a new one: the checkpoint eval
@@ -220,13 +240,8 @@ def test_eval_of_a_run_still_training_holds_its_checkpoint_while_the_run_prunes_
         "train.steps": 2, "train.save_every": 1})]) == 0
     checkpoint = RunDir(out).latest_checkpoint()
     saved = load_file(checkpoint / WEIGHTS_FILE)
-    holder_code = ("import sys, time\nfrom maspo.run import hold_folder\n"
-                   "with hold_folder(sys.argv[1], 'the run folder'):\n"
-                   "    print('held', flush=True); time.sleep(600)\n")
-    writer = subprocess.Popen([sys.executable, "-c", holder_code, str(out)],
-                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+    writer = _hold_elsewhere(out, log)
     try:
-        _wait_for(lambda: "held" in log.read_text(), writer, log)
         source = locate_model(str(out))
         assert source.checkpoint == checkpoint
         for step_dir in (out / "checkpoints").glob("step-*"):  # the run prunes them all
@@ -239,3 +254,23 @@ def test_eval_of_a_run_still_training_holds_its_checkpoint_while_the_run_prunes_
     assert saved and all(torch.equal(params[name], value) for name, value in saved.items())
     base = dict(load_eval_model(str(tiny_model_dir))[0].named_parameters())
     assert any(not torch.equal(base[name], value) for name, value in saved.items())
+
+
+def test_an_eval_refused_after_choosing_a_checkpoint_leaves_no_file_open(tiny_model_dir,
+                                                                        tmp_path, capsys):
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    assert main(["train", "--no-progress", *tiny_overrides(tiny_model_dir, out, **{
+        "train.steps": 1})]) == 0
+    writer = _hold_elsewhere(out, log)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["eval", str(out), "--data", str(tmp_path / "missing.jsonl"),
+                         "--out", str(tmp_path / "eval")]) == 2
+            gc.collect()  # a file left open would be closed here, with a ResourceWarning
+    finally:
+        writer.kill()
+        writer.wait()
+    assert "missing.jsonl" in capsys.readouterr().err
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    assert _open_files_under(out) == []
