@@ -60,8 +60,8 @@ class DrawStats:
     kept: int  # untied groups trained on (P, or fewer at the bound)
     # over every completion drawn (tied groups included): what the policy achieves on the
     # training stream, where the kept groups' reward is biased towards the middle
-    reward_drawn: float = 0.0  # mean reward
-    accuracy_drawn: float = 0.0  # share correct
+    reward_drawn: float  # mean reward
+    accuracy_drawn: float  # share correct
 
 
 def draw_untied(draw: Callable[[int], Drawn], prompts: int, max_draws: int
