@@ -36,6 +36,12 @@ from maspo.paired import EQUIVALENT, paired_difference, pairing  # noqa: E402
 from maspo.run import RunDir  # noqa: E402
 
 
+def fail(message: str) -> None:
+    """Bad input: one sentence on stderr, exit code 2."""
+    print(f"precision_check: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def finished_runs(folder: Path, objective: str) -> dict[int, dict]:
     """seed -> {final, auc, precision, commit} of the objective's finished runs."""
     runs = {}
@@ -52,7 +58,7 @@ def finished_runs(folder: Path, objective: str) -> dict[int, dict]:
             "precision": config["train"]["precision"],
             "commit": run.read_summary().maspo_commit}
     if not runs:
-        sys.exit(f"{folder}: no finished run of objective {objective!r}")
+        fail(f"{folder}: no finished run of objective {objective!r}")
     return runs
 
 
@@ -75,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     print(describe("B", args.b, b))
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
-        sys.exit(f"only {len(seeds)} seed(s) finished on both sides: no interval yet")
+        fail(f"only {len(seeds)} seed(s) finished on both sides: no interval yet")
     if {a[s]["n"] for s in seeds} != {b[s]["n"] for s in seeds}:
-        sys.exit("the two sides score the final with different samples per prompt")
+        fail("the two sides score the final with different samples per prompt")
     print(f"objective {args.objective}, paired seeds {seeds}")
     for name in ("final", "auc"):
         arm_a, arm_b = [a[s][name] for s in seeds], [b[s][name] for s in seeds]
