@@ -94,7 +94,9 @@ def main() -> None:
         added = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach",
                                 str(base), args.commit], capture_output=True, text=True)
         if added.returncode != 0:
-            sys.exit(f"run_cost: cannot check out {args.commit!r}: {added.stderr.strip()}")
+            print(f"run_cost: cannot check out {args.commit!r}: {added.stderr.strip()}",
+                  file=sys.stderr)
+            raise SystemExit(2)  # a commit that does not exist: bad input
         try:
             head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip()

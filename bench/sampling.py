@@ -45,7 +45,9 @@ def other_sampler(commit: str):
     shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:maspo/rollout/sampler.py"],
                            capture_output=True, text=True)
     if shown.returncode != 0:
-        sys.exit(f"sampling: cannot read the sampler of {commit!r}: {shown.stderr.strip()}")
+        print(f"sampling: cannot read the sampler of {commit!r}: {shown.stderr.strip()}",
+              file=sys.stderr)
+        raise SystemExit(2)  # a commit that does not exist: bad input
     path = Path(tempfile.mkdtemp(prefix="maspo-sampler-")) / "other_sampler.py"
     path.write_text(shown.stdout)
     spec = importlib.util.spec_from_file_location("other_sampler", path)
