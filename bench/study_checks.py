@@ -21,6 +21,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from maspo.errors import UserError  # noqa: E402
+from maspo.paired import paired_difference  # noqa: E402
+from maspo.run import RunDir  # noqa: E402
+
 METRICS = {"auc": "curve area", "avg@1": "final"}
 
 
@@ -29,19 +36,11 @@ def fail(message: str) -> None:
     print(f"study_checks: {message}", file=sys.stderr)
     raise SystemExit(2)
 
-def interval(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of ``x``."""
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return x.mean(), x.mean() - half, x.mean() + half
-
 
 def entropy_by_step(run_dir: Path) -> dict[int, float]:
-    steps = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "entropy" in record and "step" in record:
-            steps[record["step"]] = record["entropy"]
-    return steps
+    """step -> the rollout's mean token entropy, from the run's metrics.jsonl."""
+    return {record["step"]: record["entropy"] for record in RunDir(run_dir).read_metrics()
+            if "entropy" in record and "step" in record}
 
 
 def main() -> None:
@@ -62,22 +61,27 @@ def main() -> None:
     collapsed = [s for s in seeds if runs[(a, s)]["gain"] < 0 or runs[(b, s)]["gain"] < 0]
     print(f"{a} - {b}, {len(seeds)} paired seeds; collapsed (an arm below its step 0): "
           f"{collapsed or 'none'}")
+    kept = [s for s in seeds if s not in collapsed]
     for key, name in METRICS.items():
-        x = np.array([runs[(a, s)][key] - runs[(b, s)][key] for s in seeds])
-        mean_a = np.mean([runs[(a, s)][key] for s in seeds])
-        mean_b = np.mean([runs[(b, s)][key] for s in seeds])
-        kept = np.array([d for d, s in zip(x, seeds, strict=True) if s not in collapsed])
-        line = (f"{name:10s} {a} {mean_a:.3f}  {b} {mean_b:.3f}  difference < 0 in "
-                f"{(x < 0).sum()}, > 0 in {(x > 0).sum()} of {len(x)}  "
+        arm_a, arm_b = ([runs[(o, s)][key] for s in seeds] for o in (a, b))
+        x = np.subtract(arm_a, arm_b)
+        line = (f"{name:10s} {a} {np.mean(arm_a):.3f}  {b} {np.mean(arm_b):.3f}  difference "
+                f"< 0 in {(x < 0).sum()}, > 0 in {(x > 0).sum()} of {len(x)}  "
                 f"Wilcoxon p {stats.wilcoxon(x).pvalue:.3f}")
         if len(kept) >= 3:
-            line += "  without collapsed: {:+.3f} [{:+.3f}, {:+.3f}]".format(*interval(kept))
+            without = paired_difference([runs[(a, s)][key] for s in kept],
+                                        [runs[(b, s)][key] for s in kept])
+            line += f"  without collapsed: {without.shown()}"
         print(line)
     for objective in (b, a):
         by_step: dict[int, list[float]] = {}
         for s in seeds:  # runs/<objective>/seed-<s> of this folder
             run_dir = args.folder.joinpath(*Path(runs[(objective, s)]["run_dir"]).parts[-3:])
-            for step, value in entropy_by_step(run_dir).items():
+            try:
+                steps = entropy_by_step(run_dir)
+            except UserError as err:  # no metrics.jsonl, or a line that is not JSON
+                fail(str(err))
+            for step, value in steps.items():
                 by_step.setdefault(step, []).append(value)
         shown = " ".join(f"{step}:{statistics.median(v):.2f}"
                          for step, v in sorted(by_step.items()))

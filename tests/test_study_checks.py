@@ -85,3 +85,12 @@ def test_study_checks_needs_three_shared_seeds(tmp_path):
     done = _run(out, "--objective", "maspo")
     assert done.returncode == 2
     assert done.stderr.strip() == "study_checks: maspo and grpo share 2 finished seeds; need 3"
+
+
+def test_study_checks_names_a_run_without_its_metrics(tmp_path):
+    out = _folder(tmp_path)
+    (out / "runs" / "maspo" / "seed-2" / "metrics.jsonl").unlink()
+    done = _run(out)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"study_checks: {str(out / 'runs' / 'maspo' / 'seed-2')!r} "
+                                   "is not a run directory (no metrics.jsonl)")
