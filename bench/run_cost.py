@@ -1,9 +1,13 @@
 """CPU-seconds of a shortened study-preset run, this checkout against another commit.
 
-Not a test. Each run is a whole ``maspo train --config study`` process (start-up, model
+Not a test. Each run is a whole ``maspo train --config PRESET`` process (start-up, model
 load, training, held-out evaluations, checkpoint and final model included), shortened to
-``--steps`` steps and a ``--test-size``-prompt held-out set (the trainer evaluates before
-training and after the last step; ``train.eval_every=0`` adds none between). The other
+``--steps`` steps (the trainer evaluates its held-out set before training and after the
+last step; ``train.eval_every=0`` adds none between). ``--config`` names this checkout's
+preset (default ``study_two_digit``, the sequential study's); its YAML is written to a
+file that both sides load, so a commit from before the preset existed runs the same
+workload. ``--test-size`` shortens the held-out set (default: the preset's own, 256
+prompts x 1 sample for the study). The other
 commit is checked out with ``git worktree add`` into a temp folder and run by the same
 Python (this virtual environment) with ``PYTHONPATH`` pointing at it, so only maspo's own
 code differs. The two alternate (A B, then B A, ...) and each run's CPU time is the
@@ -17,8 +21,9 @@ unless overrides are given after ``--``, which apply to both sides, e.g.
 ``--a-override train.precision=auto``: what a study run costs now at bf16 against the
 other commit's preset as it was).
 
-    python bench/run_cost.py 1ed1077 [--pairs 3] [--steps 2] [--test-size 50]
-                             [--a-override section.key=value ...] [-- section.key=value ...]
+    python bench/run_cost.py 1ed1077 [--config study_two_digit] [--pairs 3] [--steps 2]
+                             [--test-size N] [--a-override section.key=value ...]
+                             [-- section.key=value ...]
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ def children_cpu() -> float:
 
 def run_once(code: Path, out: Path, args, overrides: list[str]) -> Cost:
     """One shortened study run of the maspo at ``code``; its folder is removed after."""
-    command = [sys.executable, "-m", "maspo", "train", "--config", "study", "--no-progress",
-               f"train.steps={args.steps}", "train.eval_every=0", "train.save_every=0",
-               f"data.test_size={args.test_size}", f"train.output_dir={out}", *overrides]
+    test_size = [] if args.test_size is None else [f"data.test_size={args.test_size}"]
+    command = [sys.executable, "-m", "maspo", "train", "--config", str(args.preset_file),
+               "--no-progress", f"train.steps={args.steps}", "train.eval_every=0",
+               "train.save_every=0", *test_size, f"train.output_dir={out}", *overrides]
     env = dict(os.environ, PYTHONPATH=str(code))
     cpu, wall = children_cpu(), time.perf_counter()
     done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True)
@@ -81,15 +87,25 @@ def main() -> None:
     parser.add_argument("commit", help="the commit to compare with (B)")
     parser.add_argument("--pairs", type=int, default=3, help="A/B pairs (default 3)")
     parser.add_argument("--steps", type=int, default=2, help="training steps per run")
-    parser.add_argument("--test-size", type=int, default=50, help="held-out prompts")
+    parser.add_argument("--config", default="study_two_digit",
+                        help="this checkout's preset both sides run (default study_two_digit)")
+    parser.add_argument("--test-size", type=int, help="held-out prompts (default: the preset's)")
     parser.add_argument("--a-override", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for this checkout (A) only; repeatable")
     parser.add_argument("overrides", nargs="*", help="section.key=value for both sides")
     args = parser.parse_intermixed_args()  # options may stand among the overrides
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktree
-    if args.pairs < 1 or args.steps < 1 or args.test_size < 1:
+    if args.pairs < 1 or args.steps < 1 or (args.test_size is not None and args.test_size < 1):
         parser.error("--pairs, --steps and --test-size must be at least 1")
+    preset = ROOT / "maspo" / "presets" / f"{args.config}.yaml"
+    if not preset.is_file():
+        names = sorted(p.stem for p in preset.parent.glob("*.yaml"))
+        print(f"run_cost: --config {args.config!r} is not a preset of this checkout "
+              f"({', '.join(names)})", file=sys.stderr)
+        raise SystemExit(2)
     with tempfile.TemporaryDirectory(prefix="maspo-run-cost-") as tmp:
+        args.preset_file = Path(tmp) / f"{args.config}.yaml"  # read by both sides
+        shutil.copyfile(preset, args.preset_file)
         base = Path(tmp) / "base"
         added = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach",
                                 str(base), args.commit], capture_output=True, text=True)
@@ -101,8 +117,8 @@ def main() -> None:
             head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip()
             print(f"A: this checkout ({head}{', with changes' if _dirty() else ''}); "
-                  f"B: {args.commit}; study preset, {args.steps} steps, "
-                  f"{args.test_size} held-out prompts evaluated before and after"
+                  f"B: {args.commit}; preset {args.config}, {args.steps} steps, "
+                  f"{args.test_size or 'all its'} held-out prompts evaluated before and after"
                   + (f"; overrides {' '.join(args.overrides)}" if args.overrides else "")
                   + (f"; A only: {' '.join(args.a_override)}" if args.a_override else ""))
             for side, code in (("A", ROOT), ("B", base)):

@@ -16,6 +16,8 @@ from maspo.errors import EXIT_USER_ERROR
 
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
 DEFAULT_BASELINE = "grpo"  # what `maspo compare` sets every other objective against
+BATCH_HELP = ("prompts per generate call (default: 128 completions' worth, at least one "
+              "prompt); the completions do not depend on it")
 _EVAL_FLAGS = {"eval.n": "--n", "eval.greedy": "--greedy", "eval.prompts_per_batch": "--batch-size"}
 FLAGS = {  # command -> {setting or config field: its flag}, how errors name a field
     "eval": {**_EVAL_FLAGS, "sampling.max_new_tokens": "--max-new-tokens",
@@ -157,7 +159,7 @@ def _add_eval(sub) -> None:
                     "'paper-math' (AIME24, AIME25, AMC23, MATH500, Minerva, OlympiadBench by "
                     "hub id); repeatable")
     _eval_sampling_arguments(ev)
-    ev.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
+    ev.add_argument("--batch-size", type=int, help=BATCH_HELP)
     ev.add_argument("--limit", type=int, help="evaluate only the first N problems of each")
     ev.add_argument("--data-seed", type=int,
                     help="seed of a built-in task's held-out set (default: the run's, else 0)")
@@ -214,8 +216,7 @@ def _add_compare(sub) -> None:
                      f"paired by seed (default {DEFAULT_BASELINE} when it is compared)")
     cmp.add_argument("--target", type=_finite,
                      help="held-out accuracy whose first step is reported (steps to target)")
-    cmp.add_argument("--batch-size", type=int, default=16,
-                     help="prompts per generate call in the final evaluation")
+    cmp.add_argument("--batch-size", type=int, help=f"{BATCH_HELP} in the final evaluation")
     cmp.add_argument("--device", help="final evaluation device (default: cuda if available)")
     cmp.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in "
                      "its own process with its share of the cores (default 1)")

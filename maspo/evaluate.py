@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from maspo.config import EVAL_MAX_NEW_TOKENS, check_setting
+from maspo.config import EVAL_BATCH_ROWS, EVAL_MAX_NEW_TOKENS, check_setting
 from maspo.data import Example, render_prompt
 from maspo.errors import FieldError, UserError
 from maspo.paths import EVAL_FILES
 from maspo.rewards import default_verifier, extract_answer, final_boxed
 from maspo.rollout import LocalSampler, SamplingSettings
 from maspo.scoring import Scorer
+from maspo.seeds import derive_seed
 from maspo.tables import markdown_table, write_csv
 
 if TYPE_CHECKING:
@@ -207,17 +208,45 @@ class EvalSettings:
     sampling: SamplingSettings  # length cap, temperature, top_p, greedy
     n: int = 8  # completions per problem
     seed: int = 0  # sampling seed; the same seed gives the same completions on CPU
-    prompts_per_batch: int = 16  # prompts per rollout call (x n completions each)
+    # prompts per rollout call (x n completions each); None: as many as make 128 completions.
+    # What is sampled does not depend on it (``problem_seeds``), only speed and memory do.
+    prompts_per_batch: int | None = None
     system_prompt: str | None = None  # None: the chat template's default
     chat_template: bool = True  # render prompts with the tokenizer's chat template
 
     def record(self) -> dict[str, Any]:
-        """Flat JSON form, as eval.json and a comparison's cached final evaluations keep it."""
+        """Flat JSON form, as eval.json and a comparison's cached final evaluations keep it:
+        what the completions depend on (not the batch size, which they do not)."""
         s = self.sampling
         return {"n": self.n, "max_new_tokens": s.max_new_tokens, "temperature": s.temperature,
                 "top_p": s.top_p, "greedy": s.greedy, "seed": self.seed,
-                "prompts_per_batch": self.prompts_per_batch,
                 "system_prompt": self.system_prompt, "chat_template": self.chat_template}
+
+    @property
+    def batch_prompts(self) -> int:
+        """Prompts per rollout call: ``prompts_per_batch``, by default 128 // n (at least 1)."""
+        return self.prompts_per_batch or max(1, EVAL_BATCH_ROWS // self.n)
+
+
+SEED_BLOCK = 16  # problems i and j share a base seed when i // 16 == j // 16 (problem_seeds)
+
+
+def problem_seeds(seed: int, first: int, count: int) -> list[int]:
+    """The generator seed of the completions of problems ``first`` .. ``first + count - 1``
+    of an evaluation with sampling seed ``seed``, whatever the batch size: problem i's come
+    from (seed + 16 * (i // 16), i % 16). These are the seeds it got when each batch of 16
+    prompts was sampled with seed + its first index, so evaluations recorded then (at the
+    batch size of 16 they all used) are the same evaluations now."""
+    return [derive_seed(seed + SEED_BLOCK * (i // SEED_BLOCK), i % SEED_BLOCK)
+            for i in range(first, first + count)]
+
+
+def same_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether an evaluation recorded with ``saved`` settings (``EvalSettings.record``) is
+    the one ``wanted`` describes. A record from before the batch size stopped mattering
+    names it; at 16 its completions were drawn with today's seeds (``problem_seeds``)."""
+    saved = dict(saved)
+    return saved.pop("prompts_per_batch", SEED_BLOCK) == SEED_BLOCK and saved == wanted
 
 
 HELDOUT_SEED_OFFSET = 1_000_003  # held-out sampling seeds differ from every training step's
@@ -232,7 +261,7 @@ def heldout_seed(train_seed: int) -> int:
 def eval_settings(run: Config | None = None, *, n: int, seed: int = 0,
                   max_new_tokens: int | None = None, temperature: float | None = None,
                   top_p: float | None = None, greedy: bool = False,
-                  prompts_per_batch: int = 16, system_prompt: str | None = None,
+                  prompts_per_batch: int | None = None, system_prompt: str | None = None,
                   chat_template: bool | None = None) -> EvalSettings:
     """Evaluation settings; what is not given comes from ``run`` (its length cap, top_p,
     ``train.eval_temperature``, system prompt and chat template), else the defaults.
@@ -252,7 +281,8 @@ def eval_settings(run: Config | None = None, *, n: int, seed: int = 0,
     check_setting("eval.n", n)
     if greedy and n > 1:
         raise FieldError("eval.greedy", " makes every sample identical; set 'eval.n' to 1")
-    check_setting("eval.prompts_per_batch", prompts_per_batch)
+    if prompts_per_batch is not None:
+        check_setting("eval.prompts_per_batch", prompts_per_batch)
     sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature,
                                 top_p=top_p, greedy=greedy)
     return EvalSettings(sampling, n=n, seed=seed, prompts_per_batch=prompts_per_batch,
@@ -270,11 +300,11 @@ def sample_and_score(model, tokenizer, examples: Sequence[Example], settings: Ev
     s, scorer = settings, scorer or Scorer()
     engine = LocalSampler(model, tokenizer, s.sampling)
     results: list[ProblemResult] = []
-    for start in range(0, len(examples), s.prompts_per_batch):
-        batch = list(examples[start:start + s.prompts_per_batch])
+    for start in range(0, len(examples), s.batch_prompts):
+        batch = list(examples[start:start + s.batch_prompts])
         prompts = [render_prompt(tokenizer, ex.prompt, s.system_prompt, s.chat_template)
                    for ex in batch]
-        rollout = engine.generate(prompts, s.n, seed=s.seed + start)
+        rollout = engine.generate(prompts, s.n, seed=problem_seeds(s.seed, start, len(batch)))
         repeated = [ex for ex in batch for _ in range(s.n)]
         scores = scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
         for j, ex in enumerate(batch):

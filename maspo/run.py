@@ -244,10 +244,12 @@ class RunDir:
 
     def read_final_eval(self, settings: dict[str, Any]) -> dict[str, Any] | None:
         """The cached final evaluation if it was made with ``settings``, else None."""
+        from maspo.evaluate import same_settings
+
         if not self.final_eval.is_file():
             return None
         saved = json.loads(self.final_eval.read_text())
-        return saved if saved.get("settings") == settings else None
+        return saved if same_settings(saved.get("settings", {}), settings) else None
 
     def write_final_model(self, model, tokenizer) -> None:
         """The trained model and tokenizer as an HF folder sealed with checksums (altered

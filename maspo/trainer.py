@@ -44,7 +44,13 @@ from maspo.checkpoint import latest_saved, load_checkpoint, save_checkpoint, ste
 from maspo.config import Config, to_dict
 from maspo.data.splits import PromptSlots
 from maspo.errors import Interrupted, UserError
-from maspo.evaluate import ProblemResult, avg_accuracy, sample_and_score, verdicts_record
+from maspo.evaluate import (
+    ProblemResult,
+    avg_accuracy,
+    same_settings,
+    sample_and_score,
+    verdicts_record,
+)
 from maspo.parts import RunParts, TrainState
 from maspo.paths import write_atomic, writing
 from maspo.precision import weight_cache
@@ -269,13 +275,19 @@ def _step0_eval(trainer: Trainer, cache: Path | None) -> dict[str, Any]:
     with open(cache.with_name(cache.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a run of the same seed may be measuring it now
         saved = json.loads(cache.read_text()) if cache.is_file() else None
-        if saved is not None and saved["key"] == key:
+        if saved is not None and _same_key(saved["key"], key):
             return {"eval/accuracy": saved["accuracy"], "time/eval": 0.0, "time/eval_cpu": 0.0,
                     "eval/shared": 1}
         record = _timed_eval(trainer)
         write_atomic(cache, json.dumps({"key": key, "accuracy": record["eval/accuracy"],
                                         "eval_time_s": record["time/eval"]}) + "\n")
         return record
+
+
+def _same_key(saved: dict[str, Any], key: dict[str, Any]) -> bool:
+    """Whether a shared step-0 evaluation's key is ``key`` (its settings by ``same_settings``)."""
+    saved, key = dict(saved), dict(key)
+    return same_settings(saved.pop("eval", {}), key.pop("eval")) and saved == key
 
 
 def _progress(record: dict[str, Any]) -> dict[str, str]:

@@ -7,6 +7,7 @@ would be another class with the same `generate`, plus a weight push after each u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +53,7 @@ class SamplingSettings:
 class RolloutEngine(Protocol):
     """Makes completions; the trainer's only view of sampling."""
 
-    def generate(self, prompts: list[str], n: int, *, seed: int) -> Rollout:
-        """``n`` completions of each rendered prompt, reproducible for a given ``seed``."""
+    def generate(self, prompts: list[str], n: int, *, seed: int | Sequence[int]) -> Rollout:
+        """``n`` completions of each rendered prompt, reproducible for a given ``seed``: one
+        number for the call, or one per prompt (its group's own seed)."""
         ...

@@ -19,16 +19,17 @@ from one prompt's cache for G rows, and it keeps decoding rows that have finishe
 no logits processor exists to be switched on: only the model's EOS ids are read.
 
 Randomness: every group (the n rows of one listed prompt) draws its uniforms from its
-own generator, seeded from (the caller's seed, the group's position), and row j uses its
-own uniform at each token position. A group's completions therefore depend on its prompt,
-the policy and that seed only, never on the other groups of the batch or on how long
-their completions run: two policies sampling the same prompts with the same seed share
-their noise (common random numbers), and a step sampled again after a resume is
-bit-identical on CPU. The global RNG is not touched.
+own generator, seeded from (the caller's seed, the group's position) or given by the
+caller one per group, and row j uses its own uniform at each token position. A group's
+completions therefore depend on its prompt, the policy and that seed only, never on the
+other groups of the batch or on how long their completions run: two policies sampling the
+same prompts with the same seed share their noise (common random numbers), and a step
+sampled again after a resume is bit-identical on CPU. The global RNG is not touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -145,17 +146,27 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
 
 
 def sample(model, tokenizer, prompts: list[str], n: int, settings: SamplingSettings, *,
-           seed: int = 0) -> Rollout:
+           seed: int | Sequence[int] = 0) -> Rollout:
     """``n`` completions per rendered prompt; deterministic for a given ``seed`` on CPU."""
     return LocalSampler(model, tokenizer, settings).generate(prompts, n, seed=seed)
 
 
-def group_noise(groups: int, n: int, steps: int, seed: int) -> Tensor:
-    """(groups * n, steps) fp64 uniforms: group p's n rows from a generator seeded from
-    (seed, p), so a group's noise does not depend on the groups around it."""
+def group_seeds(seed: int | Sequence[int], groups: int) -> list[int]:
+    """The generator seed of each of ``groups`` groups: (seed, p) for group p when ``seed``
+    is one number, else ``seed`` itself, one per group."""
+    if isinstance(seed, int):
+        return [derive_seed(seed, p) for p in range(groups)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != groups:
+        raise ValueError(f"{len(seeds)} group seeds for {groups} prompts")
+    return seeds
+
+
+def group_noise(seeds: Sequence[int], n: int, steps: int) -> Tensor:
+    """(len(seeds) * n, steps) fp64 uniforms: group p's n rows from a generator seeded with
+    ``seeds[p]``, so a group's noise does not depend on the groups around it."""
     rows = [torch.rand(n, steps, dtype=torch.float64,
-                       generator=torch.Generator().manual_seed(derive_seed(seed, p)))
-            for p in range(groups)]
+                       generator=torch.Generator().manual_seed(s)) for s in seeds]
     return torch.cat(rows) if rows else torch.zeros(0, steps, dtype=torch.float64)
 
 
@@ -167,8 +178,9 @@ class LocalSampler:
     tokenizer: object
     settings: SamplingSettings
 
-    def generate(self, prompts: list[str], n: int, *, seed: int) -> Rollout:
+    def generate(self, prompts: list[str], n: int, *, seed: int | Sequence[int]) -> Rollout:
         model, tokenizer = self.model, self.tokenizer
+        seeds = group_seeds(seed, len(prompts))  # before any work: a wrong count is refused
         distinct = list(dict.fromkeys(prompts))  # each distinct prompt is encoded once
         where = {prompt: i for i, prompt in enumerate(distinct)}
         device = next(model.parameters()).device
@@ -177,7 +189,7 @@ class LocalSampler:
         unique_mask = enc["attention_mask"].to(device)  # (U, S)
         # row i * n + j is sample j of prompts[i] (a prompt listed twice gets 2n fresh rows)
         index = torch.tensor([where[p] for p in prompts], device=device).repeat_interleave(n)
-        noise = group_noise(len(prompts), n, self.settings.max_new_tokens, seed).to(device)
+        noise = group_noise(seeds, n, self.settings.max_new_tokens).to(device)
         stop_ids = stop_token_ids(model, tokenizer)
         was_training = model.training
         model.eval()

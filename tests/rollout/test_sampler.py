@@ -15,6 +15,7 @@ import torch
 from maspo.logprobs import shared_prompt_logprobs, token_logprobs
 from maspo.precision import autocast, prepare_model
 from maspo.rollout import LocalSampler, SamplingSettings, sample
+from maspo.rollout.sampler import group_seeds
 from maspo.testing import tiny_model, tiny_tokenizer
 
 TEMPERATURE = 0.7
@@ -212,6 +213,22 @@ def test_same_seed_same_rollout_whatever_happened_before(model, tokenizer):
     assert torch.equal(first.sampling_logprobs, again.sampling_logprobs)
     other = engine.generate(PROMPTS, 4, seed=12)
     assert not torch.equal(first.input_ids, other.input_ids)
+
+
+def test_a_group_seed_list_gives_each_group_its_own_stream(model, tokenizer):
+    """One seed per prompt: a group's completions follow its own seed wherever it stands in
+    the call, and one number for the call is the same as its derived seeds listed."""
+    engine = LocalSampler(model, tokenizer, SamplingSettings(max_new_tokens=8,
+                                                             temperature=TEMPERATURE))
+    whole = engine.generate(PROMPTS, 4, seed=11)
+    listed = engine.generate(PROMPTS, 4, seed=group_seeds(11, len(PROMPTS)))
+    assert whole.texts == listed.texts
+    assert torch.equal(whole.sampling_logprobs, listed.sampling_logprobs)
+    seeds = group_seeds(11, len(PROMPTS))
+    alone = engine.generate(PROMPTS[2:], 4, seed=seeds[2:])  # the third group by itself
+    assert alone.texts == whole.texts[8:]
+    with pytest.raises(ValueError, match="2 group seeds for 3 prompts"):
+        engine.generate(PROMPTS, 4, seed=seeds[:2])
 
 
 def test_a_prompt_listed_twice_gets_independent_samples(model, tokenizer):
