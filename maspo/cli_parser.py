@@ -16,8 +16,6 @@ from maspo.errors import EXIT_USER_ERROR
 
 DEFAULT_EVAL_N = 8  # samples per problem when --n is not given (sampled decoding)
 DEFAULT_BASELINE = "grpo"  # what `maspo compare` sets every other objective against
-BATCH_HELP = ("prompts per generate call (default: 128 completions' worth, at least one "
-              "prompt); the completions do not depend on it")
 _EVAL_FLAGS = {"eval.n": "--n", "eval.greedy": "--greedy", "eval.prompts_per_batch": "--batch-size"}
 FLAGS = {  # command -> {setting or config field: its flag}, how errors name a field
     "eval": {**_EVAL_FLAGS, "sampling.max_new_tokens": "--max-new-tokens",
@@ -122,6 +120,14 @@ def _add_demo(sub) -> None:
     demo.set_defaults(run="train", config=None, resume=False, no_progress=False, overrides=[])
 
 
+def _batch_help(where: str = "") -> str:
+    """--batch-size's help, with the default's number of completions from the config."""
+    from maspo.config import EVAL_BATCH_ROWS
+
+    return (f"prompts per generate call{where} (default: {EVAL_BATCH_ROWS} completions' "
+            "worth, at least one prompt); the completions do not depend on it")
+
+
 def _eval_sampling_arguments(ev: argparse.ArgumentParser) -> None:
     """`maspo eval`'s sampling options: n, k, temperature, top-p, greedy, length, seed."""
     from maspo.config import EVAL_MAX_NEW_TOKENS
@@ -159,7 +165,7 @@ def _add_eval(sub) -> None:
                     "'paper-math' (AIME24, AIME25, AMC23, MATH500, Minerva, OlympiadBench by "
                     "hub id); repeatable")
     _eval_sampling_arguments(ev)
-    ev.add_argument("--batch-size", type=int, help=BATCH_HELP)
+    ev.add_argument("--batch-size", type=int, help=_batch_help())
     ev.add_argument("--limit", type=int, help="evaluate only the first N problems of each")
     ev.add_argument("--data-seed", type=int,
                     help="seed of a built-in task's held-out set (default: the run's, else 0)")
@@ -216,7 +222,7 @@ def _add_compare(sub) -> None:
                      f"paired by seed (default {DEFAULT_BASELINE} when it is compared)")
     cmp.add_argument("--target", type=_finite,
                      help="held-out accuracy whose first step is reported (steps to target)")
-    cmp.add_argument("--batch-size", type=int, help=f"{BATCH_HELP} in the final evaluation")
+    cmp.add_argument("--batch-size", type=int, help=_batch_help(" of the final evaluation"))
     cmp.add_argument("--device", help="final evaluation device (default: cuda if available)")
     cmp.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in "
                      "its own process with its share of the cores (default 1)")
