@@ -12,7 +12,8 @@ values, and fp32 sampling computes what it did with ``DynamicCache``.
 
 The prompt's own attention (the first write) sees its keys and values as computed, not
 the stored copy, as with ``DynamicCache``. Rows that leave the batch are dropped by one
-index_select of the filled positions into fresh buffers (``reorder_cache``).
+index_select of the filled positions into fresh buffers (``reorder_cache``); ``crop``
+forgets the positions after a given one.
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ class PreallocatedLayer(CacheLayerMixin):
         capacity = self.keys.shape[2]
         self.keys = self._moved(self.keys, self.keys, capacity, rows)
         self.values = self._moved(self.values, self.values, capacity, rows)
+
+    def crop(self, max_length: int) -> None:
+        """Keep the first ``max_length`` positions (the later ones are written over)."""
+        if max_length < 0:
+            raise ValueError(f"cannot crop a sampling cache to {max_length} positions")
+        self.length = min(self.length, max_length)
 
     def reset(self) -> None:
         self.keys = self.values = None
