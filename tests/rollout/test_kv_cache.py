@@ -90,3 +90,42 @@ def test_a_decode_step_writes_in_place():
         filled = layer.keys[1, :, :4].clone()
         cache.reorder_cache(torch.tensor([1]))
     assert layer.keys.shape[0] == 1 and torch.equal(layer.keys[0, :, :4], filled)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_decode_attention_reads_the_heads_in_place_with_the_same_values(precision):
+    """``decode_sdpa`` (sdpa's grouped-query mode) against transformers' sdpa (each
+    key/value head copied to its query heads): one query per row, left-padded keys, bit
+    for bit, under the precision's autocast."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from maspo.precision import decode_sdpa
+
+    generator = torch.Generator().manual_seed(0)
+    rows, heads, kv_heads, length, dim = 6, 9, 3, 40, 16
+    query = torch.randn(rows, heads, 1, dim, generator=generator)
+    key, value = (torch.randn(rows, kv_heads, length, dim, generator=generator)
+                  for _ in range(2))
+    valid = torch.arange(length) >= torch.tensor([0, 3, 7, 0, 12, 1])[:, None]  # (b, L)
+    mask = valid[:, None, None, :]  # (b, 1, 1, L): left padding, as the sampler's
+    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, training=False)
+    with autocast(precision, "cpu"):
+        ours, _ = decode_sdpa(module, query, key, value, mask, scaling=dim ** -0.5)
+        theirs, _ = sdpa_attention_forward(module, query, key, value, mask,
+                                           scaling=dim ** -0.5)
+    assert ours.shape == theirs.shape == (rows, 1, heads, dim)
+    assert torch.equal(ours, theirs)
+
+
+def test_a_prepared_model_decodes_as_transformers_sdpa_does():
+    """The whole decoder: every decode step's hidden states with maspo's CPU attention
+    equal those with transformers' own sdpa, bit for bit (fp32)."""
+    model = tiny_model(tiny_tokenizer(), seed=1).eval()
+    theirs, _ = decode(model, lambda d: new_cache(model, d), "fp32")
+    prepare_model(model, "fp32")
+    assert model.config._attn_implementation != "sdpa"
+    ours, _ = decode(model, lambda d: new_cache(model, d), "fp32")
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)

@@ -10,7 +10,7 @@ from maspo.config import load_config
 from maspo.errors import UserError
 from maspo.logprobs import decoder_and_head, length_segments
 from maspo.parts import TrainState
-from maspo.precision import FP32_ATTENTION, resolve_precision, weight_cache
+from maspo.precision import CPU_ATTENTION, FP32_ATTENTION, resolve_precision, weight_cache
 from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
 from maspo.step_log import update_metrics
@@ -160,11 +160,12 @@ def test_bf16_casts_the_weights_once_per_optimizer_step(tiny_model_dir, tmp_path
 
 def test_bf16_on_cpu_runs_attention_in_fp32(tiny_model_dir, tmp_path):
     """CPU bf16 attention's backward is several times slower than fp32's: under bf16 the
-    matmuls are bf16 but attention runs in fp32; an fp32 run keeps transformers' sdpa."""
+    matmuls are bf16 but attention runs in fp32; an fp32 run keeps transformers' sdpa
+    (both with the decode step's own, ``maspo.precision.decode_sdpa``)."""
     bf16 = _bf16_trainer(tiny_model_dir, tmp_path / "a").parts.model
     assert bf16.config._attn_implementation == FP32_ATTENTION
     fp32 = _trainer(tiny_model_dir, tmp_path / "b").parts.model
-    assert fp32.config._attn_implementation == "sdpa"
+    assert fp32.config._attn_implementation == CPU_ATTENTION
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
