@@ -404,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv  # the command as typed, for the files that record it
     except SystemExit as done:  # --help / --version (0) or a usage error (2, one line)
         return done.code if isinstance(done.code, int) else EXIT_USER_ERROR
+    if as_program:  # the process is ours: freed blocks stay with it (maspo.memory)
+        from maspo.memory import keep_freed_memory
+
+        keep_freed_memory()
     previous = None
     if threading.current_thread() is threading.main_thread():  # (signals go to it alone)
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

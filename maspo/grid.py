@@ -175,7 +175,10 @@ def run_grid(tasks: Sequence[RunTask], jobs: int = 1, progress: bool = True,
     import multiprocessing
 
     say(f"{total} runs, {jobs} at a time" + (f" ({len(done)} already done)" if done else ""))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from maspo.memory import keep_freed_memory
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=keep_freed_memory) as pool:  # as `maspo` does
         order = spread([i for i in range(1, total + 1) if i not in done],
                        lambda i: tasks[i - 1].step0_cache, jobs)
         futures = {pool.submit(run_one, parallel[i - 1], False, f"[{i}/{total}]"): i
