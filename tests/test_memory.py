@@ -9,7 +9,7 @@ import sys
 import pytest
 
 STEP_MIB = 16 + 40 + 28  # x4 bytes: the blocks one "step" allocates, touches and frees
-PROBE = f"""
+PROBE = """
 import resource, sys, torch
 from maspo.memory import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
