@@ -5,7 +5,8 @@ its G rows (the cache is expanded, not the prompt) and the rows decode together.
 leading tokens every prompt of the call shares (the chat template's system turn) is
 encoded once for all of them (``encode_prompts``). Rows that
 reach a stop token leave the batch (their cache rows are dropped), so the batch shrinks as
-completions finish instead of decoding padding to the longest one. The cache
+completions finish instead of decoding padding to the longest one (once enough have
+finished to repay the copy of the cache: ``STOPPED_ROW_STEPS``). The cache
 (``maspo.rollout.kv_cache``) is preallocated and written in place, and under bf16
 autocast it holds the bf16 keys and values a decode step's attention reads: no copy of
 the cache per step, no cast of it per step. The vocabulary-sized work (log-softmax, the
@@ -52,6 +53,15 @@ one more decoder call and a copy of the keys and values, which a few positions d
 repay (the tests' tiny runs, 2-6 prompts, encode their prompts whole). The default
 model's chat template shares 27 of the study's 51 prompt tokens: 8 prompts of one length
 save 165 positions, a 128-prompt evaluation batch 3,405."""
+
+
+STOPPED_ROW_STEPS = 8
+"""Rows that stopped stay in the decode batch (computed, their tokens ignored) until,
+kept to the end, they would cost 1/8 of a whole batch's step or more (stopped rows x
+steps left >= rows / 8); then they leave. Leaving copies the whole cache (about a tenth of
+a decode step for the default model at 64 rows), while a stopped row costs 1/b of a step
+per step, so rows that stop near the end are not worth a copy. A row's values do not
+depend on the rows beside it, so the completions are the same either way."""
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -180,21 +190,25 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     lengths = torch.zeros(batch, dtype=torch.long, device=device)  # (B,)
     stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
 
-    rows = torch.arange(batch, device=device)  # (b,) the rows still decoding
+    rows = torch.arange(batch, device=device)  # (b,) the row each batch position decodes
+    live = torch.ones(batch, dtype=torch.bool, device=device)  # (b,) not stopped yet
     mask = prompt_mask[index]  # (b, S + t)
     position = prompt_mask.sum(-1)[index]  # (b,) position of the next token
     for t in range(steps):
         token = draw(logp, settings, noise[rows, t])  # (b,)
-        tokens[rows, t] = token
-        logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
-        lengths[rows] = t + 1
-        going = ~torch.isin(token, stops)  # (b,)
-        if t == steps - 1 or not going.any():
+        at = rows[live]
+        tokens[at, t] = token[live]
+        logprobs[at, t] = logp.gather(-1, token[:, None]).squeeze(-1)[live]
+        lengths[at] = t + 1
+        live = live & ~torch.isin(token, stops)  # (b,)
+        if t == steps - 1 or not live.any():
             break
-        if not going.all():  # finished rows leave the batch (and the cache)
-            keep = going.nonzero().squeeze(-1)
+        stopped = len(rows) - int(live.sum())
+        if stopped and STOPPED_ROW_STEPS * stopped * (steps - 1 - t) >= len(rows):
+            keep = live.nonzero().squeeze(-1)  # stopped rows leave the batch (and the cache)
             cache.reorder_cache(keep)
-            rows, token, mask, position = rows[keep], token[keep], mask[keep], position[keep]
+            rows, token, mask, position, live = (rows[keep], token[keep], mask[keep],
+                                                 position[keep], live[keep])
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         hidden = decoder(input_ids=token[:, None], attention_mask=mask,
                          position_ids=position[:, None], use_cache=True,

@@ -125,6 +125,33 @@ def test_rows_end_at_their_stop_token_and_pad_after_it(model, tokenizer):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stopped_rows_leave_the_batch_early_or_late_with_the_same_result(
+        model, tokenizer, models, precision, monkeypatch):
+    """Stopped rows leave the batch at once (each stop copies the cache) or stay to the
+    end (computed, ignored): the same tokens and log-probs, bit for bit, and the batch
+    really shrank in the one and not in the other."""
+    import maspo.rollout.sampler as sampler
+    from maspo.rollout.kv_cache import PreallocatedLayer
+
+    settings = SamplingSettings(max_new_tokens=10, temperature=TEMPERATURE)
+    rollouts, reorders = [], []
+    original = PreallocatedLayer.reorder_cache
+    for steps in (10**6, 0):  # leave at every stop; never
+        monkeypatch.setattr(sampler, "STOPPED_ROW_STEPS", steps)
+        calls: list[int] = []
+        monkeypatch.setattr(PreallocatedLayer, "reorder_cache",
+                            lambda self, rows, calls=calls: calls.append(len(rows))
+                            or original(self, rows))
+        rollouts.append(sample_at(precision, models, tokenizer, PROMPTS, 6, settings, seed=1))
+        reorders.append(calls)
+    early, late = rollouts
+    assert torch.equal(early.input_ids, late.input_ids)
+    assert torch.equal(early.sampling_logprobs, late.sampling_logprobs)
+    assert early.truncated.any() and not early.truncated.all()  # rows stopped mid-way
+    assert min(reorders[0]) < len(PROMPTS) * 6 == min(reorders[1])  # shrank / never
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_first_tokens_follow_softmax_over_temperature(model, tokenizer, models, precision):
     """Over 20,000 draws the first token's frequencies match softmax(logits / T) of the
     fp32 model, also when sampling under bf16 autocast."""
