@@ -54,6 +54,7 @@ from transformers import GenerationConfig
 
 from maspo.config import load_config
 from maspo.data import get_task, render_prompt, train_stream
+from maspo.memory import keep_freed_memory
 from maspo.models import load_policy, resolve_model
 from maspo.precision import autocast, bf16_units, cpu_flags
 from maspo.rollout import SamplingSettings, sample
@@ -261,6 +262,7 @@ def main() -> None:
     if not precisions or any(p not in DTYPES for p in precisions):
         parser.error(f"--precisions takes fp32 and/or bf16, got {args.precisions!r}")
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as a `maspo` process does (TRL, in this process, gets it too)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -4,11 +4,16 @@ A training step allocates and frees the same large blocks again and again: gradi
 (0.5 GB for the 135M default model), the embedding's dense gradient (113 MB), lm_head
 blocks, activations. glibc's malloc hands blocks over 32 MiB back to the kernel when they
 are freed (mmap / munmap) and trims the top of its heap, so the next step's blocks are
-page-faulted in and zeroed by the kernel anew: about 12 of a shortened study run's 105
-CPU-seconds were system time, most of it that. ``keep_freed_memory`` asks malloc to serve
-every block from its heap and keep what is freed there (up to 2 GB at its top), which
-took 4 s of system time off that run. The peak resident memory stays what it was (the
-heap's high-water mark is the run's own peak); it is not given back between phases.
+page-faulted in and zeroed by the kernel anew. ``keep_freed_memory`` asks malloc to serve
+every block from its heap and keep what is freed there (up to 2 GB at its top).
+
+Measured on a 2-core AVX512 machine (fp32, one thread): 14 update micro-batches of the
+default model (forward, backward, fused AdamW) took 41.3 CPU-s instead of 48.9, with the
+same peak resident memory (3611 MB against 3630: the heap climbs to the step's
+high-water mark once and then serves from it; torch's aligned allocations keep a freed
+block from serving a request of exactly its size, but not the next step's mix); a
+shortened study run's system time fell from 11-13 to 8-9 CPU-s. The memory is not given
+back between phases.
 """
 
 from __future__ import annotations
