@@ -137,8 +137,9 @@ def encode_prompts(decoder: nn.Module, cache: DynamicCache, cache_arg: dict[str,
     prompt whole, its cache then cut there), copied to the others, and every prompt's
     remaining columns run on top. The cache then holds what the whole batch would have
     put there, and the remaining columns attend to the same keys in the same places, so
-    the values are the same bit for bit (a test checks it); otherwise the prompts run
-    whole, as one batch. Not used where it would not be exact: a cache that keeps the
+    on a CPU the values are the same bit for bit (a test checks it; on a GPU, whose
+    kernels may be picked by shape, the same up to float rounding); otherwise the prompts
+    run whole, as one batch. Not used where it would not be exact: a cache that keeps the
     keys rounded to bf16 under autocast (the prompts' own attention reads them unrounded)
     or one with sliding-window layers (which cannot be cut).
     """
