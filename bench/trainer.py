@@ -12,6 +12,10 @@ updates) is compared with K TRL optimizer steps. Precision: fp32 on both sides, 
 autocast on both sides (maspo's ``train.precision=bf16``, TRL's ``GRPOConfig(bf16=True)``);
 fp32 weights, optimizer state and loss either way.
 
+Both trainers run with glibc's default allocator settings: the bench measures the
+trainers' code, not ``maspo.memory``'s setting, which ``maspo`` processes make (it would
+apply to both in one process, and it sped TRL up more than maspo).
+
 It starts by printing the machine's bf16 units (torch's CPU kernel level, the CPU flags
 avx512_bf16 / amx_bf16) and, per precision, the matmul throughput measured in this process
 on the model's own linear shapes (``maspo.flops.matmul_throughput``: at 1024 rows, the
@@ -54,7 +58,6 @@ from transformers import GenerationConfig
 
 from maspo.config import load_config
 from maspo.data import get_task, render_prompt, train_stream
-from maspo.memory import keep_freed_memory
 from maspo.models import load_policy, resolve_model
 from maspo.precision import autocast, bf16_units, cpu_flags
 from maspo.rollout import SamplingSettings, sample
@@ -262,7 +265,6 @@ def main() -> None:
     if not precisions or any(p not in DTYPES for p in precisions):
         parser.error(f"--precisions takes fp32 and/or bf16, got {args.precisions!r}")
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as a `maspo` process does (TRL, in this process, gets it too)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
