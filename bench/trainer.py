@@ -13,8 +13,8 @@ autocast on both sides (maspo's ``train.precision=bf16``, TRL's ``GRPOConfig(bf1
 fp32 weights, optimizer state and loss either way.
 
 Both trainers run with glibc's default allocator settings: the bench measures the
-trainers' code, not ``maspo.memory``'s setting, which ``maspo`` processes make (it would
-apply to both in one process, and it sped TRL up more than maspo).
+trainers' code, not ``maspo.memory``'s setting, which ``maspo`` processes make (in one
+process it would apply to both).
 
 It starts by printing the machine's bf16 units (torch's CPU kernel level, the CPU flags
 avx512_bf16 / amx_bf16) and, per precision, the matmul throughput measured in this process
