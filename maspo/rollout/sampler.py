@@ -3,10 +3,10 @@
 Each distinct prompt runs through the decoder once; its key/value cache is then copied to
 its G rows (the cache is expanded, not the prompt) and the rows decode together. A run of
 leading tokens every prompt of the call shares (the chat template's system turn) is
-encoded once for all of them (``encode_prompts``). Rows that
-reach a stop token leave the batch (their cache rows are dropped), so the batch shrinks as
-completions finish instead of decoding padding to the longest one (once enough have
-finished to repay the copy of the cache: ``STOPPED_ROW_STEPS``). The cache
+encoded once for all of them (``encode_prompts``). Rows that reach a stop token leave the
+batch (their cache rows are dropped), so the batch shrinks as completions finish instead
+of decoding padding to the longest one (once enough have finished to repay the copy of
+the cache: ``STOPPED_ROW_STEPS``). The cache
 (``maspo.rollout.kv_cache``) is preallocated and written in place, and under bf16
 autocast it holds the bf16 keys and values a decode step's attention reads: no copy of
 the cache per step, no cast of it per step. The vocabulary-sized work (log-softmax, the
@@ -150,7 +150,7 @@ def encode_prompts(decoder: nn.Module, cache: DynamicCache, cache_arg: dict[str,
     cached = int(pads.min()) + shared_prefix_length(prompt_ids, prompt_mask)  # columns
     exact = all(type(layer) is DynamicLayer or (type(layer) is PreallocatedLayer
                                                 and layer.store_dtype is None)
-                for layer in cache.layers)  # (see below)
+                for layer in cache.layers)  # (the docstring's last sentence)
     if not exact or count * cached - len(kinds) * width < MIN_PREFIX_SAVING:
         return decoder(input_ids=prompt_ids, attention_mask=prompt_mask,
                        position_ids=positions, use_cache=True,
