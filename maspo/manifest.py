@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 HASH_BLOCK_BYTES = 1 << 24  # 16 MiB reads: hashing runs at disk speed with little memory
 
@@ -22,11 +24,16 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: Path, name: str) -> None:
-    """Record the size and sha256 of every file in ``folder`` in ``folder/name`` (last)."""
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
+def write_manifest(folder: Path, name: str, known: Mapping[str, str] | None = None
+                   ) -> dict[str, dict[str, Any]]:
+    """Record the size and sha256 of every file in ``folder`` in ``folder/name`` (last) and
+    return the entries; ``known``: file name -> sha256 of a file the caller just hashed
+    (a hard link to one, say), taken as it is instead of read again."""
+    known = known or {}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": known.get(p.name) or sha256(p)}
              for p in sorted(folder.iterdir()) if p.is_file() and p.name != name}
     (folder / name).write_text(json.dumps({"files": files}, indent=1) + "\n")
+    return files
 
 
 def manifest_problem(folder: Path, name: str, files: tuple[str, ...] | None = None

@@ -16,6 +16,7 @@ import re
 import struct
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from maspo.errors import UserError
 from maspo.hub import MODEL, HubId, fetch, offline, parse_hub_id, repo_files, snapshot
@@ -127,9 +128,10 @@ def _check_manifest(path: Path) -> None:
     _verified.add(key)
 
 
-def seal_model_dir(path: Path) -> None:
-    """Write the checksum manifest of a model folder maspo just saved."""
-    write_manifest(path, MODEL_MANIFEST)
+def seal_model_dir(path: Path) -> dict[str, dict[str, Any]]:
+    """Write the checksum manifest of a model folder maspo just saved; return its entries
+    (file name -> bytes and sha256)."""
+    return write_manifest(path, MODEL_MANIFEST)
 
 
 def check_model_spec(spec: str | None) -> Path | None:

@@ -251,10 +251,11 @@ class RunDir:
         saved = json.loads(self.final_eval.read_text())
         return saved if same_settings(saved.get("settings", {}), settings) else None
 
-    def write_final_model(self, model, tokenizer) -> None:
+    def write_final_model(self, model, tokenizer) -> dict[str, dict[str, Any]]:
         """The trained model and tokenizer as an HF folder sealed with checksums (altered
         bytes are named when it is loaded), written beside its place and renamed into it:
-        a failed write leaves no half model."""
+        a failed write leaves no half model. Returns the manifest's entries (file name ->
+        bytes and sha256)."""
         from maspo.model_files import seal_model_dir
 
         partial = self.final_model_partial
@@ -262,13 +263,14 @@ class RunDir:
         try:
             model.save_pretrained(partial, safe_serialization=True)
             tokenizer.save_pretrained(partial)
-            seal_model_dir(partial)
+            files = seal_model_dir(partial)
             if self.final_model.exists():  # a finished run resumed to write it again
                 shutil.rmtree(self.final_model)
             os.replace(partial, self.final_model)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+        return files
 
     def write_final_eval(self, record: dict[str, Any]) -> None:
         write_atomic(self.final_eval, json.dumps(record) + "\n")

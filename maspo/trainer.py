@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from maspo.checkpoint import latest_saved, load_checkpoint, save_checkpoint, step_dir_name
+from maspo.checkpoint import SharedWeights, latest_saved, load_checkpoint, save_checkpoint
 from maspo.config import Config, to_dict
 from maspo.data.splits import PromptSlots
 from maspo.errors import Interrupted, UserError
@@ -138,11 +138,12 @@ class Trainer:
                                 learner.scheduler, verify=False)
         return TrainState.from_checkpoint(saved)
 
-    def save(self, state: TrainState) -> None:
+    def save(self, state: TrainState, shared: SharedWeights | None = None) -> None:
+        """Checkpoint ``state``; its weights file links ``shared`` where that holds them."""
         learner = self.learner
         save_checkpoint(self.run.checkpoints, state.step, learner.model, learner.optimizer,
                         learner.scheduler, state.saved(),
-                        keep=self.config.train.keep_checkpoints)
+                        keep=self.config.train.keep_checkpoints, shared=shared)
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,6 +207,7 @@ def _train(config: Config, run: RunDir, resume: bool, progress: bool,
     t = config.train
     bar = tqdm(total=t.steps, initial=state.step, disable=not progress, desc="train",
                unit="step", dynamic_ncols=True)
+    final_written = False
     with log, contextlib.closing(bar):
         if state.step == 0:
             record = {"step": 0, **_step0_eval(trainer, step0_cache)}
@@ -222,9 +224,12 @@ def _train(config: Config, run: RunDir, resume: bool, progress: bool,
             log.write(result.record, result.samples)
             bar.set_postfix(_progress(result.record))
             bar.update(1)
+            shared = None
+            if step == t.steps:  # the final model before the checkpoint, which links it
+                shared, final_written = _write_final_model(trainer), True
             if _due(step, t.save_every, t.steps):
-                trainer.save(state)
-    return _finish(trainer, state)
+                trainer.save(state, shared)
+    return _finish(trainer, state, final_written)
 
 
 def _output_dir(config: Config, output_dir: str | Path | None, resume: bool) -> Path:
@@ -302,18 +307,38 @@ def _progress(record: dict[str, Any]) -> dict[str, str]:
             f"{record[key]:.3f}" for name, key in shown.items() if key in record}
 
 
-def _finish(trainer: Trainer, state: TrainState) -> RunSummary:
-    """Save the final model (sealed with checksums), the summary and the curves."""
+def _finish_hint(run: RunDir) -> str:
+    """What a user does after a failed write at the end of a run."""
+    latest = latest_saved(run.checkpoints)
+    if latest is None:
+        return "free some space, then --resume starts the run over"
+    return f"checkpoint {latest} is intact: free some space, then finish the run with --resume"
+
+
+def _write_final_model(trainer: Trainer) -> SharedWeights | None:
+    """Save the final model (sealed with checksums); its weights file, which the last
+    checkpoint may link (None where the model has no single ``model.safetensors``)."""
+    from transformers.utils import SAFE_WEIGHTS_NAME  # model.safetensors
+
+    run = trainer.run
+    with writing(f"the final model in {str(run.final_model)!r}", _finish_hint(run)):
+        files = run.write_final_model(trainer.parts.model, trainer.parts.tokenizer)
+    weights = files.get(SAFE_WEIGHTS_NAME)
+    return None if weights is None else SharedWeights(run.final_model / SAFE_WEIGHTS_NAME,
+                                                      weights["sha256"])
+
+
+def _finish(trainer: Trainer, state: TrainState, final_written: bool) -> RunSummary:
+    """Save the final model (unless the last step did), the summary and the curves."""
     from maspo.plots import plot_run
     from maspo.provenance import maspo_commit
 
     run, config = trainer.run, trainer.config
     records = run.read_metrics()
     final = next((r["eval/accuracy"] for r in reversed(records) if "eval/accuracy" in r), None)
-    hint = (f"checkpoint {step_dir_name(state.step)} is intact: free some space, then "
-            "finish the run with --resume")
-    with writing(f"the final model in {str(run.final_model)!r}", hint):
-        run.write_final_model(trainer.parts.model, trainer.parts.tokenizer)
+    if not final_written:  # (a finished run resumed to write it again)
+        _write_final_model(trainer)
+    hint = _finish_hint(run)
     summary = RunSummary(
         objective=config.loss.name, steps=config.train.steps,
         eval_accuracy_before=state.eval_before, eval_accuracy_after=final,
