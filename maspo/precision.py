@@ -8,7 +8,8 @@ the bf16 units of this machine.
   (``FP32_ATTENTION``): the CPU's bf16 attention backward was 4-5x slower than fp32's.
 
 On a CPU at either precision a decode step's attention reads the cache's key/value heads
-in place (``decode_sdpa``) instead of transformers' copy of them per query head.
+in place (``gqa_sdpa``) instead of transformers' copy of them per query head; at fp32 so
+does every masked attention (prompts, log-prob passes, updates).
 - ``auto``: bf16 where the hardware multiplies bf16 natively and bf16 was measured faster
   (a CPU with AMX-BF16 units; a CUDA GPU with bf16 tensor cores), else fp32. A CPU with
   AVX512-BF16 but no AMX gets fp32: bf16 has not been measured on one.
@@ -109,7 +110,7 @@ def weight_cache(precision: str, device: torch.device | str):
 
 def prepare_model(model: nn.Module, precision: str) -> None:
     """On a CPU, switch the model's sdpa attention to ``CPU_ATTENTION`` (under bf16:
-    ``FP32_ATTENTION``): decode steps attend without copying the cache (``decode_sdpa``)."""
+    ``FP32_ATTENTION``): attention reads the key/value heads in place (``gqa_sdpa``)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
     on_cpu = next(base.parameters()).device.type == "cpu"
     if not on_cpu or base.config._attn_implementation != "sdpa":
@@ -123,18 +124,20 @@ def prepare_model(model: nn.Module, precision: str) -> None:
     base.set_attn_implementation(name)
 
 
-def decode_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
-                value: torch.Tensor, attention_mask: torch.Tensor | None,
-                dropout: float = 0.0, scaling: float | None = None,
-                **kwargs) -> tuple[torch.Tensor, None]:
-    """transformers' sdpa attention for one query per row (a decode step), with the
-    key/value heads as they are.
+def gqa_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
+             value: torch.Tensor, attention_mask: torch.Tensor | None,
+             dropout: float = 0.0, scaling: float | None = None,
+             **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa attention with a mask, with the key/value heads as they are.
 
-    Given a mask (the sampler always gives one), transformers copies each key/value head
-    to every query head it serves before calling sdpa, a copy of the whole cache per layer
-    and step (3x for the default model's 9 query and 3 key/value heads); sdpa's own
-    grouped-query mode reads them in place. The values are the same bit for bit (a test
-    compares every decode step), and a draw of the study's 64 rows costs about 0.8x.
+    Given a mask (the sampler and the log-prob passes always give one), transformers
+    copies each key/value head to every query head it serves before calling sdpa: a copy
+    of the keys and values per layer and pass (of the whole cache at each decode step),
+    3x for the default model's 9 query and 3 key/value heads. sdpa's own grouped-query
+    mode reads them in place. On a CPU the values are the same bit for bit, forward and
+    backward (tests compare the attention function, every decode step of a decoder and the
+    golden training runs); a draw of the study's 64 rows costs about 0.8x, an evaluation's
+    prompt pass 0.9x.
     """
     if not GQA_SDPA:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -150,10 +153,13 @@ def decode_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
 
 def cpu_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
              attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
-    """transformers' sdpa attention, a decode step's through ``decode_sdpa``."""
+    """transformers' sdpa attention, through ``gqa_sdpa`` where transformers would copy the
+    key/value heads (a mask given) and no dropout is drawn (whose random mask might fall
+    differently); with no mask transformers itself reads them in place."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    attend = decode_sdpa if query.shape[2] == 1 else sdpa_attention_forward
+    in_place = attention_mask is not None and not kwargs.get("dropout")
+    attend = gqa_sdpa if in_place else sdpa_attention_forward
     return attend(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -163,7 +169,7 @@ def fp32_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     the output comes back in the query's dtype.
 
     A single query (a decode step: no backward follows) keeps sdpa as autocast runs it
-    (``decode_sdpa``), which is faster there and reads the sampler's bf16 key/value cache
+    (``gqa_sdpa``), which is faster there and reads the sampler's bf16 key/value cache
     as it is stored (``maspo.rollout.kv_cache``), with no cast of the whole cache each
     step. The choice depends on the shapes alone, so the old-policy pass and the update's
     pass over the same tokens still compute alike (the first ratio stays exactly 1).
@@ -171,7 +177,7 @@ def fp32_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.shape[2] == 1:
-        return decode_sdpa(module, query, key, value, attention_mask, **kwargs)
+        return gqa_sdpa(module, query, key, value, attention_mask, **kwargs)
     dtype = query.dtype
     with torch.autocast(query.device.type, enabled=False):
         out, weights = sdpa_attention_forward(module, query.float(), key.float(),

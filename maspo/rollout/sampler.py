@@ -185,7 +185,8 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     # the first token's distribution once per distinct prompt, then one row per sample
     logp = next_token_logprobs(lm_head(hidden).float(), settings)[index]  # (B, V)
 
-    cache.reorder_cache(index)  # (U, ...) -> (B, ...): G rows share each prompt's prefix
+    if batch != len(hidden) or not torch.equal(index, torch.arange(batch, device=device)):
+        cache.reorder_cache(index)  # (U, ...) -> (B, ...): G rows share each prompt's prefix
     tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)  # (B, T)
     logprobs = torch.zeros(batch, steps, device=device)  # (B, T)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)  # (B,)

@@ -94,15 +94,9 @@ def test_a_decode_step_writes_in_place():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_decode_attention_reads_the_heads_in_place_with_the_same_values(precision):
-    """``decode_sdpa`` (sdpa's grouped-query mode) against transformers' sdpa (each
+    """``gqa_sdpa`` (sdpa's grouped-query mode) against transformers' sdpa (each
     key/value head copied to its query heads): one query per row, left-padded keys, bit
     for bit, under the precision's autocast."""
-    from types import SimpleNamespace
-
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    from maspo.precision import decode_sdpa
-
     generator = torch.Generator().manual_seed(0)
     rows, heads, kv_heads, length, dim = 6, 9, 3, 40, 16
     query = torch.randn(rows, heads, 1, dim, generator=generator)
@@ -110,13 +104,46 @@ def test_decode_attention_reads_the_heads_in_place_with_the_same_values(precisio
                   for _ in range(2))
     valid = torch.arange(length) >= torch.tensor([0, 3, 7, 0, 12, 1])[:, None]  # (b, L)
     mask = valid[:, None, None, :]  # (b, 1, 1, L): left padding, as the sampler's
-    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, training=False)
     with autocast(precision, "cpu"):
-        ours, _ = decode_sdpa(module, query, key, value, mask, scaling=dim ** -0.5)
-        theirs, _ = sdpa_attention_forward(module, query, key, value, mask,
-                                           scaling=dim ** -0.5)
+        ours, theirs = _both_attentions(query, key, value, mask, heads // kv_heads)
     assert ours.shape == theirs.shape == (rows, 1, heads, dim)
     assert torch.equal(ours, theirs)
+
+
+def _both_attentions(query, key, value, mask, groups):
+    """(maspo's ``gqa_sdpa``, transformers' sdpa) on the same inputs."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from maspo.precision import gqa_sdpa
+
+    module = SimpleNamespace(num_key_value_groups=groups, training=False)
+    scale = query.shape[-1] ** -0.5
+    return (gqa_sdpa(module, query, key, value, mask, scaling=scale)[0],
+            sdpa_attention_forward(module, query, key, value, mask, scaling=scale)[0])
+
+
+@pytest.mark.parametrize("queries", [5, 24])
+def test_masked_attention_over_several_tokens_reads_the_heads_in_place_alike(queries):
+    """A prompt's or an update's attention at fp32 (left padding and a causal mask over
+    earlier cached keys): the outputs and the gradients of query, keys and values equal
+    transformers' bit for bit."""
+    generator = torch.Generator().manual_seed(1)
+    rows, heads, kv_heads, cached, dim = 5, 9, 3, 11, 16
+    length = cached + queries
+    query = torch.randn(rows, heads, queries, dim, generator=generator, requires_grad=True)
+    key, value = (torch.randn(rows, kv_heads, length, dim, generator=generator,
+                              requires_grad=True) for _ in range(2))
+    pads = torch.tensor([0, 4, 9, 2, 0])[:, None, None]  # (b, 1, 1)
+    columns, at = torch.arange(length), torch.arange(queries)[:, None] + cached  # (L,), (q, 1)
+    mask = ((columns <= at) & (columns >= pads))[:, None]  # (b, 1, q, L)
+    ours, theirs = _both_attentions(query, key, value, mask, heads // kv_heads)
+    assert torch.equal(ours, theirs)
+    upstream = torch.randn(ours.shape, generator=generator)
+    for a, b in zip(torch.autograd.grad(ours, (query, key, value), upstream),
+                    torch.autograd.grad(theirs, (query, key, value), upstream), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_a_prepared_model_decodes_as_transformers_sdpa_does():

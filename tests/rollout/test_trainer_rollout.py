@@ -161,7 +161,7 @@ def test_bf16_casts_the_weights_once_per_optimizer_step(tiny_model_dir, tmp_path
 def test_bf16_on_cpu_runs_attention_in_fp32(tiny_model_dir, tmp_path):
     """CPU bf16 attention's backward is several times slower than fp32's: under bf16 the
     matmuls are bf16 but attention runs in fp32; an fp32 run keeps transformers' sdpa
-    (both with the decode step's own, ``maspo.precision.decode_sdpa``)."""
+    (reading the key/value heads in place, ``maspo.precision.gqa_sdpa``)."""
     bf16 = _bf16_trainer(tiny_model_dir, tmp_path / "a").parts.model
     assert bf16.config._attn_implementation == FP32_ATTENTION
     fp32 = _trainer(tiny_model_dir, tmp_path / "b").parts.model
