@@ -136,8 +136,8 @@ def gqa_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     3x for the default model's 9 query and 3 key/value heads. sdpa's own grouped-query
     mode reads them in place. On a CPU the values are the same bit for bit, forward and
     backward (tests compare the attention function, every decode step of a decoder and the
-    golden training runs); a draw of the study's 64 rows costs about 0.8x, an evaluation's
-    prompt pass 0.9x.
+    golden training runs). A draw of the study's 64 rows cost about 0.8x; in the prompt
+    pass of 128 study prompts, attention and copies took 0.22 against 0.39 CPU-s.
     """
     if not GQA_SDPA:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
