@@ -29,8 +29,16 @@ on CPU this was as fast as 256-4096-token chunks or faster (bench/logprobs.py)."
 
 MIN_SEGMENT_SAVING = 256
 """Padded positions a length-segmented completion pass must save to be used: each segment
-is one more decoder call (launches, a cache reorder), which a few positions do not repay
+is one more decoder call (launches, a cache reorder) and, in an update, one more
+weight-gradient matmul and accumulation per weight, which a few positions do not repay
 (small batches, e.g. the tests' tiny runs, stay one pass)."""
+
+MIN_SEGMENT_SAVING_AUTOCAST = 1024
+"""The same under autocast, whose bf16 matmuls make a saved position cheaper (about 4x on
+an AMX CPU) while a segment's cost stays. Measured on a CPU with AMX, the default model,
+8 x 8 completions of up to 64 tokens, 2 updates (old log-probs and updates, one thread):
+at bf16 14.0 CPU-s with this threshold, 17.0 with 256, 13.6-13.9 never segmenting; at
+fp32 18.1 with 256 against 22.5 never segmenting."""
 
 ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
 """Logits per chunk on a GPU (256 MiB fp32): few kernel launches, still small next to a full
@@ -126,7 +134,8 @@ def shared_prompt_logprobs(
     completion_pos = start + torch.arange(completion_ids.shape[1], device=start.device)
     # completion token 0 is predicted by the prompt's last position, token j by hidden j-1:
     # row i needs the decoder at its first n_i - 1 positions only
-    segments = length_segments((completion_mask.sum(-1) - 1).clamp(min=0).tolist())
+    segments = length_segments((completion_mask.sum(-1) - 1).clamp(min=0).tolist(),
+                               segment_saving(completion_ids.device))
     if segments is None:  # one pass over every row and column
         cache.reorder_cache(prompt_index)  # (U, ...) -> (B, ...): each completion's prompt
         hidden = decoder(input_ids=completion_ids, attention_mask=full_mask,
@@ -140,14 +149,22 @@ def shared_prompt_logprobs(
                        with_entropy, chunk_size)
 
 
-def length_segments(needed: list[int]) -> list[tuple[int, int, list[int]]] | None:
+def segment_saving(device: torch.device) -> int:
+    """The padded positions a segmented pass must save on ``device`` now: more under
+    autocast (``MIN_SEGMENT_SAVING_AUTOCAST``) than without (``MIN_SEGMENT_SAVING``)."""
+    autocast = torch.is_autocast_enabled(device.type)
+    return MIN_SEGMENT_SAVING_AUTOCAST if autocast else MIN_SEGMENT_SAVING
+
+
+def length_segments(needed: list[int], min_saving: int = MIN_SEGMENT_SAVING
+                    ) -> list[tuple[int, int, list[int]]] | None:
     """Column ranges [a, b) of a completion pass and the rows still running in each, or
     None when one pass over every row and column is as good.
 
     ``needed[i]`` is how many leading positions row i needs. A segment runs until half
     of its rows are done, so no segment computes much more than twice the positions its
     rows need; rows leave between segments, as in the sampler. Splitting pays only when
-    it saves ``MIN_SEGMENT_SAVING`` padded positions or more.
+    it saves ``min_saving`` padded positions or more.
     """
     width, segments, a = max(needed, default=0), [], 0
     alive = [i for i, n in enumerate(needed) if n > a]
@@ -158,7 +175,7 @@ def length_segments(needed: list[int]) -> list[tuple[int, int, list[int]]] | Non
         segments.append((a, b, alive))
         a, alive = b, [i for i in alive if needed[i] > b]
     work = sum((b - a) * len(rows) for a, b, rows in segments)
-    if len(segments) < 2 or len(needed) * (width + 1) - work < MIN_SEGMENT_SAVING:
+    if len(segments) < 2 or len(needed) * (width + 1) - work < min_saving:
         return None
     return segments
 

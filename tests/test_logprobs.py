@@ -6,7 +6,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
-from maspo.logprobs import length_segments, shared_prompt_logprobs, token_logprobs
+from maspo.logprobs import (
+    MIN_SEGMENT_SAVING,
+    MIN_SEGMENT_SAVING_AUTOCAST,
+    length_segments,
+    segment_saving,
+    shared_prompt_logprobs,
+    token_logprobs,
+)
 
 VOCAB = 257
 PROMPT = 7  # prompt length after left padding; the completion starts here
@@ -205,6 +212,21 @@ def test_length_segments_cover_each_needed_position_once():
     assert work < 0.6 * len(needed) * max(needed)
     assert length_segments([5, 5, 5, 5]) is None  # nothing to save
     assert length_segments([40, 1, 1, 1]) is None  # too little to repay a second pass
+    saved = len(needed) * (max(needed) + 1) - work
+    assert length_segments(needed, min_saving=saved) is not None
+    assert length_segments(needed, min_saving=saved + 1) is None
+
+
+def test_segments_must_save_more_under_autocast():
+    """bf16 matmuls make a saved position cheaper, not a segment: under autocast a
+    segmented pass must save more positions."""
+    cpu = torch.device("cpu")
+    assert segment_saving(cpu) == MIN_SEGMENT_SAVING
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert segment_saving(cpu) == MIN_SEGMENT_SAVING_AUTOCAST > MIN_SEGMENT_SAVING
+    needed = [64] + [8] * 10  # saves 571 positions, between the two thresholds
+    assert length_segments(needed, MIN_SEGMENT_SAVING) is not None
+    assert length_segments(needed, MIN_SEGMENT_SAVING_AUTOCAST) is None
 
 
 class RenamedCacheLlama(LlamaModel):
