@@ -122,10 +122,12 @@ def _add_demo(sub) -> None:
 
 def _batch_help(where: str = "") -> str:
     """--batch-size's help, with the default's number of completions from the config."""
-    from maspo.config import EVAL_BATCH_ROWS
+    from maspo.config import CALL_POSITIONS, EVAL_BATCH_ROWS, EVAL_MAX_ROWS
 
     return (f"prompts per generate call{where} (default: {EVAL_BATCH_ROWS} completions' "
-            "worth, at least one prompt); the completions do not depend on it")
+            f"worth, at least one prompt, or up to {EVAL_MAX_ROWS} while completions x "
+            f"(longest prompt + length cap) <= {CALL_POSITIONS} tokens); the "
+            "completions do not depend on it")
 
 
 def _eval_sampling_arguments(ev: argparse.ArgumentParser) -> None:

@@ -47,7 +47,10 @@ PRECISIONS = ("fp32", "bf16", "auto")  # train.precision values (see maspo.preci
 AT_MAX_DRAWS = ("train", "stop")  # rollout.at_max_draws values
 REPORT_TO = ("tensorboard", "trackio", "wandb", "mlflow", "none")  # train.report_to items
 EVAL_MAX_NEW_TOKENS = 512  # `maspo eval` completion cap for a model that is not a run
-EVAL_BATCH_ROWS = 128  # completions per generate call of an evaluation, by default
+EVAL_BATCH_ROWS = 128  # completions per generate call of an evaluation, by default at least
+CALL_POSITIONS = 2**15  # ... and more while rows x (longest prompt + length cap) fit here;
+# dynamic sampling samples draws ahead in one call within the same bound
+EVAL_MAX_ROWS = 512  # ... up to this many
 SEED_LIMIT = 2**32  # step seeds are seed * 7919 + step: below 2**32 they fit torch's 64 bits
 
 

@@ -26,7 +26,8 @@ from maspo.evaluate import EvalSettings, eval_settings, heldout_seed
 from maspo.models import load_policy, resolve_model
 from maspo.precision import autocast, prepare_model, resolve_precision
 from maspo.rollout import LocalSampler, RolloutEngine, SamplingSettings
-from maspo.rollout.groups import Drawn, DrawStats, draw_untied
+from maspo.rollout.groups import Drawn, DrawStats, draw_untied, split_drawn
+from maspo.rollout.sampler import SAME_BITS_ROWS, group_seeds, rows_that_fit
 from maspo.scoring import Scorer
 from maspo.seeds import derive_seed
 from maspo.step_log import Clock, rollout_metrics, update_metrics
@@ -51,6 +52,7 @@ class TrainState:
     eval_before: float | None = None  # held-out accuracy before training
     entropy_coef: float | None = None  # the entropy bonus's coefficient (None: not started)
     entropy_measured: float | None = None  # its controller's last entropy (maspo.entropy_control)
+    untied_rate: float | None = None  # dynamic sampling: share of the last step's groups untied
     step: int = 0  # the last step done
 
     @classmethod
@@ -137,24 +139,49 @@ class RunParts:
              clock: Clock) -> Drawn:
         """The ``index``-th batch of P prompts of ``step``, sampled G times each and scored
         (prompts and seed fixed by (train.seed, step, index): see ``maspo.trainer``)."""
+        drawn = self.draw_batches(step, index, 1, slots, clock)[0]
+        state.examples_seen += len(drawn.examples)
+        return drawn
+
+    def draw_batches(self, step: int, first: int, count: int, slots: PromptSlots,
+                     clock: Clock) -> list[Drawn]:
+        """``step``'s batches ``first`` .. ``first + count - 1`` (what ``draw`` gives for
+        each), sampled in one call: batch i's prompts start at ``first_slot(step, i)`` and
+        its groups draw their noise from (train.seed, step, i) as ``draw`` seeds them.
+        Fewer (the first ones) when the call's key/value cache would hold more than
+        ``CALL_POSITIONS`` positions, and one alone when a batch has fewer than
+        ``SAME_BITS_ROWS`` rows (a call that small rounds otherwise than a bigger one)."""
         r = self.config.rollout
-        examples = slots.take(self.first_slot(step, index), r.prompts_per_step)
-        state.examples_seen += len(examples)
+        per = r.prompts_per_step
+        examples = slots.take(self.first_slot(step, first), count * per)
+        prompts = self.render(examples)
+        rows = per * r.group_size
+        if count > 1:  # as many as keep the cache within CALL_POSITIONS (one at least)
+            fit = rows_that_fit(self.tokenizer, prompts, r.max_new_tokens)
+            count = max(1, min(count, fit // rows)) if rows >= SAME_BITS_ROWS else 1
+            examples, prompts = examples[:count * per], prompts[:count * per]
+        seeds = [s for i in range(first, first + count)
+                 for s in group_seeds(derive_seed(self.config.train.seed, step, i), per)]
         with self.precision():
-            seed = derive_seed(self.config.train.seed, step, index)
-            rollout = self.sampler.generate(self.render(examples), r.group_size, seed=seed)
+            rollout = self.sampler.generate(prompts, r.group_size, seed=seeds)
         clock.lap("generate")
         repeated = [ex for ex in examples for _ in range(r.group_size)]
         scores = self.scorer.score(repeated, rollout.texts, rollout.truncated.tolist())
         clock.lap("score")
-        return Drawn(examples, rollout, scores)
+        return split_drawn(Drawn(examples, rollout, scores), count)
 
     def draw_untied(self, step: int, state: TrainState, slots: PromptSlots, clock: Clock
                     ) -> tuple[Drawn | None, DrawStats]:
-        """Dynamic sampling: draws until P groups have unequal rewards, or the bound."""
+        """Dynamic sampling: draws until P groups have unequal rewards, or the bound; as
+        many draws a call as the untied share (this step's, else the last step's) says
+        are needed (``maspo.rollout.groups.batches_ahead``)."""
         r = self.config.rollout
-        drawn, stats = draw_untied(lambda i: self.draw(step, i, state, slots, clock),
-                                   r.prompts_per_step, r.max_draws)
+        drawn, stats = draw_untied(
+            lambda first, count: self.draw_batches(step, first, count, slots, clock),
+            r.prompts_per_step, r.max_draws, state.untied_rate)
+        state.examples_seen += stats.groups
+        if stats.untied_rate is not None:
+            state.untied_rate = stats.untied_rate
         if stats.kept < r.prompts_per_step:
             found = (f"step {step}: {stats.kept} of {r.prompts_per_step} groups had unequal "
                      f"rewards after {stats.draws} draws (rollout.max_draws)")

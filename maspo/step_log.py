@@ -68,10 +68,12 @@ def rollout_metrics(drawn: Drawn, advantages: Tensor, entropy: Tensor) -> dict[s
 
 
 def draw_metrics(stats: DrawStats) -> dict[str, float]:
-    """``dynamic/*``: draws made, untied groups kept, share of drawn groups that were tied,
-    and the reward and accuracy of every completion drawn (``reward`` and ``accuracy`` are
+    """``dynamic/*``: draws made, draws sampled (those and any sampled ahead in the same
+    call but not needed), untied groups kept, share of drawn groups that were tied, and
+    the reward and accuracy of every completion drawn (``reward`` and ``accuracy`` are
     those of the kept groups, which filtering pulls towards the middle)."""
-    return {"dynamic/draws": stats.draws, "dynamic/groups_kept": stats.kept,
+    return {"dynamic/draws": stats.draws, "dynamic/draws_sampled": stats.sampled,
+            "dynamic/groups_kept": stats.kept,
             "dynamic/tied_frac": stats.tied / stats.groups,
             "dynamic/reward_drawn": stats.reward_drawn,
             "dynamic/accuracy_drawn": stats.accuracy_drawn}

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from maspo.config import CALL_POSITIONS
 from maspo.logprobs import decoder_and_head
 from maspo.rollout.engine import Rollout, SamplingSettings
 from maspo.rollout.kv_cache import PreallocatedLayer, sampling_cache
@@ -53,6 +54,21 @@ one more decoder call and a copy of the keys and values, which a few positions d
 repay (the tests' tiny runs, 2-6 prompts, encode their prompts whole). The default
 model's chat template shares 27 of the study's 51 prompt tokens: 8 prompts of one length
 save 165 positions, a 128-prompt evaluation batch 3,405."""
+
+
+SAME_BITS_ROWS = 16
+"""From 16 rows up a CPU matmul on one thread rounds each row the same whatever rows share
+it (MKL's sgemm takes other kernels for 1 row and for 2-15; checked at the default
+model's shapes; on more threads the split of the rows between them changes it too). A
+call of 16 rows or more keeps every matmul there: the first token's lm_head runs on at
+least 16 rows (the distinct prompts, zero rows added), and stopped rows leave the decode
+batch only while 16 stay. So at fp32 on a CPU thread (the study's setting) a group's
+completions and log-probs do not depend on the groups it is sampled with, and dynamic
+sampling can sample
+several draws in one call (``maspo.rollout.groups``) with the same result. That holds for
+prompts of 16 tokens or more (a chat template's alone are longer), whose passes
+(``encode_prompts``) then run 16 rows or more, and of one length: another length changes
+the left padding the attention sums over."""
 
 
 STOPPED_ROW_STEPS = 8
@@ -151,7 +167,8 @@ def encode_prompts(decoder: nn.Module, cache: DynamicCache, cache_arg: dict[str,
     exact = all(type(layer) is DynamicLayer or (type(layer) is PreallocatedLayer
                                                 and layer.store_dtype is None)
                 for layer in cache.layers)  # (the docstring's last sentence)
-    if not exact or count * cached - len(kinds) * width < MIN_PREFIX_SAVING:
+    if (not exact or count * cached - len(kinds) * width < MIN_PREFIX_SAVING
+            or count * (width - cached) < SAME_BITS_ROWS):  # (SAME_BITS_ROWS)
         return decoder(input_ids=prompt_ids, attention_mask=prompt_mask,
                        position_ids=positions, use_cache=True,
                        **cache_arg).last_hidden_state[:, -1]  # (U, H)
@@ -182,6 +199,10 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     cache, cache_arg = sampling_cache(model, decoder, prompt_ids.shape[1] + steps)
     device = prompt_ids.device
     hidden = encode_prompts(decoder, cache, cache_arg, prompt_ids, prompt_mask)  # (U, H)
+    same_bits = SAME_BITS_ROWS if batch >= SAME_BITS_ROWS else 0  # (SAME_BITS_ROWS)
+    short = same_bits - len(hidden)
+    if short > 0:
+        hidden = torch.cat([hidden, hidden.new_zeros(short, hidden.shape[1])])
     # the first token's distribution once per distinct prompt, then one row per sample
     logp = next_token_logprobs(lm_head(hidden).float(), settings)[index]  # (B, V)
 
@@ -208,9 +229,13 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
         stopped = len(rows) - int(live.sum())
         if stopped and STOPPED_ROW_STEPS * stopped * (steps - 1 - t) >= len(rows):
             keep = live.nonzero().squeeze(-1)  # stopped rows leave the batch (and the cache)
-            cache.reorder_cache(keep)
-            rows, token, mask, position, live = (rows[keep], token[keep], mask[keep],
-                                                 position[keep], live[keep])
+            if len(keep) < same_bits:  # some stay, computed and ignored
+                kept = (~live).nonzero().squeeze(-1)[:same_bits - len(keep)]
+                keep = torch.cat([keep, kept]).sort().values
+            if len(keep) < len(rows):
+                cache.reorder_cache(keep)
+                rows, token, mask, position, live = (rows[keep], token[keep], mask[keep],
+                                                     position[keep], live[keep])
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         hidden = decoder(input_ids=token[:, None], attention_mask=mask,
                          position_ids=position[:, None], use_cache=True,
@@ -221,6 +246,14 @@ def sample_tokens(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, ind
     width = int(lengths.max().item())
     completion_mask = torch.arange(width, device=device) < lengths[:, None]  # (B, T')
     return tokens[:, :width], logprobs[:, :width], completion_mask
+
+
+def rows_that_fit(tokenizer, prompts: Sequence[str], max_new_tokens: int) -> int:
+    """How many completions of these rendered prompts one call can sample with its
+    key/value cache within ``CALL_POSITIONS`` positions (rows x (the longest prompt, in
+    tokens, + ``max_new_tokens``))."""
+    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
+    return CALL_POSITIONS // (max(map(len, ids), default=0) + max_new_tokens)
 
 
 def sample(model, tokenizer, prompts: list[str], n: int, settings: SamplingSettings, *,

@@ -22,6 +22,7 @@ from maspo.evaluate import (
     sample_and_score,
 )
 from maspo.rollout import LocalSampler, SamplingSettings
+from maspo.rollout.sampler import rows_that_fit
 from maspo.run import RunDir
 from maspo.testing import tiny_model, tiny_tokenizer
 from maspo.trainer import _same_key
@@ -79,7 +80,44 @@ def test_the_seeds_are_those_of_the_16_prompt_batches_of_before(model, tokenizer
                                                      (4, 5, 5)])
 def test_by_default_a_call_samples_128_completions(n, batch, prompts):
     sampling = SamplingSettings(max_new_tokens=4)
-    assert EvalSettings(sampling, n=n, prompts_per_batch=batch).batch_prompts == prompts
+    assert EvalSettings(sampling, n=n, prompts_per_batch=batch).batch_prompts() == prompts
+    assert EvalSettings(sampling, n=n, prompts_per_batch=batch).batch_prompts(
+        100) == prompts  # only 100 rows would keep the cache small: 128 still
+
+
+@pytest.mark.parametrize(("n", "fit", "prompts"), [(1, 489, 489), (1, 2000, 512),
+                                                   (4, 489, 122), (8, 300, 37),
+                                                   (1000, 489, 1)])
+def test_more_completions_a_call_while_the_cache_stays_small(n, fit, prompts):
+    """Up to 512 completions a call while they keep the cache within 2^15 positions (the
+    study's 256 held-out prompts of 51 tokens, 16 new: 489 rows fit, one call)."""
+    sampling = SamplingSettings(max_new_tokens=16)
+    assert EvalSettings(sampling, n=n).batch_prompts(fit) == prompts
+
+
+def test_rows_that_fit_count_the_longest_prompt_and_the_length_cap(tokenizer):
+    prompts = ["1 2 3", "1 2 3 4 5 6 7"]
+    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    assert longest >= 7
+    assert rows_that_fit(tokenizer, prompts, 9) == 2**15 // (longest + 9)
+
+
+def test_an_evaluation_calls_the_sampler_with_the_default_for_its_prompts(
+        model, tokenizer, monkeypatch):
+    calls = []
+    generate = LocalSampler.generate
+
+    def counted(self, prompts, n, *, seed):
+        calls.append(len(prompts))
+        return generate(self, prompts, n, seed=seed)
+
+    monkeypatch.setattr(LocalSampler, "generate", counted)
+    problems = PROBLEMS * 8  # 288 short prompts, 6 new tokens, n = 2
+    rendered = [render_prompt(tokenizer, ex.prompt, None, True) for ex in problems]
+    per_call = min(512, rows_that_fit(tokenizer, rendered, 6)) // 2
+    assert 64 < per_call < len(problems)  # more than 128 completions a call, not all
+    sample_and_score(model, tokenizer, problems, settings(None))
+    assert calls == [per_call, len(problems) - per_call]
 
 
 def test_a_record_names_no_batch_size_and_old_records_at_16_still_match():

@@ -282,3 +282,34 @@ def test_bad_sampling_settings_are_refused(bad):
     settings = {"max_new_tokens": 4, **bad}
     with pytest.raises(ValueError, match=next(iter(bad))):
         SamplingSettings(**settings)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (more threads split a matmul by its rows)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_groups_sampled_together_or_apart_get_the_same_bits(tokenizer, one_thread):
+    """At the default model's width (576) the CPU's matmuls round a row otherwise at 1
+    row, at 2-15 rows and from 16 up. A call of 16 rows or more keeps every matmul at 16
+    rows or more, so each group's completions and log-probs are the same bit for bit
+    sampled alone (16 rows: one distinct prompt, rows stopping) or with others in one call
+    (what dynamic sampling does when it samples draws ahead), for prompts of one length
+    and 16 tokens or more, on one thread."""
+    wide = tiny_model(tokenizer, seed=4, hidden=576, layers=1).eval()
+    wide.generation_config.eos_token_id = [tokenizer.eos_token_id, stop_token(tokenizer)]
+    prompts = [f"Question: what is {a}+{b}?" for a, b in ((12, 34), (56, 78), (90, 11),
+                                                          (23, 45))]  # 24 tokens each
+    seeds = group_seeds(5, len(prompts))
+    engine = LocalSampler(wide, tokenizer, SamplingSettings(max_new_tokens=12, temperature=1.0))
+    together = engine.generate(prompts, 16, seed=seeds)
+    assert together.truncated.any() and not together.truncated.all()  # rows stopped mid-way
+    for p, prompt in enumerate(prompts):
+        alone = engine.generate([prompt], 16, seed=seeds[p:p + 1])
+        rows = slice(16 * p, 16 * (p + 1))
+        assert alone.texts == together.texts[rows]
+        width = alone.sampling_logprobs.shape[1]
+        assert torch.equal(alone.sampling_logprobs, together.sampling_logprobs[rows, :width])

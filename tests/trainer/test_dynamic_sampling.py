@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 
 from maspo.cli import main
 from maspo.config import load_config
-from maspo.rollout.groups import tied_groups
+from maspo.rollout import LocalSampler
+from maspo.rollout import groups as groups_lib
+from maspo.rollout.groups import batches_ahead, tied_groups
 from maspo.testing import tiny_overrides
 from maspo.trainer import train
 
@@ -129,3 +131,61 @@ def test_the_training_reward_drawn_is_plotted_where_runs_filter_groups():
         "dynamic/reward_drawn", "training reward (every completion drawn)")
     assert panel_key(plain, "reward", "training reward") == ("reward", "training reward")
     assert panel_key(filtered, "entropy", "entropy") == ("entropy", "entropy")
+
+
+def test_batches_ahead_are_those_the_untied_share_says_are_needed():
+    assert batches_ahead(8, 8, None, 4) == 1  # no share known yet: one
+    assert batches_ahead(8, 8, 0.0, 4) == 4  # nothing untied so far: all that are left
+    assert batches_ahead(8, 8, 3 / 32, 4) == 4  # 11 wanted, 4 left
+    assert batches_ahead(8, 8, 0.5, 4) == 2
+    assert batches_ahead(7, 8, 1 / 8, 3) == 3
+    assert batches_ahead(1, 8, 0.9, 3) == 1
+    assert batches_ahead(8, 8, 1.0, 4) == 1
+
+
+SAME_LENGTH_ROWS = [{"question": f"What is {a} + {b}?", "answer": str(a + b)}
+                    for a in range(1, 10) for b in range(1, 10)]  # prompts of one length
+
+
+def test_draws_sampled_ahead_change_nothing_but_the_number_of_calls(tiny_model_dir, tmp_path,
+                                                                    monkeypatch):
+    """16-row draws (2 prompts x 8) of one prompt length on one thread: sampling the draws
+    the untied share says are needed in one call gives the run that drawing one batch a
+    call gives, bit for bit, in fewer calls; draws sampled ahead but not needed are
+    counted in ``dynamic/draws_sampled`` alone."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in SAME_LENGTH_ROWS))
+    calls = {}
+    generate = LocalSampler.generate
+    runs = {}
+    for name, ahead in (("one", lambda *args: 1), ("ahead", batches_ahead)):
+        monkeypatch.setattr(groups_lib, "batches_ahead", ahead)
+        calls[name] = []
+        monkeypatch.setattr(LocalSampler, "generate",
+                            lambda self, prompts, n, *, seed, seen=calls[name]:
+                            seen.append(len(prompts)) or generate(self, prompts, n, seed=seed))
+        out = tmp_path / name
+        train(load_config(None, tiny_overrides(
+            tiny_model_dir, out, **{**RARE, "train.steps": 4, "rollout.group_size": 8,
+                                    "rollout.max_draws": 6, "data.path": data,
+                                    "data.test_size": 4})), progress=False)
+        runs[name] = out
+    one, ahead = (_jsonl(runs[name] / "metrics.jsonl") for name in ("one", "ahead"))
+    assert max(calls["ahead"]) > 2 and len(calls["ahead"]) < len(calls["one"])
+    assert max(calls["one"]) == 4  # the held-out evaluation's prompts, one call
+    steps = [r for r in ahead if r["step"] > 0]
+    assert sum(r["dynamic/draws"] for r in steps) > len(steps)  # draws were needed
+    assert all(r["dynamic/draws_sampled"] >= r["dynamic/draws"] for r in steps)
+    assert all(r["dynamic/draws_sampled"] == r["dynamic/draws"]
+               for r in one if r["step"] > 0)
+
+    def kept(records):
+        return [{k: v for k, v in r.items()
+                 if not k.startswith("time/") and k != "dynamic/draws_sampled"}
+                for r in records]
+
+    assert kept(ahead) == kept(one)
+    a, b = (load_file(runs[name] / "final_model" / "model.safetensors") for name in runs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (runs["ahead"] / "samples.jsonl").read_text() == (
+        runs["one"] / "samples.jsonl").read_text()
