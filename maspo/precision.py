@@ -56,16 +56,30 @@ class Bf16Units:
         return f"{self.device}: {self.capability}, {found} ({verdict})"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is absent)."""
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name : value`` line's value in /proc/cpuinfo ("" where absent)."""
     try:
         text = CPUINFO.read_text()
     except OSError:
-        return set()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is absent)."""
+    return set(_cpuinfo_field("flags").split())
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor (``GenuineIntel``, ``AuthenticAMD``; "" where unknown). The math
+    libraries pick their kernels by vendor as well as by instruction set, so float
+    results that match bit for bit on one vendor's CPU can differ in the last bits on
+    another's at the same ``cpu_capability``."""
+    return _cpuinfo_field("vendor_id")
 
 
 def bf16_units(device: torch.device | str) -> Bf16Units:

@@ -153,9 +153,12 @@ def encode_prompts(decoder: nn.Module, cache: DynamicCache, cache_arg: dict[str,
     prompt whole, its cache then cut there), copied to the others, and every prompt's
     remaining columns run on top. The cache then holds what the whole batch would have
     put there, and the remaining columns attend to the same keys in the same places, so
-    on a CPU the values are the same bit for bit (a test checks it; on a GPU, whose
-    kernels may be picked by shape, the same up to float rounding); otherwise the prompts
-    run whole, as one batch. Not used where it would not be exact: a cache that keeps the
+    the values are the same bit for bit where the attention kernel gives a query row the
+    same bits whichever rows share its call (torch's CPU kernel on the Intel CPUs measured;
+    a test checks it where it holds), and the same up to float rounding elsewhere (an AMD
+    CPU, where that kernel's bits depend on how the query rows fall into its blocks; a
+    GPU, whose kernels may be picked by shape); otherwise the prompts run whole, as one
+    batch. Not used where it would not be exact: a cache that keeps the
     keys rounded to bf16 under autocast (the prompts' own attention reads them unrounded)
     or one with sliding-window layers (which cannot be cut).
     """
