@@ -14,6 +14,7 @@ rows that are done leave between segments, as they leave the sampler's batch.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, NamedTuple
 
@@ -21,6 +22,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
+
+from maspo.precision import bf16_units
 
 CPU_CHUNK_ELEMENTS = 1 << 22
 """Logits per chunk on CPU (16 MiB fp32; 85 tokens at V = 49152). Small blocks stay under
@@ -34,11 +37,15 @@ weight-gradient matmul and accumulation per weight, which a few positions do not
 (small batches, e.g. the tests' tiny runs, stay one pass)."""
 
 MIN_SEGMENT_SAVING_AUTOCAST = 1024
-"""The same under autocast, whose bf16 matmuls make a saved position cheaper (about 4x on
-an AMX CPU) while a segment's cost stays. Measured on a CPU with AMX, the default model,
-8 x 8 completions of up to 64 tokens, 2 updates (old log-probs and updates, one thread):
-at bf16 14.0 CPU-s with this threshold, 17.0 with 256, 13.6-13.9 never segmenting; at
-fp32 18.1 with 256 against 22.5 never segmenting."""
+"""The same under autocast where bf16 matmuls are much faster than fp32 ones (AMX on a CPU,
+tensor cores on a GPU): a saved position is cheaper there (about 4x on an AMX CPU) while a
+segment's cost stays. Measured on a CPU with AMX, the default model, 8 x 8 completions of
+up to 64 tokens, 2 updates (old log-probs and updates, one thread): at bf16 14.0 CPU-s
+with this threshold, 17.0 with 256, 13.6-13.9 never segmenting; at fp32 18.1 with 256
+against 22.5 never segmenting. On a CPU whose bf16 units are AVX512-BF16 only (bf16
+matmuls 2.2x fp32's), autocast keeps ``MIN_SEGMENT_SAVING``: on an AMD EPYC (Zen 4) the
+same workload's old log-probs and updates took 22.3-22.6 s with 256 against 28.8-29.9 s
+with 1024 (``bench/trainer.py --no-trl --tokens 64 --precisions bf16``, alternated)."""
 
 ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
 """Logits per chunk on a GPU (256 MiB fp32): few kernel launches, still small next to a full
@@ -151,9 +158,19 @@ def shared_prompt_logprobs(
 
 def segment_saving(device: torch.device) -> int:
     """The padded positions a segmented pass must save on ``device`` now: more under
-    autocast (``MIN_SEGMENT_SAVING_AUTOCAST``) than without (``MIN_SEGMENT_SAVING``)."""
-    autocast = torch.is_autocast_enabled(device.type)
-    return MIN_SEGMENT_SAVING_AUTOCAST if autocast else MIN_SEGMENT_SAVING
+    autocast (``MIN_SEGMENT_SAVING_AUTOCAST``) than without (``MIN_SEGMENT_SAVING``),
+    except on a CPU without AMX, whose bf16 matmuls gain too little for it."""
+    if not torch.is_autocast_enabled(device.type):
+        return MIN_SEGMENT_SAVING
+    if device.type == "cpu" and not cpu_has_amx():
+        return MIN_SEGMENT_SAVING
+    return MIN_SEGMENT_SAVING_AUTOCAST
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this machine's CPU multiplies bf16 on AMX units (read once a process)."""
+    return bf16_units("cpu").native
 
 
 def length_segments(needed: list[int], min_saving: int = MIN_SEGMENT_SAVING

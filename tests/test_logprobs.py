@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
+import maspo.logprobs as logprobs_module
 from maspo.logprobs import (
     MIN_SEGMENT_SAVING,
     MIN_SEGMENT_SAVING_AUTOCAST,
@@ -217,13 +218,18 @@ def test_length_segments_cover_each_needed_position_once():
     assert length_segments(needed, min_saving=saved + 1) is None
 
 
-def test_segments_must_save_more_under_autocast():
-    """bf16 matmuls make a saved position cheaper, not a segment: under autocast a
-    segmented pass must save more positions."""
+@pytest.mark.parametrize("amx", [True, False])
+def test_segments_must_save_more_under_autocast_on_amx(monkeypatch, amx):
+    """AMX's bf16 matmuls make a saved position cheaper, not a segment: under autocast on
+    such a CPU a segmented pass must save more positions; on a CPU with AVX512-BF16 only
+    it must not (there bf16 gains too little)."""
+    monkeypatch.setattr(logprobs_module, "cpu_has_amx", lambda: amx)
     cpu = torch.device("cpu")
     assert segment_saving(cpu) == MIN_SEGMENT_SAVING
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert segment_saving(cpu) == MIN_SEGMENT_SAVING_AUTOCAST > MIN_SEGMENT_SAVING
+        expected = MIN_SEGMENT_SAVING_AUTOCAST if amx else MIN_SEGMENT_SAVING
+        assert segment_saving(cpu) == expected
+    assert MIN_SEGMENT_SAVING_AUTOCAST > MIN_SEGMENT_SAVING
     needed = [64] + [8] * 10  # saves 571 positions, between the two thresholds
     assert length_segments(needed, MIN_SEGMENT_SAVING) is not None
     assert length_segments(needed, MIN_SEGMENT_SAVING_AUTOCAST) is None
