@@ -13,7 +13,7 @@ does every masked attention (prompts, log-prob passes, updates).
 - ``auto``: bf16 where the hardware multiplies bf16 natively and bf16 was measured faster
   (a CPU with AMX-BF16 units; a CUDA GPU with bf16 tensor cores), else fp32. A CPU with
   AVX512-BF16 but no AMX gets fp32: on an AMD EPYC (Zen 4) maspo's bf16 step took 0.71 of
-  its fp32 step at 8 new tokens but about as long or longer at 64.
+  its fp32 step at 8 new tokens but 0.96 at 64.
 
 Autocast caches the bf16 copy of each trainable weight until the outermost autocast
 context ends. ``weight_cache`` holds one open across several passes (a training step:
