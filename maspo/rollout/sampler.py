@@ -58,8 +58,9 @@ save 165 positions, a 128-prompt evaluation batch 3,405."""
 
 SAME_BITS_ROWS = 16
 """From 16 rows up a CPU matmul on one thread rounds each row the same whatever rows share
-it (MKL's sgemm takes other kernels for 1 row and for 2-15; checked at the default
-model's shapes; on more threads the split of the rows between them changes it too). A
+it (MKL's sgemm takes other kernels for 1 row and for 2-15 on the Intel CPU measured,
+for 1-3 rows on an AMD EPYC (Zen 4); checked at the default model's shapes; on more
+threads the split of the rows between them changes it too). A
 call of 16 rows or more keeps every matmul there: the first token's lm_head runs on at
 least 16 rows (the distinct prompts, zero rows added), and stopped rows leave the decode
 batch only while 16 stay. So at fp32 on a CPU thread (the study's setting) a group's

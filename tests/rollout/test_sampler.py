@@ -294,7 +294,8 @@ def one_thread():
 
 def test_groups_sampled_together_or_apart_get_the_same_bits(tokenizer, one_thread):
     """At the default model's width (576) the CPU's matmuls round a row otherwise at 1
-    row, at 2-15 rows and from 16 up. A call of 16 rows or more keeps every matmul at 16
+    row, at 2-15 rows and from 16 up (an Intel CPU; an AMD one at 1-3 rows and from 4
+    up). A call of 16 rows or more keeps every matmul at 16
     rows or more, so each group's completions and log-probs are the same bit for bit
     sampled alone (16 rows: one distinct prompt, rows stopping) or with others in one call
     (what dynamic sampling does when it samples draws ahead), for prompts of one length
