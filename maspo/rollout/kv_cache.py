@@ -13,11 +13,13 @@ values, and fp32 sampling computes what it did with ``DynamicCache``.
 The prompt's own attention (the first write) sees its keys and values as computed, not
 the stored copy, as with ``DynamicCache``. Rows that leave the batch are dropped by one
 index_select of the filled positions into fresh buffers (``reorder_cache``); ``crop``
-forgets the positions after a given one.
+forgets the positions after a given one. A pass may also run the batch's rows in parts,
+each part writing its own rows (``split_rows``, ``join_rows``).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -99,6 +101,25 @@ class PreallocatedLayer(CacheLayerMixin):
         self.keys = self._moved(self.keys, self.keys, capacity, rows)
         self.values = self._moved(self.values, self.values, capacity, rows)
 
+    def rows(self, first: int, end: int) -> PreallocatedLayer:
+        """A layer of rows ``first`` .. ``end - 1`` of this one, holding their filled
+        positions (views of these buffers, not copies); what it is given next it keeps
+        until ``join``."""
+        part = PreallocatedLayer(self.store_dtype, self.max_length)
+        if self.is_initialized:
+            part.dtype, part.device, part.is_initialized = self.dtype, self.device, True
+            part.keys, part.values = self.keys[first:end], self.values[first:end]
+            part.length = self.length
+        return part
+
+    def join(self, parts: list[PreallocatedLayer]) -> None:
+        """Take the rows of ``parts`` (made by ``rows``, in row order, each given the same
+        positions since) as this layer's, with their filled positions."""
+        self.dtype, self.device, self.is_initialized = parts[0].dtype, parts[0].device, True
+        self.keys = torch.cat([part.keys for part in parts])
+        self.values = torch.cat([part.values for part in parts])
+        self.length = parts[0].length
+
     def crop(self, max_length: int) -> None:
         """Keep the first ``max_length`` positions (the later ones are written over)."""
         if max_length < 0:
@@ -134,3 +155,24 @@ def sampling_cache(model: nn.Module, decoder: nn.Module,
     cache.layers = [PreallocatedLayer(dtype, max_length) if type(layer) is DynamicLayer
                     else layer for layer in cache.layers]
     return cache, cache_arg
+
+
+def split_rows(cache: DynamicCache, bounds: list[tuple[int, int]]) -> list[DynamicCache] | None:
+    """One cache per row range [a, b) of ``bounds`` (in order, covering the batch), holding
+    those rows of ``cache`` (``PreallocatedLayer.rows``), for calls that each run some of
+    the rows; ``join_rows`` puts them back together. None unless every layer of ``cache``
+    is a ``PreallocatedLayer`` (another kind stays whole)."""
+    if not all(type(layer) is PreallocatedLayer for layer in cache.layers):
+        return None
+    parts = []
+    for first, end in bounds:
+        part = copy.copy(cache)  # the same cache settings, its own list of layers
+        part.layers = [layer.rows(first, end) for layer in cache.layers]
+        parts.append(part)
+    return parts
+
+
+def join_rows(cache: DynamicCache, parts: list[DynamicCache]) -> None:
+    """Make ``cache`` hold the rows of ``parts`` (from ``split_rows``), each layer's in order."""
+    for i, layer in enumerate(cache.layers):
+        layer.join([part.layers[i] for part in parts])
