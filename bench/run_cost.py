@@ -21,14 +21,21 @@ unless overrides are given after ``--``, which apply to both sides, e.g.
 ``--a-override train.precision=auto``: what a study run costs now at bf16 against the
 other commit's preset as it was).
 
+``--floor`` then runs A once more under torch's FLOP counter (``bench/count_flops.py``)
+and measures this CPU's matmul throughput on the model's shapes at A's precision and
+threads (``maspo.flops.matmul_throughput``): the CPU-seconds A's matmuls alone take at
+that rate, over B's median run, is the lowest A/B this CPU allows without less matmul
+work.
+
     python bench/run_cost.py 1ed1077 [--config study_two_digit] [--pairs 3] [--steps 2]
                              [--test-size N] [--a-override section.key=value ...]
-                             [-- section.key=value ...]
+                             [--floor] [-- section.key=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -58,12 +65,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def train_args(out: Path, args, overrides: list[str]) -> list[str]:
+    """``maspo train``'s arguments for one shortened study run into ``out``."""
+    test_size = [] if args.test_size is None else [f"data.test_size={args.test_size}"]
+    return ["train", "--config", str(args.preset_file), "--no-progress",
+            f"train.steps={args.steps}", "train.eval_every=0", "train.save_every=0",
+            *test_size, f"train.output_dir={out}", *overrides]
+
+
 def run_once(code: Path, out: Path, args, overrides: list[str]) -> Cost:
     """One shortened study run of the maspo at ``code``; its folder is removed after."""
-    test_size = [] if args.test_size is None else [f"data.test_size={args.test_size}"]
-    command = [sys.executable, "-m", "maspo", "train", "--config", str(args.preset_file),
-               "--no-progress", f"train.steps={args.steps}", "train.eval_every=0",
-               "train.save_every=0", *test_size, f"train.output_dir={out}", *overrides]
+    command = [sys.executable, "-m", "maspo", *train_args(out, args, overrides)]
     env = dict(os.environ, PYTHONPATH=str(code))
     cpu, wall = children_cpu(), time.perf_counter()
     done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True)
@@ -73,6 +85,41 @@ def run_once(code: Path, out: Path, args, overrides: list[str]) -> Cost:
         sys.exit(f"run_cost: the run of {code} failed:\n{done.stderr[-2000:]}")
     found = ANNOUNCE.search(done.stdout)
     return Cost(cpu, wall, found.group(1) if found else "?")
+
+
+def counted_flops(out: Path, args, overrides: list[str]) -> int:
+    """The matmul FLOPs of one more run of this checkout (``bench/count_flops.py``)."""
+    command = [sys.executable, str(ROOT / "bench" / "count_flops.py"),
+               *train_args(out, args, overrides)]
+    done = subprocess.run(command, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+                          capture_output=True, text=True)
+    shutil.rmtree(out, ignore_errors=True)
+    if done.returncode != 0:
+        sys.exit(f"run_cost: the counted run failed:\n{done.stderr[-2000:]}")
+    return int(json.loads(done.stdout.strip().splitlines()[-1])["flops"])
+
+
+def floor_rate(args, overrides: list[str]) -> tuple[float, str, int]:
+    """This CPU's matmul FLOP/s on the run's model shapes at its precision and threads
+    (``maspo.flops.matmul_throughput``), the precision and the threads."""
+    sys.path.insert(0, str(ROOT))  # this checkout's maspo, as side A runs it
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from maspo.config import load_config
+    from maspo.flops import ModelShape, matmul_throughput
+    from maspo.models import resolve_model
+    from maspo.precision import resolve_precision
+
+    config = load_config(args.preset_file, overrides)
+    precision = resolve_precision(config.train.precision, "cpu")
+    threads = config.train.threads or torch.get_num_threads()
+    with torch.device("meta"):  # the shapes only, no weights
+        model = AutoModelForCausalLM.from_config(
+            AutoConfig.from_pretrained(resolve_model(config.model.path)))
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    return matmul_throughput(ModelShape.of(model), dtype, "cpu"), precision, threads
 
 
 def imported_from(code: Path) -> str:
@@ -92,6 +139,9 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, help="held-out prompts (default: the preset's)")
     parser.add_argument("--a-override", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for this checkout (A) only; repeatable")
+    parser.add_argument("--floor", action="store_true",
+                        help="also count A's matmul FLOPs (one more, slower run) and print "
+                             "the A/B its matmuls alone take at this CPU's floor")
     parser.add_argument("overrides", nargs="*", help="section.key=value for both sides")
     args = parser.parse_intermixed_args()  # options may stand among the overrides
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktree
@@ -137,6 +187,10 @@ def main() -> None:
                 print(f"pair {pair + 1}: A {a.cpu:7.1f} CPU-s ({a.wall:6.1f} s wall)  "
                       f"B {b.cpu:7.1f} CPU-s ({b.wall:6.1f} s wall)  A/B {a.cpu / b.cpu:.2f}",
                       flush=True)
+            if args.floor:
+                flops = counted_flops(Path(tmp) / "run-counted", args,
+                                      args.overrides + args.a_override)
+                rate, precision, threads = floor_rate(args, args.overrides + args.a_override)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(base)], capture_output=True)
@@ -146,6 +200,13 @@ def main() -> None:
     total = sum(c.cpu for c in costs["A"]) / sum(c.cpu for c in costs["B"])
     print(f"CPU-seconds A/B: median of pairs {statistics.median(ratios):.2f}, "
           f"of totals {total:.2f} (pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
+    if args.floor:
+        seconds, b_median = flops / rate, statistics.median(c.cpu for c in costs["B"])
+        print(f"A's matmuls: {flops / 1e12:.2f} TFLOP (counted in one more run of A); at "
+              f"this CPU's {precision} floor on the model's shapes ({rate / 1e9:.0f} "
+              f"GFLOP/s, {threads} thread{'s' * (threads > 1)}) {seconds:.1f} CPU-s, "
+              f"{seconds / b_median:.2f} of B's median run: the lowest A/B here without "
+              "less matmul work")
 
 
 def _dirty() -> bool:

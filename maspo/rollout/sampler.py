@@ -78,8 +78,9 @@ PROMPT_PASS_ROWS = 1024
 at fp32: a longer pass runs in calls of whole prompts, as many as make about this many
 positions (``pass_bounds``), whose activations stay in the CPU's caches. The study's
 held-out set (256 prompts of 51 tokens, 24 columns each after the shared run) took
-16.5-17.0 CPU-s in calls of 1,152 positions against 18.6-19.3 in one call of 6,144 (an
-AMD EPYC, Zen 4, one thread). Every call keeps 16 rows or more (``SAME_BITS_ROWS``), so at
+15.7-16.1 CPU-s in 6 calls of 1,008-1,032 positions against 17.9-18.4 in one call of
+6,144, and 64 prompts of 199 tokens 33.8-35.8 against 38.5-38.8 (an AMD EPYC, Zen 4,
+one thread, alternated). Every call keeps 16 rows or more (``SAME_BITS_ROWS``), so at
 fp32 on one thread each prompt's values are the same bits either way. Not under autocast
 (whose bf16 kernels were not checked for that) nor on a GPU (where one large call is
 faster)."""
