@@ -13,10 +13,9 @@ import pytest
 import torch
 
 import maspo.rollout.sampler as sampler
-from maspo.logprobs import decoder_and_head
 from maspo.precision import autocast, prepare_model
 from maspo.rollout import LocalSampler, SamplingSettings
-from maspo.rollout.kv_cache import PreallocatedLayer, sampling_cache
+from maspo.rollout.kv_cache import PreallocatedLayer
 from maspo.testing import tiny_model, tiny_tokenizer
 
 SYSTEM = "You are a careful assistant. Answer with one number."
@@ -34,14 +33,6 @@ def model(tokenizer):
     return tiny_model(tokenizer, seed=4, hidden=576, layers=2).eval()
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # (more threads split a matmul by its rows)
-    yield
-    torch.set_num_threads(threads)
-
-
 def prompts(tokenizer, system: bool) -> list[str]:
     head = [{"role": "system", "content": SYSTEM}] if system else []
     return [tokenizer.apply_chat_template([*head, {"role": "user", "content": q}],
@@ -49,31 +40,20 @@ def prompts(tokenizer, system: bool) -> list[str]:
             for q in QUESTIONS]
 
 
-def encoded(model, tokenizer, texts, pass_rows: int, monkeypatch):
-    """``encode_prompts`` with ``PROMPT_PASS_ROWS`` = ``pass_rows``: the hidden states, the
-    cache and the rows of each decoder call."""
+def encoded(encode, model, tokenizer, texts, pass_rows: int, monkeypatch):
+    """``encode_prompts`` with ``PROMPT_PASS_ROWS`` = ``pass_rows`` (the ``encode``
+    fixture): the hidden states, the cache, the rows of each decoder call, the encoding."""
     monkeypatch.setattr(sampler, "PROMPT_PASS_ROWS", pass_rows)
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    decoder, _ = decoder_and_head(model)
-    calls = []
-    hook = decoder.register_forward_pre_hook(
-        lambda _, args, kwargs: calls.append(kwargs["input_ids"].numel()), with_kwargs=True)
-    try:
-        with torch.no_grad():
-            cache, cache_arg = sampling_cache(model, decoder, enc["input_ids"].shape[1] + 4)
-            hidden = sampler.encode_prompts(decoder, cache, cache_arg, enc["input_ids"],
-                                            enc["attention_mask"])
-    finally:
-        hook.remove()
-    return hidden, cache, calls, enc
+    return encode(model, tokenizer, texts)
 
 
 @pytest.mark.parametrize("system", [False, True], ids=["whole", "after-shared-run"])
 def test_a_pass_in_several_calls_leaves_the_same_bits(model, tokenizer, system, one_thread,
-                                                      monkeypatch):
+                                                      encode, monkeypatch):
     texts = prompts(tokenizer, system)
-    one_hidden, one, one_calls, enc = encoded(model, tokenizer, texts, 10**9, monkeypatch)
-    hidden, split, calls, _ = encoded(model, tokenizer, texts, 64, monkeypatch)
+    one_hidden, one, one_calls, enc = encoded(encode, model, tokenizer, texts, 10**9,
+                                              monkeypatch)
+    hidden, split, calls, _ = encoded(encode, model, tokenizer, texts, 64, monkeypatch)
     width = enc["input_ids"].shape[1]
     shared = 1 if system else 0  # the shared run's own call, for one prompt of each width
     assert len(one_calls) == 1 + shared
@@ -120,10 +100,12 @@ def test_the_calls_are_whole_prompts_of_sixteen_rows_or_more(monkeypatch):
         assert sampler.pass_bounds(256, 24, cpu) == [(0, 256)]
 
 
-def test_under_bf16_autocast_a_long_pass_stays_one_call(model, tokenizer, monkeypatch):
+def test_under_bf16_autocast_a_long_pass_stays_one_call(model, tokenizer, encode,
+                                                        monkeypatch):
     """bf16 matmul kernels were not checked to round a row alike at any row count."""
     bf16 = tiny_model(tokenizer, seed=4, hidden=576, layers=2).eval()
     prepare_model(bf16, "bf16")
     with autocast("bf16", "cpu"):
-        _, _, calls, _ = encoded(bf16, tokenizer, prompts(tokenizer, False), 64, monkeypatch)
+        _, _, calls, _ = encoded(encode, bf16, tokenizer, prompts(tokenizer, False), 64,
+                                 monkeypatch)
     assert len(calls) == 1

@@ -284,14 +284,6 @@ def test_bad_sampling_settings_are_refused(bad):
         SamplingSettings(**settings)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # (more threads split a matmul by its rows)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_groups_sampled_together_or_apart_get_the_same_bits(tokenizer, one_thread):
     """At the default model's width (576) the CPU's matmuls round a row otherwise at 1
     row, at 2-15 rows and from 16 up (an Intel CPU; an AMD one at 1-3 rows and from 4

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 
 import maspo.rollout.sampler as sampler
-from maspo.logprobs import decoder_and_head
 from maspo.precision import autocast, prepare_model
 from maspo.rollout import LocalSampler, SamplingSettings
-from maspo.rollout.kv_cache import PreallocatedLayer, sampling_cache
+from maspo.rollout.kv_cache import PreallocatedLayer
 from maspo.testing import tiny_model, tiny_tokenizer
 
 SYSTEM = "You are a careful assistant. Answer with one number."
@@ -69,23 +68,13 @@ def assert_same(a: torch.Tensor, b: torch.Tensor, exact: bool) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def encoded(model, tokenizer, prompts, saving: int, monkeypatch):
-    """``encode_prompts`` with ``MIN_PREFIX_SAVING`` = ``saving``: the hidden states, the
-    cache and the number of prompt positions the decoder computed."""
+def encoded(encode, model, tokenizer, prompts, saving: int, monkeypatch):
+    """``encode_prompts`` with ``MIN_PREFIX_SAVING`` = ``saving`` (the ``encode``
+    fixture): the hidden states, the cache, the number of prompt positions the decoder
+    computed and the encoding."""
     monkeypatch.setattr(sampler, "MIN_PREFIX_SAVING", saving)
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    decoder, _ = decoder_and_head(model)
-    computed = []
-    hook = decoder.register_forward_pre_hook(
-        lambda _, args, kwargs: computed.append(kwargs["input_ids"].numel()), with_kwargs=True)
-    try:
-        with torch.no_grad():
-            cache, cache_arg = sampling_cache(model, decoder, enc["input_ids"].shape[1] + 4)
-            hidden = sampler.encode_prompts(decoder, cache, cache_arg, enc["input_ids"],
-                                            enc["attention_mask"])
-    finally:
-        hook.remove()
-    return hidden, cache, sum(computed), enc
+    hidden, cache, calls, enc = encode(model, tokenizer, prompts)
+    return hidden, cache, sum(calls), enc
 
 
 def test_the_shared_run_is_found_in_left_padded_prompts(tokenizer, prompts):
@@ -104,10 +93,11 @@ def test_the_shared_run_is_found_in_left_padded_prompts(tokenizer, prompts):
 
 
 def test_shared_encoding_leaves_the_whole_batch_cache_bit_for_bit(model, tokenizer, prompts,
-                                                                  monkeypatch):
-    whole_hidden, whole, whole_work, enc = encoded(model, tokenizer, prompts, 10**9,
+                                                                  encode, monkeypatch):
+    whole_hidden, whole, whole_work, enc = encoded(encode, model, tokenizer, prompts, 10**9,
                                                    monkeypatch)
-    shared_hidden, shared, shared_work, _ = encoded(model, tokenizer, prompts, 0, monkeypatch)
+    shared_hidden, shared, shared_work, _ = encoded(encode, model, tokenizer, prompts, 0,
+                                                    monkeypatch)
     width = enc["input_ids"].shape[1]
     assert whole_work == len(prompts) * width
     # the system turn ran for one prompt of each of the 3 padding widths, not all 8
@@ -138,12 +128,13 @@ def test_sampled_completions_do_not_change(model, tokenizer, prompts, monkeypatc
     assert shared.texts == whole.texts and len(set(whole.texts)) > 10
 
 
-def test_under_bf16_autocast_the_prompts_run_whole(model, tokenizer, prompts, monkeypatch):
+def test_under_bf16_autocast_the_prompts_run_whole(model, tokenizer, prompts, encode,
+                                                  monkeypatch):
     """The bf16 cache stores keys rounded, which the prompts' fp32 attention would then
     read: there the shared encoding would not be exact, so it is not used."""
     bf16 = tiny_model(tokenizer, seed=2).eval()
     bf16.load_state_dict(model.state_dict())
     prepare_model(bf16, "bf16")
     with autocast("bf16", "cpu"):
-        _, _, work, enc = encoded(bf16, tokenizer, prompts, 0, monkeypatch)
+        _, _, work, enc = encoded(encode, bf16, tokenizer, prompts, 0, monkeypatch)
     assert work == enc["input_ids"].numel()
