@@ -26,6 +26,7 @@ from maspo.rollout import Rollout
 from maspo.run import prepare_run_dir
 from maspo.step_log import saved_rows
 from maspo.trainer import Trainer
+from maspo.update import deferred_rows
 
 PHASES = (("generate", "sampling"), ("old_logprobs", "old log-probs"), ("update", "updates"))
 GIGA = 1e9
@@ -72,16 +73,20 @@ class Steps:
 
 
 def step_flops(trainer: Trainer, shape: ModelShape, rollout: Rollout,
-               samples: list[dict]) -> dict[str, int]:
-    """Model FLOPs of a step's phases, from its rollout and saved completions (all rows)."""
+               samples: list[dict], step: int) -> dict[str, int]:
+    """Model FLOPs of step ``step``'s phases, from its rollout and saved completions (all
+    rows); the old-log-prob pass leaves the first update's rows to it (``deferred_rows``)."""
     g, rows = rollout.group_size, len(rollout.texts)
     prompts = rows // g
     rewards = torch.zeros(rows)  # (B,)
     for row, sample in zip(saved_rows(prompts, g, rows), samples, strict=True):
         rewards[row] = sample["reward"]
     advantages = adv_lib.estimate(trainer.config.loss.advantage, rewards, g)  # (B,)
-    forward = rollout_flops(shape, rollout)
-    return {"generate": forward, "old_logprobs": forward,
+    deferred = deferred_rows(rollout, advantages, trainer.update_settings,
+                             trainer.parts.step_seed(step))
+    scored = None if deferred is None else torch.nonzero(~deferred).squeeze(-1)
+    return {"generate": rollout_flops(shape, rollout),
+            "old_logprobs": rollout_flops(shape, rollout, scored),
             "update": update_flops(shape, rollout, torch.nonzero(advantages).squeeze(-1))}
 
 
@@ -101,7 +106,7 @@ def timed_steps(config: Config, workdir: Path, steps: int) -> Steps:
         cpu = time.process_time() - cpu
         if step > 1:
             out.times.append(result.record)
-            out.flops.append(step_flops(trainer, shape, engine.last, result.samples))
+            out.flops.append(step_flops(trainer, shape, engine.last, result.samples, step))
             out.cpu.append(cpu)
     del trainer, engine
     gc.collect()

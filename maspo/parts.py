@@ -35,6 +35,7 @@ from maspo.update import (
     Learner,
     TrainingStopped,
     UpdateSettings,
+    deferred_rows,
     old_policy_stats,
     policy_update,
     scoring_order,
@@ -200,9 +201,11 @@ class RunParts:
         advantages = adv_lib.estimate(c.loss.advantage, drawn.rewards, rollout.group_size)
         advantages = advantages.to(self.device)  # (B,)
         clock.lap("score")
-        order = scoring_order(rollout, advantages, settings, self.step_seed(step))
+        seed = self.step_seed(step)
+        order = scoring_order(rollout, advantages, settings, seed)
+        deferred = deferred_rows(rollout, advantages, settings, seed)  # the first update's
         with self.precision():  # each row scored in the micro-batch its update will use
-            old = old_policy_stats(learner, rollout, settings, order)
+            old = old_policy_stats(learner, rollout, settings, order, deferred)
         if c.loss.entropy_advantage:
             advantages = adv_lib.entropy_advantage(advantages, old.entropy,
                                                    rollout.completion_mask)  # (B, T)
@@ -211,7 +214,7 @@ class RunParts:
             state.entropy_coef, state.entropy_measured)
         with self.precision():
             update = policy_update(learner, rollout, old, advantages, settings,
-                                   seed=self.step_seed(step), bad_streak=state.bad_streak,
+                                   seed=seed, bad_streak=state.bad_streak,
                                    step=step, entropy=entropy)
         if settings.entropy_control is not None:  # (a fixed one stays in the config)
             state.entropy_coef = update.entropy.coef

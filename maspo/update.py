@@ -4,6 +4,12 @@
 log-probs and entropies, and the reference policy's log-probs when a KL term is on. In
 ``scoring_order`` it scores each row in the very micro-batch the update computes it in,
 so both passes run the same kernels on the same shapes and the first ratio is exactly 1.
+The rows the first update computes need no pass of their own (``deferred_rows``): the
+policy has not moved before that update, so its forward pass gives pi_old's log-probs and
+entropies, which it writes into the old statistics (``OldPolicyStats.fill``) before its
+loss reads them. With K updates per rollout that skips about 1/K of the old pass (all of
+it for K = 1) and changes no bit: the separate pass would have run the same kernels on the
+same micro-batch.
 ``policy_update`` then makes K optimizer updates on K disjoint mini-batches of the rollout,
 each holding whole prompt groups, prompts shuffled by the step's seed. From the second
 update on the policy has moved, the ratio leaves 1 and the objective's gate/clip acts.
@@ -61,6 +67,7 @@ class UpdateSettings:
     temperature: float  # the sampling temperature the log-probs are taken at
     max_new_tokens: int  # completion cap (the fixed normaliser of some aggregations)
     logprob_chunk: int | None  # tokens per lm_head chunk (None: maspo.logprobs' default)
+    defer_first: bool = True  # the first update scores its rows for pi_old (``deferred_rows``)
 
     @classmethod
     def of(cls, config: Config) -> UpdateSettings:
@@ -75,7 +82,8 @@ class UpdateSettings:
                    micro_batch_size=c.optim.micro_batch_size, grad_clip=c.optim.grad_clip,
                    max_bad_updates=c.optim.max_bad_updates,
                    temperature=c.rollout.temperature, max_new_tokens=c.rollout.max_new_tokens,
-                   logprob_chunk=c.model.logprob_chunk)
+                   logprob_chunk=c.model.logprob_chunk,
+                   defer_first=not c.loss.entropy_advantage)  # that reads pi_old's entropies
 
     @property
     def with_entropy(self) -> bool:
@@ -147,11 +155,27 @@ def completion_logprobs(model, rollout: Rollout, rows: Tensor, settings: UpdateS
 
 @dataclass
 class OldPolicyStats:
-    """The rollout scored once, before any update of this step."""
+    """The rollout scored once, before any update of this step (its ``deferred`` rows by
+    the first update's own forward pass, before its optimizer step)."""
 
     logprobs: Tensor  # (B, T) log pi_old of each completion token (0 on padding)
     entropy: Tensor  # (B, T) entropy of pi_old's next-token distribution
     ref_logprobs: Tensor | None  # (B, T) log pi_ref, when a KL term is on
+    deferred: Tensor | None = None  # (B,) bool: rows not scored yet (None: none)
+
+    def fill(self, rows: Tensor, stats: TokenStats) -> None:
+        """Write ``stats`` (b, t), the old policy's log-probs and entropies of the
+        deferred ``rows``, in; they are scored then."""
+        if self.deferred is None or not bool(self.deferred[rows].all()):
+            raise RuntimeError("only rows deferred to the first update can be filled in")
+        t = stats.logprobs.shape[1]
+        self.logprobs[rows, :t] = stats.logprobs.detach()
+        self.entropy[rows, :t] = stats.entropy.detach()
+        self.deferred[rows] = False
+
+    def pending(self, rows: Tensor) -> bool:
+        """Whether ``rows`` (a micro-batch) are deferred rows the caller must fill in."""
+        return self.deferred is not None and bool(self.deferred[rows].any())
 
 
 def _pad_to(values: Tensor, width: int) -> Tensor:
@@ -180,18 +204,31 @@ def rollout_logprobs(model, rollout: Rollout, settings: UpdateSettings,
 
 
 def old_policy_stats(learner: Learner, rollout: Rollout, settings: UpdateSettings,
-                     order: Sequence[Tensor] | None = None) -> OldPolicyStats:
+                     order: Sequence[Tensor] | None = None,
+                     deferred: Tensor | None = None) -> OldPolicyStats:
     """Old-policy log-probs and entropies (and reference log-probs), micro-batch by
     micro-batch in ``order`` (row indices; None: ``micro_batch_size`` rows at a time).
 
     With the ``scoring_order`` of a step, each row the update computes is scored here in
     the very micro-batch the first update computes it in: the two passes run the same
     kernels on the same shapes, so the first ratio is exactly 1 whatever the kernels do.
+    ``deferred`` ((B,) bool, from ``deferred_rows``) marks the rows whose policy
+    statistics are left to the first update (``policy_update`` fills them in); a
+    micro-batch of ``order`` holds only such rows or none. Reference log-probs cover
+    every row.
     """
-    logps, ents = rollout_logprobs(learner.model, rollout, settings, order, with_entropy=True)
+    policy_order = order
+    if deferred is not None:
+        if order is None:
+            raise ValueError("deferred rows need the step's scoring order")
+        if any(bool(deferred[rows].any()) != bool(deferred[rows].all()) for rows in order):
+            raise ValueError("a scoring micro-batch mixes deferred rows with others")
+        policy_order = [rows for rows in order if not bool(deferred[rows].any())]
+    logps, ents = rollout_logprobs(learner.model, rollout, settings, policy_order,
+                                   with_entropy=True)
     refs = None if learner.ref is None else rollout_logprobs(learner.ref, rollout, settings,
                                                              order)[0]
-    return OldPolicyStats(logps, ents, refs)
+    return OldPolicyStats(logps, ents, refs, None if deferred is None else deferred.clone())
 
 
 def minibatches(rollout: Rollout, settings: UpdateSettings, seed: int) -> list[Tensor]:
@@ -212,6 +249,19 @@ def active_rows(rollout: Rollout, minibatch: Tensor, advantages: Tensor,
         return minibatch
     row_adv = advantages.reshape(rollout.completion_mask.shape[0], -1)  # (B, 1) or (B, T)
     return minibatch[(row_adv[minibatch] != 0).any(-1).cpu()]
+
+
+def deferred_rows(rollout: Rollout, advantages: Tensor, settings: UpdateSettings,
+                  seed: int) -> Tensor | None:
+    """(B,) bool: the rows the step's first update (``policy_update`` with ``seed``)
+    computes, whose old-policy statistics its own forward pass gives (None: with
+    ``settings.defer_first`` off, when the advantages need the old entropies first)."""
+    if not settings.defer_first:
+        return None
+    deferred = torch.zeros(rollout.completion_mask.shape[0], dtype=torch.bool)
+    deferred[active_rows(rollout, minibatches(rollout, settings, seed)[0], advantages,
+                         settings)] = True
+    return deferred
 
 
 def scoring_order(rollout: Rollout, advantages: Tensor, settings: UpdateSettings,
@@ -270,7 +320,10 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
     settings' fixed one)."""
     s = settings
     coef = s.entropy_coef if entropy_coef is None else entropy_coef
-    stats = completion_logprobs(model, rollout, rows, s, with_entropy=s.with_entropy)
+    fill = old.pending(rows)  # the first update: its pass gives pi_old's statistics too
+    stats = completion_logprobs(model, rollout, rows, s, with_entropy=s.with_entropy or fill)
+    if fill:
+        old.fill(rows, stats)
     t = stats.logprobs.shape[1]
     mask = rollout.completion_mask[rows, :t]  # (b, t)
     old_logp = old.logprobs[rows, :t]  # (b, t)
@@ -293,7 +346,7 @@ def micro_loss(model, rollout: Rollout, rows: Tensor, old: OldPolicyStats, advan
         loss = loss + s.kl_coef * aggregate(kl, mask, s.aggregation, **counts)
         metrics["kl_ref"] = ((kl * mask).sum().item() / max(n_tok, 1.0), n_tok)
     entropy = None
-    if stats.entropy is not None:
+    if s.with_entropy:
         entropy = ((stats.entropy.detach() * mask).sum(), mask.sum())
     if coef > 0:
         loss = loss - coef * aggregate(stats.entropy, mask, s.aggregation, **counts)
@@ -375,6 +428,9 @@ def policy_update(learner: Learner, rollout: Rollout, old: OldPolicyStats, advan
     for minibatch in minibatches(rollout, settings, seed):
         grad = minibatch_backward(learner, rollout, minibatch, old, advantages, settings,
                                   result.entropy.applied(control))
+        if old.deferred is not None and bool(old.deferred.any()):
+            raise RuntimeError("the first update left rows deferred to it unscored; they "
+                               "cannot be scored at the old policy once it moves")
         result.metrics += grad.metrics
         result.tokens.append(TokenRecord.cat(grad.tokens))
         norm = torch.nn.utils.clip_grad_norm_(learner.params, settings.grad_clip or math.inf)
