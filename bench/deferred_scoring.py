@@ -2,7 +2,8 @@
 scoring its own rows for pi_old, against scoring every row first.
 
 Not a test. One trainer (``--config``, default the ``maspo`` preset on the embedded
-default model) samples one step's rollout; its learning phase (``RunParts.learn``: the
+default model) samples one step's rollout (with ``rollout.filter_groups``, its untied
+groups, as the trainer draws them); its learning phase (``RunParts.learn``: the
 old-policy pass and the K updates) then runs again and again from the same weights and a
 fresh optimizer, alternating the two ways (``UpdateSettings.defer_first`` on and off),
 on one torch thread, so CPU time is the work done. Printed per way: the CPU seconds of
@@ -45,7 +46,11 @@ def main() -> None:
                                            "train.save_every=0"])
         trainer = Trainer(config, prepare_run_dir(config, Path(tmp) / "run"))
         parts = trainer.parts
-        drawn = parts.draw(1, 0, TrainState(), parts.splits.train_slots(), Clock(parts.device))
+        slots, clock = parts.splits.train_slots(), Clock(parts.device)
+        if config.rollout.filter_groups:  # the groups with a signal, as the trainer draws them
+            drawn, _ = parts.draw_untied(1, TrainState(), slots, clock)
+        else:
+            drawn = parts.draw(1, 0, TrainState(), slots, clock)
         start = {k: v.clone() for k, v in parts.model.state_dict().items()}
         ways = {"deferred": trainer.update_settings,
                 "scored first": dataclasses.replace(trainer.update_settings, defer_first=False)}
