@@ -5,7 +5,7 @@ Not a test. One trainer (``--config``, default the ``maspo`` preset on the embed
 default model) samples one step's rollout (with ``rollout.filter_groups``, its untied
 groups, as the trainer draws them); its learning phase (``RunParts.learn``: the
 old-policy pass and the K updates) then runs again and again from the same weights and a
-fresh optimizer, alternating the two ways (``UpdateSettings.defer_first`` on and off),
+fresh optimizer (after one untimed run), alternating the two ways (``UpdateSettings.defer_first`` on and off),
 on one torch thread, so CPU time is the work done. Printed per way: the CPU seconds of
 the old-policy pass and of the updates, each round's ratio of the whole learning phase
 (deferred / scored first), their median, and whether the two ways ended with the same
@@ -56,6 +56,8 @@ def main() -> None:
                 "scored first": dataclasses.replace(trainer.update_settings, defer_first=False)}
         times: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
         weights: dict[str, dict[str, torch.Tensor]] = {}
+        parts.learn(parts.learner(), ways["deferred"], 1, TrainState(), drawn,
+                    Clock(parts.device))  # untimed: first-touch memory and lazy set-up
         for round_ in range(args.rounds):
             names = list(ways) if round_ % 2 == 0 else list(reversed(ways))
             for name in names:
