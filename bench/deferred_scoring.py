@@ -5,8 +5,9 @@ Not a test. One trainer (``--config``, default the ``maspo`` preset on the embed
 default model) samples one step's rollout (with ``rollout.filter_groups``, its untied
 groups, as the trainer draws them); its learning phase (``RunParts.learn``: the
 old-policy pass and the K updates) then runs again and again from the same weights and a
-fresh optimizer (after one untimed run), alternating the two ways (``UpdateSettings.defer_first`` on and off),
-on one torch thread, so CPU time is the work done. Printed per way: the CPU seconds of
+fresh optimizer (after one untimed run), alternating the two ways
+(``UpdateSettings.defer_first`` on and off), on one torch thread, so CPU time is the work
+done. Printed per way: the CPU seconds of
 the old-policy pass and of the updates, each round's ratio of the whole learning phase
 (deferred / scored first), their median, and whether the two ways ended with the same
 weights (they should, bit for bit).
